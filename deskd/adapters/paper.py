@@ -1,0 +1,203 @@
+"""Paper broker: simulated fills under the desk's bar and fill contract, with its cost model.
+
+Fill rules (DESIGN.md, "The bar contract"):
+
+* a market order decided at the close of bar t fills at the OPEN of the symbol's next bar;
+* the bracket (stop-loss, take-profit) is set on the fill, ``sl_pips``/``tp_pips`` away from
+  the fill price, and rests: the entry bar counts (its high/low come after the open fill);
+* a bar that opens through a level fills at the open (worse than the stop, better than the
+  target), never at the level;
+* a bar touching both levels fills the stop (``sl_first``, default), the target
+  (``tp_first``), or the level nearer the bar's open (``open_proximity``, ties to the stop);
+* :meth:`close_at_last` closes what is left at the last close (EOD).
+
+Costs, per side, in pips (the trader always pays): spread_pips x spread_mult / 2 +
+slippage_pips, where slippage_pips = (slip_base + slip_k x TR(t+1) / ATR(t)) x slippage_mult
+(x spike_mult when the scenario has spikes and TR(t+1)/ATR(t) > spike_tr_atr_th) +
+slippage_add_pips. TR(t+1) is the true range of the fill bar and ATR(t) Wilder's ATR at the
+close before it; while ATR is undefined the ratio counts as 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deskd.configs.models import CostsConfig, ScenarioConfig
+from deskd.daemon.bus import Bus
+from deskd.daemon.events import BarClosed, Fill, Intent, OrderAccepted, OrderIntent
+from deskd.risk.money import Instrument
+from deskd.strategies.indicators import ATR
+
+
+class CostModel:
+    """Per-side cost in pips for one scenario (see module docstring)."""
+
+    def __init__(self, costs: CostsConfig, scenario: ScenarioConfig):
+        s = costs.slippage
+        self.half_spread_pips = {}
+        self._costs = costs
+        self.spread_mult = scenario.spread_mult
+        self.slip_base = s.slip_base_pips
+        self.slip_k = s.slip_k_pips
+        self.slip_mult = scenario.slippage_mult
+        self.slip_add = scenario.slippage_add_pips
+        self.spike_th = s.spike_tr_atr_th
+        self.spike_mult = s.spike_mult if scenario.spikes else 1.0
+
+    def side_cost_pips(self, symbol: str, tr_atr: float) -> float:
+        """Cost of one side of a fill in pips, given TR(fill bar) / ATR(close before)."""
+        half = self.half_spread_pips.get(symbol)
+        if half is None:
+            half = self.half_spread_pips[symbol] = self._costs.spread_for(symbol) * self.spread_mult / 2.0
+        slip = (self.slip_base + self.slip_k * tr_atr) * self.slip_mult
+        if tr_atr > self.spike_th:
+            slip *= self.spike_mult
+        return half + slip + self.slip_add
+
+
+@dataclass(slots=True)
+class _Position:
+    order: OrderIntent
+    side: int
+    units: float
+    sl_price: float
+    tp_price: float | None
+
+
+class PaperBroker:
+    """Simulated broker. Subscribe :meth:`on_bar` to BarClosed BEFORE the indicators update:
+    it reads each symbol's ATR as of the previous close.
+
+    ``atr`` maps symbol -> the shared Wilder ATR the cost model uses. Fills and acceptances are
+    published on ``bus``. Raises KeyError on an order for a symbol it does not know.
+    """
+
+    def __init__(self, bus: Bus, instruments: dict[str, Instrument], cost: CostModel,
+                 atr: dict[str, ATR], intrabar_policy: str = "sl_first"):
+        self.bus = bus
+        self.instruments = instruments
+        self.cost = cost
+        self.atr = atr
+        self.policy = intrabar_policy
+        self.pending: dict[str, list[OrderIntent]] = {}
+        self.positions: dict[str, _Position] = {}
+        self.last_bar: dict[str, BarClosed] = {}
+
+    # -- orders -------------------------------------------------------------------------
+    def submit(self, order: OrderIntent) -> None:
+        """Accept a market order; it fills at the open of the symbol's next bar."""
+        if order.symbol not in self.instruments:
+            raise KeyError(f"paper broker: unknown symbol {order.symbol}")
+        self.pending.setdefault(order.symbol, []).append(order)
+        self.bus.publish(OrderAccepted(order.bar_ts, order.client_order_id))
+
+    def cancel_pending(self, symbol: str | None = None) -> list[OrderIntent]:
+        """Drop unfilled orders (all symbols when ``symbol`` is None); returns them."""
+        if symbol is None:
+            out = [o for orders in self.pending.values() for o in orders]
+            self.pending.clear()
+        else:
+            out = self.pending.pop(symbol, [])
+        return out
+
+    # -- the market moves ---------------------------------------------------------------
+    def on_bar(self, bar: BarClosed) -> None:
+        sym = bar.symbol
+        self.last_bar[sym] = bar
+        if sym in self.pending:
+            tr_atr = self._tr_atr(bar)
+            for order in self.pending.pop(sym):
+                self._fill_market(order, bar, bar.open, tr_atr, order.exit_reason)
+        pos = self.positions.get(sym)
+        if pos is not None:
+            self._check_bracket(pos, bar)
+
+    def _tr_atr(self, bar: BarClosed) -> float:
+        """TR of ``bar`` over ATR at the previous close (0 while ATR is undefined)."""
+        atr = self.atr[bar.symbol]
+        a = atr.value
+        pc = atr.prev_close
+        if not a > 0.0 or pc != pc:
+            return 0.0
+        h, l = bar.high, bar.low
+        return max(h - l, abs(h - pc), abs(l - pc)) / a
+
+    def _fill_market(self, order: OrderIntent, bar: BarClosed, ref: float, tr_atr: float,
+                     exit_reason: str | None) -> None:
+        sym = order.symbol
+        pip = self.instruments[sym].pip_size
+        cost = self.cost.side_cost_pips(sym, tr_atr)
+        if order.intent is Intent.ENTRY:
+            side = order.side
+            price = ref + side * cost * pip
+            sl = price - side * order.sl_pips * pip
+            tp = None if order.tp_pips is None else price + side * order.tp_pips * pip
+            self.positions[sym] = _Position(order, side, order.units, sl, tp)
+            self.bus.publish(Fill(bar.bar_ts, order.client_order_id, sym, order.strategy_id,
+                                  side, order.units, Intent.ENTRY, ref, price, cost,
+                                  sl_price=sl, tp_price=tp))
+            return
+        pos = self.positions.pop(sym, None)
+        if pos is None:
+            return  # nothing to exit: already stopped out
+        self._publish_exit(pos, bar.bar_ts, ref, cost, exit_reason or "MARKET", order.client_order_id)
+
+    def _publish_exit(self, pos: _Position, ts: int, ref: float, cost: float, reason: str,
+                      order_id: str) -> None:
+        pip = self.instruments[pos.order.symbol].pip_size
+        price = ref - pos.side * cost * pip
+        self.bus.publish(Fill(ts, order_id, pos.order.symbol, pos.order.strategy_id, -pos.side,
+                              pos.units, Intent.EXIT, ref, price, cost, exit_reason=reason))
+
+    def _check_bracket(self, pos: _Position, bar: BarClosed) -> None:
+        o, h, l = bar.open, bar.high, bar.low
+        sl, tp = pos.sl_price, pos.tp_price
+        if pos.side > 0:
+            if o <= sl:
+                hit = ("SL", o)
+            elif tp is not None and o >= tp:
+                hit = ("TP", o)
+            else:
+                sl_hit = l <= sl
+                tp_hit = tp is not None and h >= tp
+                hit = self._pick(sl_hit, tp_hit, sl, tp, o)
+        else:
+            if o >= sl:
+                hit = ("SL", o)
+            elif tp is not None and o <= tp:
+                hit = ("TP", o)
+            else:
+                sl_hit = h >= sl
+                tp_hit = tp is not None and l <= tp
+                hit = self._pick(sl_hit, tp_hit, sl, tp, o)
+        if hit is None:
+            return
+        reason, ref = hit
+        del self.positions[pos.order.symbol]
+        cost = self.cost.side_cost_pips(pos.order.symbol, self._tr_atr(bar))
+        self._publish_exit(pos, bar.bar_ts, ref, cost, reason, f"{pos.order.client_order_id}:{reason}")
+
+    def _pick(self, sl_hit: bool, tp_hit: bool, sl: float, tp: float | None, o: float):
+        if sl_hit and tp_hit:
+            if self.policy == "tp_first":
+                return ("TP", tp)
+            if self.policy == "open_proximity" and abs(tp - o) < abs(o - sl):
+                return ("TP", tp)
+            return ("SL", sl)
+        if sl_hit:
+            return ("SL", sl)
+        if tp_hit:
+            return ("TP", tp)
+        return None
+
+    def close_at_last(self, reason: str = "EOD") -> None:
+        """Close every open position at its symbol's last close (end of replayed data)."""
+        for sym in list(self.positions):
+            pos = self.positions.pop(sym)
+            bar = self.last_bar[sym]
+            atr = self.atr[sym]
+            prev = atr.prev_value
+            tr_atr = atr.tr / prev if prev > 0.0 else 0.0
+            cost = self.cost.side_cost_pips(sym, tr_atr)
+            self._publish_exit(pos, bar.close_ts, bar.close, cost, reason,
+                               f"{pos.order.client_order_id}:{reason}")

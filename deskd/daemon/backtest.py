@@ -1,0 +1,211 @@
+"""``deskd backtest``: the desk fed by the replay adapter, once per cost scenario.
+
+Outputs (one folder): trades.csv, equity.csv, decisions.csv, report.json, config.yaml.
+They are written into a hidden sibling folder that is renamed into place only when every
+scenario has finished, so a failed run never leaves a folder that looks like a result.
+report.json holds no wall-clock figures, so two runs on the same inputs are byte-identical.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from deskd import __version__
+from deskd.adapters.replay import ReplayFeed
+from deskd.configs.loader import dump_config
+from deskd.configs.models import DeskConfig
+from deskd.daemon.engine import Desk
+from deskd.daemon.events import Decision, StateChanged, Trade
+from deskd.daemon.journal import (DECISION_COLUMNS, EQUITY_COLUMNS, TRADE_COLUMNS, CsvJournal,
+                                  DecisionWriter, iso, trade_row)
+from deskd.research.metrics import trade_metrics
+
+
+class BacktestInputError(ValueError):
+    """The backtest cannot start: a symbol without data, an unknown scenario, an output clash."""
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    bars: int
+    trades: list[Trade]
+    equity_rows: list[tuple]
+    final_equity_usd: float
+    max_dd: tuple[float, float]
+    decisions: dict[str, int]
+    files: dict
+    transitions: list[StateChanged] = field(default_factory=list)
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_inputs(cfg: DeskConfig, scenarios: list[str]) -> None:
+    """Raise BacktestInputError for a universe symbol without a data file or an unknown
+    scenario name."""
+    missing = [s for s in cfg.universe.symbols if s not in cfg.data.files]
+    if missing:
+        raise BacktestInputError(f"no bar file for {', '.join(missing)}: add data.files."
+                                 f"{missing[0]} to the config or pass --data {missing[0]}=PATH")
+    unknown = [s for s in scenarios if s not in cfg.costs.scenarios]
+    if unknown:
+        raise BacktestInputError(f"unknown scenario(s) {', '.join(unknown)}; the config defines "
+                                 f"{', '.join(cfg.costs.scenarios)}")
+
+
+def run_scenario(cfg: DeskConfig, scenario: str, decisions: CsvJournal | None,
+                 progress: Callable[[int], None] | None = None) -> ScenarioResult:
+    """Replay every bar through a fresh Desk with ``scenario``'s costs."""
+    desk = Desk(cfg, scenario)
+    writer = None
+    if decisions is not None:
+        writer = DecisionWriter(decisions, scenario, desk.tf_s)
+        desk.bus.subscribe(Decision, writer)
+    transitions: list[StateChanged] = []
+    desk.bus.subscribe(StateChanged, transitions.append)
+    feed = ReplayFeed({s: cfg.data.files[s] for s in cfg.universe.symbols}, cfg.data.timezone,
+                      desk.tf_s)
+    bars = desk.replay(feed, progress)
+    lg = desk.ledger
+    files = {s: {"bars": st.bars, "first_bar": iso(st.first_ts), "last_bar": iso(st.last_ts)}
+             for s, st in feed.stats.items()}
+    return ScenarioResult(scenario, bars, lg.closed, lg.equity_rows, lg.equity_usd,
+                          (lg.max_dd_usd, lg.max_dd_frac), writer.counts if writer else {},
+                          files, transitions)
+
+
+def _daily(res: ScenarioResult) -> tuple[list[int], list[float], list[float]]:
+    """Day-start times, equity at each day start, and daily returns of the whole account."""
+    marks = [(ts, eq) for ts, kind, eq, _, _ in res.equity_rows if kind in ("DAY", "END")]
+    starts = [ts for ts, _ in marks[:-1]]
+    equity = [eq for _, eq in marks[:-1]]
+    rets = [marks[i + 1][1] / marks[i][1] - 1.0 for i in range(len(marks) - 1)]
+    return starts, equity, rets
+
+
+def _subset_daily(trades: list[Trade], starts: list[int], equity: list[float]) -> list[float]:
+    pnl = [0.0] * len(starts)
+    for t in trades:
+        i = bisect.bisect_right(starts, t.exit_ts) - 1
+        if 0 <= i < len(pnl):
+            pnl[i] += t.pnl_usd
+    return [p / e for p, e in zip(pnl, equity)]
+
+
+def scenario_report(cfg: DeskConfig, res: ScenarioResult) -> dict:
+    start_eq = cfg.account.starting_equity_usd
+    starts, equity, rets = _daily(res)
+    groups: dict[str, dict[str, list[Trade]]] = {"by_strategy": defaultdict(list),
+                                                 "by_symbol": defaultdict(list),
+                                                 "by_regime": defaultdict(list),
+                                                 "by_exit_reason": defaultdict(list)}
+    for t in res.trades:
+        groups["by_strategy"][t.strategy_id].append(t)
+        groups["by_symbol"][t.symbol].append(t)
+        groups["by_regime"][t.regime].append(t)
+        groups["by_exit_reason"][t.exit_reason].append(t)
+    out = {
+        "bars": res.bars,
+        "final_equity_usd": round(res.final_equity_usd, 2),
+        "return_frac": round(res.final_equity_usd / start_eq - 1.0, 6),
+        "trading_days": len(rets),
+        "overall": trade_metrics(res.trades, start_eq, rets, res.max_dd),
+    }
+    for name, by in groups.items():
+        out[name] = {k: trade_metrics(v, start_eq, _subset_daily(v, starts, equity))
+                     for k, v in sorted(by.items())}
+    traded = res.decisions.get("traded", 0)
+    out["decisions"] = {"signals": sum(res.decisions.values()), "traded": traded,
+                        "skipped": {k: v for k, v in sorted(res.decisions.items()) if k != "traded"}}
+    out["state_transitions"] = [{"time": iso(e.bar_ts), "from": e.old, "to": e.new,
+                                 "trigger": e.trigger, "reason": e.reason} for e in res.transitions]
+    return out
+
+
+def build_report(cfg: DeskConfig, feed_stats: dict, results: list[ScenarioResult]) -> dict:
+    return {
+        "deskd_version": __version__,
+        "desk": cfg.desk,
+        "timeframe": cfg.universe.timeframe,
+        "config_sha256": hashlib.sha256(dump_config(cfg).encode()).hexdigest(),
+        "data": feed_stats,
+        "starting_equity_usd": cfg.account.starting_equity_usd,
+        "scenarios": {r.scenario: scenario_report(cfg, r) for r in results},
+    }
+
+
+def _prepare_out(out: Path, force: bool) -> Path:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise BacktestInputError(f"{out} exists and is not empty; choose another --out or pass --force")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+
+
+def _publish_out(tmp: Path, out: Path) -> None:
+    if out.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, trash / "old")
+        os.replace(tmp, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool = False,
+                 on_scenario_start: Callable[[str], Callable[[int], None] | None] | None = None,
+                 ) -> dict:
+    """Run every scenario and write the outputs to ``out`` atomically; returns the report.
+
+    Raises BacktestInputError (inputs), BarFileError (a bad bar file); on any error the
+    partial folder is removed and ``out`` is left as it was.
+    """
+    check_inputs(cfg, scenarios)
+    tmp = _prepare_out(out, force)
+    try:
+        results = []
+        with open(tmp / "decisions.csv", "w", newline="") as dfh:
+            journal = CsvJournal(dfh, DECISION_COLUMNS)
+            for scn in scenarios:
+                progress = on_scenario_start(scn) if on_scenario_start else None
+                results.append(run_scenario(cfg, scn, journal, progress))
+            journal.flush()
+        feed_stats = {}
+        for sym in cfg.universe.symbols:
+            path = cfg.data.files[sym]
+            feed_stats[sym] = {"path": path, "sha256": _sha256(path), "timezone": cfg.data.timezone,
+                               **results[0].files[sym]}
+        with open(tmp / "trades.csv", "w", newline="") as fh:
+            j = CsvJournal(fh, TRADE_COLUMNS)
+            for r in results:
+                for t in r.trades:
+                    j.write(trade_row(t, r.scenario))
+            j.flush()
+        with open(tmp / "equity.csv", "w", newline="") as fh:
+            j = CsvJournal(fh, EQUITY_COLUMNS)
+            for r in results:
+                for ts, kind, eq, bal, n_open in r.equity_rows:
+                    j.write([r.scenario, iso(ts), kind, round(eq, 2), round(bal, 2), n_open])
+            j.flush()
+        report = build_report(cfg, feed_stats, results)
+        (tmp / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+        (tmp / "config.yaml").write_text(dump_config(cfg))
+        _publish_out(tmp, out)
+        return report
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,242 @@
+"""The desk: every handler of the bar-close pipeline, wired on one bus.
+
+Per bar of symbol S (handlers of BarClosed, in this order):
+
+1. ``on_bar_open``  - trading-day roll: day/week anchors, daily equity mark, lift of an expired
+                      drawdown halt (before anything of the new day happens);
+2. broker.on_bar    - pending market orders fill at the open, resting brackets fill in the bar;
+3. ledger.on_bar    - positions marked at the close, MAE/MFE, hold_bars;
+4. ``on_bar_close`` - drawdown check, S's indicators and regime, strategies, time stops, then
+                      for any signals: position check -> conflict resolution -> guard and
+                      state -> allocator and caps -> order to the broker. Every signal becomes
+                      a Decision event: TRADED, or SKIPPED with its reason.
+
+The same Desk runs a backtest (replay feed + paper broker) and, later, the live daemon.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from deskd.adapters.paper import CostModel, PaperBroker
+from deskd.adapters.replay import ReplayFeed
+from deskd.configs.models import DeskConfig
+from deskd.daemon.bus import Bus
+from deskd.daemon.events import (BarClosed, Decision, Fill, Intent, OrderIntent, PositionClosed,
+                                 SignalIntent, StateChanged)
+from deskd.daemon.ledger import Ledger
+from deskd.daemon.state import StateMachine, Trigger
+from deskd.risk.allocator import Allocator
+from deskd.risk.conflict import resolve
+from deskd.risk.guard import DrawdownGuard, TradingCalendar
+from deskd.risk.money import Instrument, QuoteConverter
+from deskd.strategies import STRATEGY_CLASSES
+from deskd.strategies.indicators import IndicatorBook
+from deskd.strategies.regime import RegimeTagger
+
+TRADED = "TRADED"
+SKIPPED = "SKIPPED"
+
+
+class Desk:
+    """One desk on one bus: strategies, risk, guard, state machine, broker and ledger.
+
+    ``scenario`` names the cost scenario (a key of ``cfg.costs.scenarios``); it is part of
+    every client order id, so scenarios of one backtest never share ids.
+    Raises KeyError for an unknown scenario, ValueError for a universe whose quote currencies
+    cannot be converted to USD.
+    """
+
+    def __init__(self, cfg: DeskConfig, scenario: str = "A", bus: Bus | None = None):
+        self.cfg = cfg
+        self.scenario = scenario
+        self.bus = bus or Bus()
+        self.tf_s = cfg.universe.timeframe_s
+        syms = cfg.universe.symbols
+        self.instruments = {s: Instrument.parse(s) for s in syms}
+        self.conv = QuoteConverter(self.instruments)
+        risk = cfg.risk
+
+        self.books = {s: IndicatorBook() for s in syms}
+        self.regimes = {s: RegimeTagger(self.books[s].atr(cfg.regime.atr_period),
+                                        cfg.regime.vol_z_window, cfg.regime.vol_z_low,
+                                        cfg.regime.vol_z_high, cfg.regime.spike_tr_atr_th)
+                        for s in syms}
+        self.strategies: dict[str, list] = {s: [] for s in syms}
+        self.max_hold_bars: dict[str, int] = {}
+        for sid, scfg in cfg.strategies.enabled().items():
+            self.max_hold_bars[sid] = scfg.max_hold_bars or risk.max_hold_bars
+            for s in cfg.strategy_symbols(sid):
+                self.strategies[s].append(STRATEGY_CLASSES[sid](
+                    s, self.instruments[s].pip_size, scfg, self.books[s], self.regimes[s]))
+        cost_atr = {s: self.books[s].atr(cfg.costs.slippage.atr_period) for s in syms}
+
+        self.state = StateMachine(risk.max_execution_errors, risk.clean_executions_to_recover,
+                                  risk.degraded_risk_scale)
+        self.guard = DrawdownGuard(TradingCalendar(risk.day_roll_time, risk.day_roll_timezone),
+                                   risk.dd_day_limit_frac, risk.dd_week_limit_frac)
+        self.allocator = Allocator(risk, self.instruments, self.conv)
+        self.broker = PaperBroker(self.bus, self.instruments,
+                                  CostModel(cfg.costs, cfg.costs.scenarios[scenario]), cost_atr,
+                                  cfg.bar_contract.intrabar_policy)
+        self.ledger = Ledger(self.bus, self.instruments, self.conv,
+                             cfg.account.starting_equity_usd, self.tf_s)
+        self._entry_pending: dict[str, str] = {}
+        self._exit_pending: set[str] = set()
+        self._last_checked_equity = self.ledger.equity_usd
+        # per symbol: (indicator update, regime update, strategies)
+        self._per_symbol = {s: (self.books[s].update, self.regimes[s].update, tuple(self.strategies[s]))
+                            for s in syms}
+        self.last_bar_ts: int | None = None
+
+        b = self.bus
+        b.subscribe(BarClosed, self.on_bar_open)
+        b.subscribe(BarClosed, self.broker.on_bar)
+        b.subscribe(BarClosed, self.ledger.on_bar)
+        b.subscribe(BarClosed, self.on_bar_close)
+        b.subscribe(Fill, self.ledger.on_fill)
+        b.subscribe(Fill, self.on_fill)
+        b.subscribe(PositionClosed, self.on_position_closed)
+
+    # -- per-bar path -----------------------------------------------------------------------
+    def on_bar_open(self, bar: BarClosed) -> None:
+        ts = bar.bar_ts
+        self.last_bar_ts = ts
+        g = self.guard
+        if ts < g.next_roll_ts:
+            return
+        self.ledger.mark(ts)
+        g.roll(ts, self.ledger.equity_usd)
+        self._last_checked_equity = self.ledger.equity_usd
+        if g.expired(ts):
+            self._emit(self.state.fire(Trigger.DD_HALT_EXPIRED, ts, "drawdown halt reached its anchor"))
+
+    def on_bar_close(self, bar: BarClosed) -> None:
+        eq = self.ledger.equity_usd
+        if eq != self._last_checked_equity:
+            self._last_checked_equity = eq
+            v = self.guard.check(bar.bar_ts, eq)
+            if v is not None:
+                self._emit(self.state.fire(Trigger.DD_BREACH, bar.bar_ts, v.reason))
+        sym = bar.symbol
+        update, regime, strategies = self._per_symbol[sym]
+        c = bar.close
+        update(bar.high, bar.low, c)
+        regime(c)
+        signals = None
+        for st in strategies:
+            s = st.on_bar(bar)
+            if s is not None:
+                if signals is None:
+                    signals = [s]
+                else:
+                    signals.append(s)
+        t = self.ledger.open.get(sym)
+        if t is not None and t.hold_bars >= self.max_hold_bars[t.strategy_id] \
+                and sym not in self._exit_pending:
+            self._exit(bar, t.strategy_id, t.side, t.units, "TIME")
+        if signals is not None:
+            self._decide(bar, signals)
+
+    # -- decisions --------------------------------------------------------------------------
+    def _decide(self, bar: BarClosed, signals: list[SignalIntent]) -> None:
+        sym = bar.symbol
+        if sym in self.ledger.open or sym in self._entry_pending:
+            for s in signals:
+                self._record(s, SKIPPED, "position_open")
+            return
+        winner, losers = resolve(signals, self.cfg.risk.conflict_policy, self.cfg.risk.priority)
+        for s, why in losers:
+            self._record(s, SKIPPED, why)
+        if winner is None:
+            return
+        verdict = self.guard.verdict()
+        if not verdict.allow_entries:
+            self._record(winner, SKIPPED, f"guard:{verdict.code}_halt")
+            return
+        if not self.state.allows_entries:
+            self._record(winner, SKIPPED, f"state:{self.state.state.value}")
+            return
+        alloc = self.allocator.size(sym, winner.strategy_id, winner.sl_pips, bar.close,
+                                    self.ledger.equity_usd, self.state.risk_scale)
+        if alloc.skip is not None:
+            self._record(winner, SKIPPED, alloc.skip)
+            return
+        oid = self.order_id(sym, bar.bar_ts, "ENTRY")
+        order = OrderIntent(oid, bar.bar_ts, sym, winner.strategy_id, winner.side, alloc.units,
+                            Intent.ENTRY, winner.sl_pips, winner.tp_pips, alloc.risk_usd)
+        self.allocator.book(oid, sym, winner.strategy_id, alloc)
+        self.ledger.expect(order, winner)
+        self._entry_pending[sym] = oid
+        self.bus.publish(order)
+        self.broker.submit(order)
+        self._record(winner, TRADED, "traded", oid)
+
+    def _exit(self, bar: BarClosed, strategy_id: str, side: int, units: float, reason: str) -> None:
+        oid = self.order_id(bar.symbol, bar.bar_ts, f"EXIT-{reason}")
+        order = OrderIntent(oid, bar.bar_ts, bar.symbol, strategy_id, -side, units, Intent.EXIT,
+                            exit_reason=reason)
+        self._exit_pending.add(bar.symbol)
+        self.bus.publish(order)
+        self.broker.submit(order)
+
+    def order_id(self, symbol: str, bar_ts: int, intent: str) -> str:
+        """Client order id from (desk, scenario, symbol, bar time, intent): a bar decided twice
+        yields the same id, so a retried submission cannot open a second position."""
+        return f"{self.cfg.desk}-{self.scenario}-{symbol}-{bar_ts}-{intent}"
+
+    def _record(self, s: SignalIntent, action: str, reason: str, oid: str | None = None) -> None:
+        self.bus.publish(Decision(s.bar_ts, s.symbol, s.strategy_id, s.side, action, reason,
+                                  s.sl_pips, s.tp_pips, s.regime, oid))
+
+    def _emit(self, ev: StateChanged | None) -> None:
+        if ev is not None:
+            self.bus.publish(ev)
+
+    # -- broker reports ---------------------------------------------------------------------
+    def on_fill(self, f: Fill) -> None:
+        if f.intent is Intent.ENTRY:
+            self._entry_pending.pop(f.symbol, None)
+            self._emit(self.state.execution_ok(f.bar_ts))
+        else:
+            self._exit_pending.discard(f.symbol)
+
+    def on_position_closed(self, ev: PositionClosed) -> None:
+        self.allocator.release(ev.trade.client_order_id)
+
+    # -- replay -----------------------------------------------------------------------------
+    def replay(self, feed: ReplayFeed, progress: Callable[[int], None] | None = None) -> int:
+        """Publish every bar of ``feed`` (its symbols must be the universe's, in order), then
+        close out as at the end of data. Returns the number of bars. Raises BarFileError."""
+        if feed.symbols != list(self.cfg.universe.symbols):
+            raise ValueError(f"feed symbols {feed.symbols} differ from the universe "
+                             f"{self.cfg.universe.symbols}")
+        handlers = tuple(self.bus.handlers(BarClosed))
+        syms = feed.symbols
+        tf = self.tf_s
+        new = tuple.__new__
+        n = 0
+        for ch in feed.chunks():
+            for k, ts, o, h, l, c, v in zip(ch.sym.tolist(), ch.ts.tolist(), ch.open.tolist(),
+                                            ch.high.tolist(), ch.low.tolist(), ch.close.tolist(),
+                                            ch.volume.tolist()):
+                bar = new(BarClosed, (syms[k], tf, ts, o, h, l, c, v))
+                for f in handlers:
+                    f(bar)
+            n += len(ch)
+            if progress is not None:
+                progress(len(ch))
+        self.finish()
+        return n
+
+    def finish(self) -> None:
+        """End of data: cancel unfilled orders, close open positions at the last close (EOD)."""
+        for order in self.broker.cancel_pending():
+            if order.intent is Intent.ENTRY:
+                self.allocator.release(order.client_order_id)
+                self.ledger.forget(order.client_order_id)
+                self._entry_pending.pop(order.symbol, None)
+        self._exit_pending.clear()
+        self.broker.close_at_last("EOD")
+        if self.last_bar_ts is not None:
+            self.ledger.mark(self.last_bar_ts + self.tf_s, "END")

@@ -1,0 +1,187 @@
+"""The desk's events: small immutable records, each carrying the bar time it belongs to.
+
+``bar_ts`` is always the OPEN time of the bar the event belongs to, in integer seconds since
+the Unix epoch, UTC (files stamp bars at their open; a bar closes at ``bar_ts + timeframe_s``).
+Prices are in quote currency, distances in pips, money in USD unless a name says otherwise.
+
+``BarClosed`` is a NamedTuple rather than a dataclass because one is built per bar on the hot
+path: it is just as immutable and costs a fifth as much to create.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple
+
+LONG = 1
+SHORT = -1
+SIDE_NAME = {LONG: "LONG", SHORT: "SHORT"}
+
+
+class BarClosed(NamedTuple):
+    """A bar has closed. Prices in quote currency; volume as the source gives it."""
+
+    symbol: str
+    timeframe_s: int
+    bar_ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+    @property
+    def close_ts(self) -> int:
+        return self.bar_ts + self.timeframe_s
+
+
+@dataclass(frozen=True, slots=True)
+class SignalIntent:
+    """A strategy wants a position: decided at the close of bar ``bar_ts``.
+
+    ``side`` is LONG (+1) or SHORT (-1); ``tp_pips`` is None when the strategy sets no target.
+    ``atr_pips`` is the strategy's ATR at the decision, ``regime`` the symbol's regime tag.
+    """
+
+    bar_ts: int
+    symbol: str
+    strategy_id: str
+    side: int
+    sl_pips: float
+    tp_pips: float | None
+    atr_pips: float
+    regime: str
+    why: str
+
+
+class Intent(str, Enum):
+    ENTRY = "ENTRY"
+    EXIT = "EXIT"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """A market order the desk sends, to fill at the open of the bar after ``bar_ts``.
+
+    Entries carry the bracket (``sl_pips``, ``tp_pips``, distances from the fill price) and
+    ``risk_usd``, the planned loss at the stop. Exits carry ``exit_reason`` (TIME, EOD, FLATTEN).
+    """
+
+    client_order_id: str
+    bar_ts: int
+    symbol: str
+    strategy_id: str
+    side: int
+    units: float
+    intent: Intent
+    sl_pips: float | None = None
+    tp_pips: float | None = None
+    risk_usd: float = 0.0
+    exit_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAccepted:
+    bar_ts: int
+    client_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRejected:
+    bar_ts: int
+    client_order_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """An order (or a resting stop-loss / take-profit) filled during bar ``bar_ts``.
+
+    ``ref_price`` is the market level (bar open, stop or target level) before costs;
+    ``price`` the fill price after ``cost_pips`` (per side) were charged against the trader.
+    """
+
+    bar_ts: int
+    client_order_id: str
+    symbol: str
+    strategy_id: str
+    side: int
+    units: float
+    intent: Intent
+    ref_price: float
+    price: float
+    cost_pips: float
+    exit_reason: str | None = None
+    sl_price: float | None = None
+    tp_price: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PositionClosed:
+    """A position closed; ``trade`` is the finished trade-log row."""
+
+    bar_ts: int
+    trade: "Trade"
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    bar_ts: int
+    old: str
+    new: str
+    trigger: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the desk did with one signal: TRADED, or SKIPPED with ``reason``."""
+
+    bar_ts: int
+    symbol: str
+    strategy_id: str
+    side: int
+    action: str
+    reason: str
+    sl_pips: float
+    tp_pips: float | None
+    regime: str
+    client_order_id: str | None = None
+
+
+@dataclass(slots=True)
+class Trade:
+    """One round trip, as written to trades.csv. Times are UTC epoch seconds; pips and USD
+    as named. ``signal_ts`` is the close of the decision bar; ``fill_ts``/``exit_ts`` the time
+    of the fill (bar open for market orders, the bar's open time for in-bar stops/targets)."""
+
+    trade_id: int
+    symbol: str
+    strategy_id: str
+    side: int
+    units: float
+    signal_ts: int
+    fill_ts: int
+    entry_price: float
+    entry_ref_price: float
+    sl_price: float
+    tp_price: float | None
+    risk_usd: float
+    entry_cost_pips: float
+    regime: str
+    why: str
+    client_order_id: str
+    exit_ts: int = 0
+    exit_price: float = 0.0
+    exit_ref_price: float = 0.0
+    exit_reason: str = ""
+    exit_cost_pips: float = 0.0
+    gross_pips: float = 0.0
+    cost_pips: float = 0.0
+    pnl_pips: float = 0.0
+    pnl_usd: float = 0.0
+    r_multiple: float = 0.0
+    mae_pips: float = 0.0
+    mfe_pips: float = 0.0
+    hold_bars: int = 0

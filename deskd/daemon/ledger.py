@@ -1,0 +1,139 @@
+"""The ledger: the desk's own book of positions, equity and closed trades, built from fills.
+
+Equity (USD) = balance (realised) + unrealised P&L of open positions marked at each bar's
+close, before exit costs. P&L is computed in quote currency and converted to USD once, through
+:class:`deskd.risk.money.QuoteConverter`, at the exit price (realised) or the close (marked).
+
+MAE/MFE are the worst and best excursions from the entry fill price, in pips, over the bars
+the position was open, the entry bar and the exit level included. ``hold_bars`` counts the
+bars the position was open at the close, plus the exit bar for in-bar stop/target fills.
+"""
+
+from __future__ import annotations
+
+from deskd.daemon.bus import Bus
+from deskd.daemon.events import BarClosed, Fill, Intent, OrderIntent, PositionClosed, SignalIntent, Trade
+from deskd.risk.money import Instrument, QuoteConverter
+
+
+class Ledger:
+    """Positions by symbol (one net position each), equity, drawdown from peak, trade log.
+
+    ``equity_rows`` holds (ts, kind, equity_usd, balance_usd, open_positions) at every fill
+    (kind FILL), at every trading-day roll (DAY) and at the end (END), so it grows with trades and days, not bars. Raises RuntimeError when a
+    fill contradicts the book (an entry on an open symbol, an exit with nothing open).
+    """
+
+    def __init__(self, bus: Bus, instruments: dict[str, Instrument], conv: QuoteConverter,
+                 starting_equity_usd: float, timeframe_s: int):
+        self.bus = bus
+        self.timeframe_s = timeframe_s
+        self.instruments = instruments
+        self.conv = conv
+        self.balance_usd = starting_equity_usd
+        self.equity_usd = starting_equity_usd
+        self.peak_usd = starting_equity_usd
+        self.max_dd_usd = 0.0
+        self.max_dd_frac = 0.0
+        self.open: dict[str, Trade] = {}
+        self.unrealized_usd: dict[str, float] = {}
+        self.closed: list[Trade] = []
+        self.equity_rows: list[tuple[int, str, float, float, int]] = []
+        self._expected: dict[str, tuple[OrderIntent, SignalIntent]] = {}
+        self._next_id = 1
+
+    def expect(self, order: OrderIntent, signal: SignalIntent) -> None:
+        """Remember the decision behind an entry order until it fills."""
+        self._expected[order.client_order_id] = (order, signal)
+
+    def forget(self, order_id: str) -> None:
+        self._expected.pop(order_id, None)
+
+    # -- per bar --------------------------------------------------------------------------
+    def on_bar(self, bar: BarClosed) -> None:
+        sym = bar.symbol
+        self.conv.last_price[sym] = bar.close
+        t = self.open.get(sym)
+        if t is None:
+            return
+        t.hold_bars += 1
+        pip = self.instruments[sym].pip_size
+        side = t.side
+        best = (bar.high - t.entry_price) / pip if side > 0 else (t.entry_price - bar.low) / pip
+        worst = (t.entry_price - bar.low) / pip if side > 0 else (bar.high - t.entry_price) / pip
+        if best > t.mfe_pips:
+            t.mfe_pips = best
+        if worst > t.mae_pips:
+            t.mae_pips = worst
+        u = side * (bar.close - t.entry_price) * t.units * self.conv.quote_usd(sym, bar.close)
+        self.equity_usd += u - self.unrealized_usd[sym]
+        self.unrealized_usd[sym] = u
+        self._track_drawdown()
+
+    def _track_drawdown(self) -> None:
+        e = self.equity_usd
+        if e > self.peak_usd:
+            self.peak_usd = e
+        elif self.peak_usd - e > self.max_dd_usd:
+            self.max_dd_usd = self.peak_usd - e
+            frac = self.max_dd_usd / self.peak_usd
+            if frac > self.max_dd_frac:
+                self.max_dd_frac = frac
+
+    def mark(self, ts: int, kind: str = "DAY") -> None:
+        """Record the equity now: at a trading-day roll (DAY, the daily series for
+        Sharpe/Sortino and the drawdown anchors) or at the end of a run (END)."""
+        self.equity_rows.append((ts, kind, self.equity_usd, self.balance_usd, len(self.open)))
+
+    # -- fills ----------------------------------------------------------------------------
+    def on_fill(self, f: Fill) -> None:
+        if f.intent is Intent.ENTRY:
+            self._open(f)
+        else:
+            self._close(f)
+        self.mark(f.bar_ts, "FILL")
+
+    def _open(self, f: Fill) -> None:
+        if f.symbol in self.open:
+            raise RuntimeError(f"ledger: entry fill {f.client_order_id} on {f.symbol}, which "
+                               f"already has a position")
+        order, sig = self._expected.pop(f.client_order_id)
+        t = Trade(self._next_id, f.symbol, f.strategy_id, f.side, f.units,
+                  signal_ts=order.bar_ts + self.timeframe_s, fill_ts=f.bar_ts,
+                  entry_price=f.price, entry_ref_price=f.ref_price,
+                  sl_price=f.sl_price, tp_price=f.tp_price, risk_usd=order.risk_usd,
+                  entry_cost_pips=f.cost_pips, regime=sig.regime, why=sig.why,
+                  client_order_id=f.client_order_id)
+        self._next_id += 1
+        self.open[f.symbol] = t
+        self.unrealized_usd[f.symbol] = 0.0
+
+    def _close(self, f: Fill) -> None:
+        t = self.open.pop(f.symbol, None)
+        if t is None:
+            raise RuntimeError(f"ledger: exit fill {f.client_order_id} on {f.symbol}, which "
+                               f"has no open position")
+        pip = self.instruments[f.symbol].pip_size
+        side = t.side
+        t.exit_ts = f.bar_ts
+        t.exit_price = f.price
+        t.exit_ref_price = f.ref_price
+        t.exit_reason = f.exit_reason or ""
+        t.exit_cost_pips = f.cost_pips
+        t.gross_pips = side * (f.ref_price - t.entry_ref_price) / pip
+        t.cost_pips = t.entry_cost_pips + f.cost_pips
+        t.pnl_pips = side * (f.price - t.entry_price) / pip
+        t.pnl_usd = side * (f.price - t.entry_price) * t.units * self.conv.quote_usd(f.symbol, f.price)
+        t.r_multiple = t.pnl_usd / t.risk_usd if t.risk_usd > 0 else 0.0
+        if t.exit_reason in ("SL", "TP"):
+            t.hold_bars += 1  # the exit bar was not yet counted at a close
+        exc = side * (f.ref_price - t.entry_price) / pip
+        if exc > t.mfe_pips:
+            t.mfe_pips = exc
+        if -exc > t.mae_pips:
+            t.mae_pips = -exc
+        self.balance_usd += t.pnl_usd
+        self.equity_usd += t.pnl_usd - self.unrealized_usd.pop(f.symbol)
+        self._track_drawdown()
+        self.closed.append(t)
+        self.bus.publish(PositionClosed(f.bar_ts, t))

@@ -1,0 +1,400 @@
+"""Incremental indicators: O(1) state updates per closed bar, the same objects live and in replay.
+
+Each indicator exposes ``value`` (NaN until defined) and an ``update`` taking the newest
+observation. Bar-based ones (ATR, ADX, prior high/low) take ``update(high, low, close)``.
+The vectorised pandas versions used as oracles live in ``tests/strategies/oracles.py``.
+
+Conventions (they decide the warm-up and must match the oracles):
+
+* EMA(n): alpha = 2 / (n + 1), seeded with the simple mean of the first n inputs (defined
+  from the n-th input on), then ``ema += alpha * (x - ema)``.
+* True range needs the previous close, so the first bar has none. Wilder's ATR(n) is the mean
+  of the first n true ranges, then ``atr = (atr * (n - 1) + tr) / n`` (Wilder 1978, ch. 2;
+  the seeding TA-Lib uses). Units: price.
+* ADX(n), Wilder 1978 ch. 4: +DM = up-move when it beats the down-move and is positive, -DM
+  the mirror; TR, +DM and -DM smoothed like the ATR; DI = 100 x smoothed DM / smoothed TR;
+  DX = 100 x |DI+ - DI-| / (DI+ + DI-) (0 when both are 0); ADX = mean of the first n DX,
+  then Wilder-smoothed. Defined after 2n bars.
+* Rolling z-score over w values including the newest, population std (ddof=0); NaN while
+  the window is short or its std is below 1e-12 (a flat window has no z-score).
+* Rolling least-squares slope of the last w values against 0..w-1, in input units per step.
+* Prior high/low over w bars: the max/min of the w bars BEFORE the newest one
+  (``high.shift(1).rolling(w).max()``), via a monotonic deque.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+NAN = math.nan
+_MIN_STD = 1e-12
+# Running sums are recomputed exactly from the ring buffer every this many windows, so
+# floating-point drift cannot build up over millions of bars.
+_RESYNC_WINDOWS = 64
+
+
+def _check_period(period: int, name: str = "period") -> None:
+    if not isinstance(period, int) or period < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {period!r}")
+
+
+class EMA:
+    """Exponential moving average (see module conventions). Units: those of the input."""
+
+    __slots__ = ("period", "alpha", "value", "_n", "_sum")
+
+    def __init__(self, period: int):
+        _check_period(period)
+        self.period = period
+        self.alpha = 2.0 / (period + 1)
+        self.value = NAN
+        self._n = 0
+        self._sum = 0.0
+
+    def update(self, x: float) -> None:
+        if self._n >= self.period:
+            self.value += self.alpha * (x - self.value)
+            return
+        self._n += 1
+        self._sum += x
+        if self._n == self.period:
+            self.value = self._sum / self.period
+
+    def update_hlc(self, h: float, l: float, c: float) -> None:
+        """EMA of the close."""
+        if self._n >= self.period:
+            self.value += self.alpha * (c - self.value)
+        else:
+            self.update(c)
+
+
+class ATR:
+    """Wilder's Average True Range (Wilder 1978, ch. 2). Units: price.
+
+    Also exposes ``tr`` (true range of the newest bar, NaN on the first) and ``prev_value``
+    (the ATR before the newest bar), which the cost model and the SPIKE tag need.
+    """
+
+    __slots__ = ("period", "value", "prev_value", "tr", "prev_close", "_n", "_sum")
+
+    def __init__(self, period: int):
+        _check_period(period)
+        self.period = period
+        self.value = NAN
+        self.prev_value = NAN
+        self.tr = NAN
+        self.prev_close = NAN
+        self._n = 0
+        self._sum = 0.0
+
+    def update_hlc(self, h: float, l: float, c: float) -> None:
+        pc = self.prev_close
+        self.prev_close = c
+        if pc != pc:  # first bar: no previous close, no true range
+            return
+        tr = h - l
+        a = h - pc if h > pc else pc - h
+        if a > tr:
+            tr = a
+        a = pc - l if l < pc else l - pc
+        if a > tr:
+            tr = a
+        self.tr = tr
+        v = self.value
+        self.prev_value = v
+        if self._n >= self.period:
+            self.value = (v * (self.period - 1) + tr) / self.period
+            return
+        self._n += 1
+        self._sum += tr
+        if self._n == self.period:
+            self.value = self._sum / self.period
+
+
+class ADX:
+    """Wilder's Average Directional Index (Wilder 1978, ch. 4), 0..100. See module conventions."""
+
+    __slots__ = ("period", "value", "plus_di", "minus_di",
+                 "_ph", "_pl", "_pc", "_n", "_tr", "_pdm", "_mdm", "_ndx", "_dxsum")
+
+    def __init__(self, period: int):
+        _check_period(period)
+        self.period = period
+        self.value = NAN
+        self.plus_di = NAN
+        self.minus_di = NAN
+        self._ph = NAN
+        self._pl = NAN
+        self._pc = NAN
+        self._n = 0
+        self._tr = 0.0
+        self._pdm = 0.0
+        self._mdm = 0.0
+        self._ndx = 0
+        self._dxsum = 0.0
+
+    def update_hlc(self, h: float, l: float, c: float) -> None:
+        ph = self._ph
+        pl = self._pl
+        pc = self._pc
+        self._ph = h
+        self._pl = l
+        self._pc = c
+        if pc != pc:
+            return
+        up = h - ph
+        dn = pl - l
+        pdm = up if (up > dn and up > 0.0) else 0.0
+        mdm = dn if (dn > up and dn > 0.0) else 0.0
+        tr = h - l
+        a = h - pc if h > pc else pc - h
+        if a > tr:
+            tr = a
+        a = pc - l if l < pc else l - pc
+        if a > tr:
+            tr = a
+        n = self.period
+        if self._n >= n:
+            k = n - 1
+            s_tr = self._tr = (self._tr * k + tr) / n
+            s_p = self._pdm = (self._pdm * k + pdm) / n
+            s_m = self._mdm = (self._mdm * k + mdm) / n
+        else:
+            self._n += 1
+            self._tr += tr
+            self._pdm += pdm
+            self._mdm += mdm
+            if self._n < n:
+                return
+            s_tr = self._tr = self._tr / n
+            s_p = self._pdm = self._pdm / n
+            s_m = self._mdm = self._mdm / n
+        if s_tr > 0.0:
+            pdi = 100.0 * s_p / s_tr
+            mdi = 100.0 * s_m / s_tr
+        else:
+            pdi = mdi = 0.0
+        self.plus_di = pdi
+        self.minus_di = mdi
+        tot = pdi + mdi
+        dx = 100.0 * abs(pdi - mdi) / tot if tot > 0.0 else 0.0
+        if self._ndx >= n:
+            self.value = (self.value * (n - 1) + dx) / n
+            return
+        self._ndx += 1
+        self._dxsum += dx
+        if self._ndx == n:
+            self.value = self._dxsum / n
+
+
+class RollingZScore:
+    """z-score of the newest value against the last ``window`` values (it included), population
+    std. Rolling mean and sum of squared deviations updated in O(1) (Welford-style add/remove),
+    recomputed exactly every 64 windows."""
+
+    __slots__ = ("window", "value", "mean", "std", "_buf", "_i", "_n", "_mean", "_m2", "_since")
+
+    def __init__(self, window: int):
+        _check_period(window, "window")
+        if window < 2:
+            raise ValueError("window must be >= 2 for a z-score")
+        self.window = window
+        self.value = NAN
+        self.mean = NAN
+        self.std = NAN
+        self._buf = [0.0] * window
+        self._i = 0
+        self._n = 0
+        self._mean = 0.0
+        self._m2 = 0.0
+        self._since = 0
+
+    def update(self, x: float) -> None:
+        w = self.window
+        buf = self._buf
+        i = self._i
+        if self._n < w:
+            self._n += 1
+            d = x - self._mean
+            self._mean += d / self._n
+            self._m2 += d * (x - self._mean)
+        else:
+            old = buf[i]
+            mean = self._mean
+            new_mean = mean + (x - old) / w
+            self._m2 += (x - old) * (x - new_mean + old - mean)
+            self._mean = new_mean
+            self._since += 1
+        buf[i] = x
+        self._i = i + 1 if i + 1 < w else 0
+        if self._n < w:
+            return
+        if self._since >= _RESYNC_WINDOWS * w:
+            self._resync()
+        var = self._m2 / w
+        mean = self._mean
+        self.mean = mean
+        if var > 0.0:
+            std = math.sqrt(var)
+            self.std = std
+            self.value = (x - mean) / std if std >= _MIN_STD else NAN
+        else:
+            self.std = 0.0
+            self.value = NAN
+
+    def _resync(self) -> None:
+        buf = self._buf
+        mean = math.fsum(buf) / self.window
+        self._mean = mean
+        self._m2 = math.fsum((v - mean) * (v - mean) for v in buf)
+        self._since = 0
+
+
+class RollingSlope:
+    """Least-squares slope of the last ``window`` values against x = 0..window-1, in input
+    units per step (standard OLS: (n Sxy - Sx Sy) / (n Sxx - Sx^2)). Running sums in O(1)."""
+
+    __slots__ = ("window", "value", "_buf", "_i", "_n", "_sy", "_sxy", "_den", "_sx", "_since")
+
+    def __init__(self, window: int):
+        _check_period(window, "window")
+        if window < 2:
+            raise ValueError("window must be >= 2 for a slope")
+        self.window = window
+        self.value = NAN
+        self._buf = [0.0] * window
+        self._i = 0
+        self._n = 0
+        self._sy = 0.0
+        self._sxy = 0.0
+        n = window
+        self._sx = n * (n - 1) / 2.0
+        self._den = n * ((n - 1) * n * (2 * n - 1) / 6.0) - self._sx * self._sx
+        self._since = 0
+
+    def update(self, y: float) -> None:
+        w = self.window
+        buf = self._buf
+        i = self._i
+        if self._n < w:
+            self._sxy += self._n * y
+            self._sy += y
+            self._n += 1
+        else:
+            old = buf[i]
+            # drop x=0 (old), shift every x down by one, append y at x = w-1
+            self._sxy += -(self._sy - old) + (w - 1) * y
+            self._sy += y - old
+            self._since += 1
+        buf[i] = y
+        self._i = i + 1 if i + 1 < w else 0
+        if self._n < w:
+            return
+        if self._since >= _RESYNC_WINDOWS * w:
+            self._resync()
+        self.value = (w * self._sxy - self._sx * self._sy) / self._den
+
+    def _resync(self) -> None:
+        w, buf, start = self.window, self._buf, self._i  # oldest value sits at _i
+        ordered = [buf[(start + k) % w] for k in range(w)]
+        self._sy = math.fsum(ordered)
+        self._sxy = math.fsum(k * v for k, v in enumerate(ordered))
+        self._since = 0
+
+
+class _PriorExtreme:
+    """Max (or min) of the ``window`` values before the newest one; monotonic deque, O(1)
+    amortised."""
+
+    __slots__ = ("window", "value", "_idx", "_val", "_i", "_sign")
+
+    def __init__(self, window: int, sign: float):
+        _check_period(window, "window")
+        self.window = window
+        self.value = NAN
+        self._idx: deque[int] = deque()
+        self._val: deque[float] = deque()
+        self._i = 0
+        self._sign = sign  # +1 for max, -1 for min (values stored negated)
+
+    def update(self, x: float) -> None:
+        i = self._i
+        idx = self._idx
+        val = self._val
+        lo = i - self.window
+        while idx and idx[0] < lo:
+            idx.popleft()
+            val.popleft()
+        if i >= self.window:
+            self.value = val[0] * self._sign
+        v = x * self._sign
+        while val and val[-1] <= v:
+            val.pop()
+            idx.pop()
+        idx.append(i)
+        val.append(v)
+        self._i = i + 1
+
+
+class PriorHigh(_PriorExtreme):
+    """Highest high of the ``window`` bars before the newest (breakout level). Units: price."""
+
+    __slots__ = ()
+
+    def __init__(self, window: int):
+        super().__init__(window, 1.0)
+
+    def update_hlc(self, h: float, l: float, c: float) -> None:
+        self.update(h)
+
+
+class PriorLow(_PriorExtreme):
+    """Lowest low of the ``window`` bars before the newest (breakout level). Units: price."""
+
+    __slots__ = ()
+
+    def __init__(self, window: int):
+        super().__init__(window, -1.0)
+
+    def update_hlc(self, h: float, l: float, c: float) -> None:
+        self.update(l)
+
+
+class IndicatorBook:
+    """The bar-driven indicators of one symbol, shared by every strategy that asks for the
+    same one (``book.atr(14)`` twice returns the same object). ``update`` runs each once per
+    bar, in the order they were first asked for."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple, object] = {}
+        self._updaters: list = []
+
+    def _get(self, key: tuple, factory):
+        ind = self._by_key.get(key)
+        if ind is None:
+            ind = self._by_key[key] = factory()
+            self._updaters.append(ind.update_hlc)
+        return ind
+
+    def ema(self, period: int) -> EMA:
+        return self._get(("ema", period), lambda: EMA(period))
+
+    def atr(self, period: int) -> ATR:
+        return self._get(("atr", period), lambda: ATR(period))
+
+    def adx(self, period: int) -> ADX:
+        return self._get(("adx", period), lambda: ADX(period))
+
+    def prior_high(self, window: int) -> PriorHigh:
+        return self._get(("prior_high", window), lambda: PriorHigh(window))
+
+    def prior_low(self, window: int) -> PriorLow:
+        return self._get(("prior_low", window), lambda: PriorLow(window))
+
+    def __len__(self) -> int:
+        return len(self._updaters)
+
+    def update(self, h: float, l: float, c: float) -> None:
+        for f in self._updaters:
+            f(h, l, c)

@@ -1,0 +1,49 @@
+"""Regime tags of a symbol at a bar close: ``VOL=LOW|MID|HIGH|UNKNOWN`` and ``SPIKE=0|1``.
+
+* VOL: z-score of ATR% (= ATR / close x 100) over the last ``vol_z_window`` bars; LOW below
+  ``vol_z_low``, HIGH above ``vol_z_high``, MID between, UNKNOWN while undefined (warm-up).
+* SPIKE: 1 when the bar's true range exceeds ``spike_tr_atr_th`` x the ATR before that bar
+  (TR(t) / ATR(t-1), so a spike does not dilute its own yardstick).
+"""
+
+from __future__ import annotations
+
+from deskd.strategies.indicators import ATR, RollingZScore
+
+_TAGS = {(vol, spike): f"VOL={vol}|SPIKE={spike}"
+         for vol in ("LOW", "MID", "HIGH", "UNKNOWN") for spike in (0, 1)}
+
+
+class RegimeTagger:
+    """Per-symbol regime, updated once per bar after the shared ATR."""
+
+    __slots__ = ("atr", "z", "z_low", "z_high", "spike_th")
+
+    def __init__(self, atr: ATR, vol_z_window: int, vol_z_low: float, vol_z_high: float,
+                 spike_tr_atr_th: float):
+        self.atr = atr
+        self.z = RollingZScore(vol_z_window)
+        self.z_low = vol_z_low
+        self.z_high = vol_z_high
+        self.spike_th = spike_tr_atr_th
+
+    def update(self, close: float) -> None:
+        a = self.atr.value
+        if a == a:
+            self.z.update(a / close * 100.0)
+
+    @property
+    def tag(self) -> str:
+        """The current tag, e.g. ``VOL=MID|SPIKE=0``."""
+        z = self.z.value
+        if z != z:
+            vol = "UNKNOWN"
+        elif z < self.z_low:
+            vol = "LOW"
+        elif z > self.z_high:
+            vol = "HIGH"
+        else:
+            vol = "MID"
+        prev = self.atr.prev_value
+        spike = 1 if (prev == prev and prev > 0 and self.atr.tr > self.spike_th * prev) else 0
+        return _TAGS[(vol, spike)]
