@@ -98,6 +98,13 @@ class Desk:
         b.subscribe(Fill, self.on_fill)
         b.subscribe(PositionClosed, self.on_position_closed)
 
+    def set_strategies(self, symbol: str, strategies: list) -> None:
+        """Replace the strategies run on ``symbol`` (objects with ``strategy_id`` and
+        ``on_bar(bar) -> SignalIntent | None``); for research and tests."""
+        update, regime, _ = self._per_symbol[symbol]
+        self._per_symbol[symbol] = (update, regime, tuple(strategies))
+        self.strategies[symbol] = list(strategies)
+
     # -- per-bar path -----------------------------------------------------------------------
     def on_bar_open(self, bar: BarClosed) -> None:
         ts = bar.bar_ts

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from deskd.configs.models import RiskConfig
 from deskd.risk.money import Instrument, QuoteConverter
 
+# Caps are compared with this relative slack, so that an order sized to exactly the cap
+# (r_base equal to a cap fraction) is not refused by floating-point rounding.
+_CAP_RTOL = 1e-9
+
 
 @dataclass(frozen=True, slots=True)
 class Allocation:
@@ -52,11 +56,12 @@ class Allocator:
         risk = units * per_unit_risk
         notional = units * price * quote_usd
         c = self.cfg
-        if self.risk_by_strategy.get(strategy_id, 0.0) + risk > c.max_open_risk_frac_per_strategy * equity_usd:
+        slack = 1.0 + _CAP_RTOL
+        if self.risk_by_strategy.get(strategy_id, 0.0) + risk > c.max_open_risk_frac_per_strategy * equity_usd * slack:
             return Allocation(units, risk, notional, "cap:strategy_open_risk")
-        if self.risk_by_symbol.get(symbol, 0.0) + risk > c.max_open_risk_frac_per_symbol * equity_usd:
+        if self.risk_by_symbol.get(symbol, 0.0) + risk > c.max_open_risk_frac_per_symbol * equity_usd * slack:
             return Allocation(units, risk, notional, "cap:symbol_open_risk")
-        if self.notional_usd + notional > c.max_notional_usd:
+        if self.notional_usd + notional > c.max_notional_usd * slack:
             return Allocation(units, risk, notional, "cap:notional_usd")
         return Allocation(units, risk, notional)
 

@@ -16,7 +16,7 @@ Conventions (they decide the warm-up and must match the oracles):
   DX = 100 x |DI+ - DI-| / (DI+ + DI-) (0 when both are 0); ADX = mean of the first n DX,
   then Wilder-smoothed. Defined after 2n bars.
 * Rolling z-score over w values including the newest, population std (ddof=0); NaN while
-  the window is short or its std is below 1e-12 (a flat window has no z-score).
+  the window is short or flat (std <= 1e-9 x the window's RMS).
 * Rolling least-squares slope of the last w values against 0..w-1, in input units per step.
 * Prior high/low over w bars: the max/min of the w bars BEFORE the newest one
   (``high.shift(1).rolling(w).max()``), via a monotonic deque.
@@ -28,7 +28,10 @@ import math
 from collections import deque
 
 NAN = math.nan
-_MIN_STD = 1e-12
+# z-score flatness: std <= 1e-9 x RMS  <=>  M2 <= 1e-18 x sum of squares
+_FLAT_M2 = 1e-18
+# below this M2 / sum-of-squares the running M2 is recomputed exactly from the window
+_EXACT_BELOW = 1e-8
 # Running sums are recomputed exactly from the ring buffer every this many windows, so
 # floating-point drift cannot build up over millions of bars.
 _RESYNC_WINDOWS = 64
@@ -190,10 +193,14 @@ class ADX:
 
 class RollingZScore:
     """z-score of the newest value against the last ``window`` values (it included), population
-    std. Rolling mean and sum of squared deviations updated in O(1) (Welford-style add/remove),
-    recomputed exactly every 64 windows."""
+    std. Mean and sum of squared deviations (M2) are updated in O(1) (Welford-style add/remove).
+    When M2 is small against the window's sum of squares (a nearly flat window, where running
+    sums are rounding noise) they are recomputed exactly from the window, and a window whose
+    std is at most 1e-9 x its RMS is flat: no z-score (NaN). Drift is also reset every 64
+    windows."""
 
-    __slots__ = ("window", "value", "mean", "std", "_buf", "_i", "_n", "_mean", "_m2", "_since")
+    __slots__ = ("window", "value", "mean", "std", "_buf", "_i", "_n", "_mean", "_m2", "_s2",
+                 "_since")
 
     def __init__(self, window: int):
         _check_period(window, "window")
@@ -208,6 +215,7 @@ class RollingZScore:
         self._n = 0
         self._mean = 0.0
         self._m2 = 0.0
+        self._s2 = 0.0
         self._since = 0
 
     def update(self, x: float) -> None:
@@ -219,35 +227,38 @@ class RollingZScore:
             d = x - self._mean
             self._mean += d / self._n
             self._m2 += d * (x - self._mean)
+            self._s2 += x * x
         else:
             old = buf[i]
             mean = self._mean
             new_mean = mean + (x - old) / w
             self._m2 += (x - old) * (x - new_mean + old - mean)
+            self._s2 += x * x - old * old
             self._mean = new_mean
             self._since += 1
         buf[i] = x
         self._i = i + 1 if i + 1 < w else 0
         if self._n < w:
             return
-        if self._since >= _RESYNC_WINDOWS * w:
+        if self._m2 <= _EXACT_BELOW * self._s2 or self._since >= _RESYNC_WINDOWS * w:
             self._resync()
-        var = self._m2 / w
+        m2 = self._m2
         mean = self._mean
         self.mean = mean
-        if var > 0.0:
-            std = math.sqrt(var)
-            self.std = std
-            self.value = (x - mean) / std if std >= _MIN_STD else NAN
-        else:
+        if m2 <= _FLAT_M2 * self._s2:
             self.std = 0.0
             self.value = NAN
+            return
+        std = math.sqrt(m2 / w)
+        self.std = std
+        self.value = (x - mean) / std
 
     def _resync(self) -> None:
         buf = self._buf
         mean = math.fsum(buf) / self.window
         self._mean = mean
         self._m2 = math.fsum((v - mean) * (v - mean) for v in buf)
+        self._s2 = math.fsum(v * v for v in buf)
         self._since = 0
 
 

@@ -1,0 +1,133 @@
+"""The bar-close pipeline end to end on hand-made bars: decisions, positions, time stop,
+drawdown halts, sizing and the one-position-per-symbol rule."""
+
+import pytest
+
+from deskd.daemon.events import LONG, SHORT, OrderIntent
+from tests.daemon.helpers import TF, T0, Harness, Scripted, config
+
+
+def test_signal_at_close_fills_at_next_open_and_is_journaled_as_traded():
+    h = Harness()
+    h.desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0])])
+    h.bar(1.1000, 1.1005, 1.0995, 1.1002)
+    h.bar(1.1003, 1.1008, 1.1001, 1.1006)
+    (d,) = h.decisions
+    assert d.action == "TRADED" and d.client_order_id
+    t = h.desk.ledger.open["EURUSD"]
+    assert t.entry_price == 1.1003 and t.fill_ts == T0 + TF and t.signal_ts == T0 + TF
+
+
+def test_signal_on_a_symbol_with_a_position_is_skipped_as_position_open():
+    h = Harness()
+    h.desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0, 1, 2])])
+    h.flat(3)
+    assert [d.reason for d in h.decisions] == ["traded", "position_open", "position_open"]
+    assert len(h.desk.ledger.open) == 1
+
+
+def test_time_stop_decided_at_close_of_max_hold_bar_fills_at_next_open():
+    h = Harness()  # max_hold_bars = 4
+    h.desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0], sl_pips=100)])
+    h.flat(5)  # entry at the open of bar 1; bars 1..4 held; exit decided at close of bar 4
+    assert "EURUSD" in h.desk.ledger.open
+    h.bar(1.1010, 1.1015, 1.1005, 1.1012)
+    (t,) = h.desk.ledger.closed
+    assert t.exit_reason == "TIME" and t.hold_bars == 4 and t.exit_price == 1.1010
+    assert t.exit_ts == T0 + 5 * TF
+
+
+def test_symbol_stopped_out_during_bar_may_signal_at_that_close():
+    h = Harness()
+    h.desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0, 1])])
+    h.bar(1.1000, 1.1005, 1.0995, 1.1000)
+    h.bar(1.1000, 1.1001, 1.0970, 1.0975)  # entry at 1.1000, stopped at 1.0980 in this bar
+    assert h.desk.ledger.closed[0].exit_reason == "SL"
+    assert [d.reason for d in h.decisions] == ["traded", "traded"]
+
+
+def test_units_size_risk_from_stop_distance_eurusd_and_usdjpy():
+    h = Harness(r_base=0.01, max_open_risk_frac_per_strategy=0.05)
+    orders = []
+    h.desk.bus.subscribe(OrderIntent, orders.append)
+    h.desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0], sl_pips=25)])
+    h.desk.set_strategies("USDJPY", [Scripted("S1_TREND_EMA_ATR_ADX", "USDJPY", on=[0], sl_pips=25)])
+    h.bar(1.1000, 1.1005, 1.0995, 1.1000)
+    h.bar(150.00, 150.05, 149.95, 150.00, symbol="USDJPY")
+    units = {o.symbol: o.units for o in orders}
+    # EURUSD: 1000 USD / (25 pips x 0.0001 x 1 USD) = 400,000 units
+    assert units["EURUSD"] == 400_000
+    # USDJPY: 1000 USD / (25 x 0.01 JPY x 1/150 USD per JPY) = 600,000 units
+    assert units["USDJPY"] == 600_000
+
+
+def test_usdjpy_pnl_is_converted_to_usd_at_the_exit_price():
+    h = Harness(r_base=0.01)
+    h.desk.set_strategies("USDJPY", [Scripted("S1_TREND_EMA_ATR_ADX", "USDJPY", on=[0], sl_pips=50, side=SHORT)])
+    h.bar(150.00, 150.05, 149.95, 150.00, symbol="USDJPY")
+    h.bar(150.00, 150.10, 149.90, 150.00, symbol="USDJPY")
+    h.bar(150.40, 150.60, 150.30, 150.50, symbol="USDJPY")  # gaps through the 150.50 stop? no: 150.60 >= 150.50
+    (t,) = h.desk.ledger.closed
+    assert t.exit_reason == "SL" and t.exit_price == pytest.approx(150.50)
+    assert t.pnl_pips == pytest.approx(-50.0)
+    assert t.pnl_usd == pytest.approx(-0.50 * t.units / 150.50)
+    assert h.desk.ledger.balance_usd == pytest.approx(100_000 + t.pnl_usd)
+
+
+def test_strategy_open_risk_cap_blocks_an_order_and_says_why():
+    h = Harness(r_base=0.01, max_open_risk_frac_per_strategy=0.015, max_open_risk_frac_per_symbol=0.05)
+    h.desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0], sl_pips=30)])
+    h.desk.set_strategies("USDJPY", [Scripted("S1_TREND_EMA_ATR_ADX", "USDJPY", on=[0], sl_pips=30)])
+    h.bar(1.1000, 1.1005, 1.0995, 1.1000)
+    h.bar(150.00, 150.05, 149.95, 150.00, symbol="USDJPY")
+    assert [d.reason for d in h.decisions] == ["traded", "cap:strategy_open_risk"]
+
+
+def test_notional_cap_blocks_an_order():
+    h = Harness(r_base=0.01, max_notional_usd=100_000)
+    h.desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0], sl_pips=30)])
+    h.bar(1.1000, 1.1005, 1.0995, 1.1000)
+    assert h.decisions[0].reason == "cap:notional_usd"
+
+
+def test_conflicting_signals_trade_the_priority_winner_only():
+    h = Harness()
+    h.desk.set_strategies("EURUSD", [Scripted("S2_MR_ZSCORE_EMA_REGIME", "EURUSD", on=[0], side=SHORT),
+                                     Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0], side=LONG)])
+    h.flat(1)
+    got = {d.strategy_id: d.reason for d in h.decisions}
+    assert got == {"S1_TREND_EMA_ATR_ADX": "traded", "S2_MR_ZSCORE_EMA_REGIME": "conflict:S1_TREND_EMA_ATR_ADX"}
+
+
+def test_day_drawdown_breach_halts_entries_until_next_day_anchor():
+    # 1 % risk, 0.5 % day limit: one full stop-out breaches the day limit
+    h = Harness(r_base=0.01, dd_day_limit_frac=0.005, dd_week_limit_frac=0.5)
+    h.desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0, 3, 100], sl_pips=20)])
+    h.bar(1.1000, 1.1005, 1.0995, 1.1000)
+    h.bar(1.1000, 1.1001, 1.0970, 1.0975)  # stopped out: -1 % of equity
+    h.flat(2, 1.0975)
+    assert h.states[-1].new == "HALTED" and h.states[-1].trigger == "DD_BREACH"
+    assert h.decisions[-1].reason == "guard:day_dd_halt"
+    # the next trading day starts at T0 + 24 h; first bar of the new day lifts the halt
+    for k in range(4, 101):
+        h.bar(1.0975, 1.0980, 1.0970, 1.0975, ts=T0 + 86_400 + (k - 4) * TF if k >= 4 else None)
+    assert h.states[-1].new == "RUNNING" and h.states[-1].trigger == "DD_HALT_EXPIRED"
+    assert h.decisions[-1].reason == "traded"
+
+
+def test_end_of_data_closes_open_positions_at_last_close_with_reason_eod():
+    h = Harness()
+    h.desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0], sl_pips=100)])
+    h.flat(2)
+    h.bar(1.1000, 1.1010, 1.0990, 1.1007)
+    h.desk.finish()
+    (t,) = h.desk.ledger.closed
+    assert t.exit_reason == "EOD" and t.exit_price == 1.1007
+    assert h.desk.allocator.notional_usd == 0.0
+
+
+def test_order_ids_are_deterministic_per_symbol_bar_and_intent():
+    a = Harness().desk
+    b = Harness().desk
+    assert a.order_id("EURUSD", 123, "ENTRY") == b.order_id("EURUSD", 123, "ENTRY")
+    assert a.order_id("EURUSD", 123, "ENTRY") != a.order_id("EURUSD", 124, "ENTRY")
