@@ -123,19 +123,19 @@ def _validate(df: pd.DataFrame, path: Path, tz: str, timeframe_s: int, is_csv: b
         nonpos = num <= 0
         if nonpos.any():
             pos = int(np.argmax(nonpos))
-            raise BarFileError(f"{where(pos)}: {col} {num[pos]!r} is not a positive price")
+            raise BarFileError(f"{where(pos)}: {col} {float(num[pos])!r} is not a positive price")
         prices[col] = num
     o, h, l, c = prices["open"], prices["high"], prices["low"], prices["close"]
     bad = h < np.maximum(o, c)
     if bad.any():
         pos = int(np.argmax(bad))
-        raise BarFileError(f"{where(pos)}: high {h[pos]!r} is below max(open, close) = "
-                           f"{max(o[pos], c[pos])!r}")
+        raise BarFileError(f"{where(pos)}: high {float(h[pos])!r} is below max(open, close) = "
+                           f"{float(max(o[pos], c[pos]))!r}")
     bad = l > np.minimum(o, c)
     if bad.any():
         pos = int(np.argmax(bad))
-        raise BarFileError(f"{where(pos)}: low {l[pos]!r} is above min(open, close) = "
-                           f"{min(o[pos], c[pos])!r}")
+        raise BarFileError(f"{where(pos)}: low {float(l[pos])!r} is above min(open, close) = "
+                           f"{float(min(o[pos], c[pos]))!r}")
 
     if "volume" in df.columns:
         vol = pd.to_numeric(df["volume"], errors="coerce").to_numpy(dtype=np.float64)

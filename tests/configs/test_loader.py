@@ -1,0 +1,94 @@
+"""Each kind of bad config gets an error naming the file and the key path."""
+
+from pathlib import Path
+
+import pytest
+
+from deskd.configs.loader import ConfigError, dump_config, load_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deskd" / "configs" / "examples" / "desk.yaml"
+BASE = """
+universe: {timeframe: M15, symbols: [EURUSD, USDJPY]}
+"""
+
+
+def write(tmp_path, text):
+    p = tmp_path / "desk.yaml"
+    p.write_text(text)
+    return p
+
+
+def error_of(tmp_path, text):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    return str(e.value)
+
+
+def test_example_config_loads_and_resolves_data_paths():
+    cfg = load_config(EXAMPLE)
+    assert cfg.universe.symbols == ["EURUSD", "GBPUSD", "USDJPY"]
+    assert all(Path(p).is_file() for p in cfg.data.files.values())
+    assert list(cfg.strategies.enabled()) == ["S1_TREND_EMA_ATR_ADX"]
+
+
+def test_unknown_key_is_rejected_with_its_path(tmp_path):
+    msg = error_of(tmp_path, BASE + "risk: {r_bse: 0.01}\n")
+    assert "desk.yaml: risk.r_bse: unknown key" in msg
+
+
+def test_unknown_strategy_param_is_rejected_with_its_path(tmp_path):
+    msg = error_of(tmp_path, BASE + "strategies: {S1_TREND_EMA_ATR_ADX: {params: {ema_fats: 3}}}\n")
+    assert "strategies.S1_TREND_EMA_ATR_ADX.params.ema_fats: unknown key" in msg
+
+
+def test_out_of_range_value_names_the_key(tmp_path):
+    msg = error_of(tmp_path, BASE + "risk: {r_base: -1}\n")
+    assert "risk.r_base" in msg and "greater than 0" in msg
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    msg = error_of(tmp_path, BASE + "account: {starting_equity_usd: lots}\n")
+    assert "account.starting_equity_usd" in msg
+
+
+@pytest.mark.parametrize("bad,where", [
+    ("bar_contract: {fill_on: close}\n", "bar_contract.fill_on"),
+    ("bar_contract: {signal_on: open}\n", "bar_contract.signal_on"),
+    ("bar_contract: {allow_bar0: true}\n", "bar_contract.allow_bar0"),
+])
+def test_other_bar_contracts_are_rejected(tmp_path, bad, where):
+    assert where in error_of(tmp_path, BASE + bad)
+
+
+def test_bad_symbol_and_timezone_and_priority(tmp_path):
+    assert "universe.symbols" in error_of(tmp_path, "universe: {symbols: [EUR/USD]}\n")
+    assert "data.timezone" in error_of(tmp_path, BASE + "data: {timezone: Mars/Olympus}\n")
+    assert "risk.priority" in error_of(tmp_path, BASE + "risk: {priority: [S9]}\n")
+
+
+def test_symbol_outside_the_universe_is_rejected(tmp_path):
+    msg = error_of(tmp_path, BASE + "costs: {spread_pips: {GBPUSD: 1.0}}\n")
+    assert "GBPUSD is not in universe.symbols" in msg
+
+
+def test_ema_fast_must_be_shorter_than_slow(tmp_path):
+    msg = error_of(tmp_path, BASE + "strategies: {S1_TREND_EMA_ATR_ADX: {params: {ema_fast: 60}}}\n")
+    assert "ema_fast must be shorter than ema_slow" in msg
+
+
+def test_missing_required_section_and_empty_and_broken_yaml(tmp_path):
+    assert "universe: Field required" in error_of(tmp_path, "desk: x\n")
+    assert "mapping" in error_of(tmp_path, "")
+    assert "not valid YAML" in error_of(tmp_path, "universe: [\n")
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(EXAMPLE)
+    p = tmp_path / "resolved.yaml"
+    p.write_text(dump_config(cfg))
+    assert load_config(p) == cfg
