@@ -25,8 +25,8 @@ from deskd.configs.loader import dump_config
 from deskd.configs.models import DeskConfig
 from deskd.daemon.engine import Desk
 from deskd.daemon.events import Decision, StateChanged, Trade
-from deskd.daemon.journal import (DECISION_COLUMNS, EQUITY_COLUMNS, TRADE_COLUMNS, CsvJournal,
-                                  DecisionWriter, iso, trade_row)
+from deskd.daemon.journal import (EQUITY_COLUMNS, TRADE_COLUMNS, CsvJournal, DecisionWriter,
+                                  decision_journal, iso, trade_row)
 from deskd.research.metrics import trade_metrics
 
 
@@ -179,7 +179,7 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
     try:
         results = []
         with open(tmp / "decisions.csv", "w", newline="") as dfh:
-            journal = CsvJournal(dfh, DECISION_COLUMNS)
+            journal = decision_journal(dfh)
             for scn in scenarios:
                 progress = on_scenario_start(scn) if on_scenario_start else None
                 results.append(run_scenario(cfg, scn, journal, progress))

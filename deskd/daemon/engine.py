@@ -34,6 +34,7 @@ from deskd.strategies import STRATEGY_CLASSES
 from deskd.strategies.indicators import IndicatorBook
 from deskd.strategies.regime import RegimeTagger
 
+_new = tuple.__new__  # builds a NamedTuple event without its Python-level __new__ (hot path)
 TRADED = "TRADED"
 SKIPPED = "SKIPPED"
 
@@ -58,9 +59,9 @@ class Desk:
         risk = cfg.risk
 
         self.books = {s: IndicatorBook() for s in syms}
-        self.regimes = {s: RegimeTagger(self.books[s].atr(cfg.regime.atr_period),
-                                        cfg.regime.vol_z_window, cfg.regime.vol_z_low,
-                                        cfg.regime.vol_z_high, cfg.regime.spike_tr_atr_th)
+        rg = cfg.regime
+        self.regimes = {s: RegimeTagger(self.books[s], rg.atr_period, rg.vol_z_window,
+                                        rg.vol_z_low, rg.vol_z_high, rg.spike_tr_atr_th)
                         for s in syms}
         self.strategies: dict[str, list] = {s: [] for s in syms}
         self.max_hold_bars: dict[str, int] = {}
@@ -84,9 +85,9 @@ class Desk:
         self._entry_pending: dict[str, str] = {}
         self._exit_pending: set[str] = set()
         self._last_checked_equity = self.ledger.equity_usd
-        # per symbol: (indicator update, regime update, strategies)
-        self._per_symbol = {s: (self.books[s].update, self.regimes[s].update, tuple(self.strategies[s]))
-                            for s in syms}
+        # per symbol: (indicator book update, strategies)
+        self._per_symbol = {s: (self.books[s].update, tuple(self.strategies[s])) for s in syms}
+        self._open = self.ledger.open
         self.last_bar_ts: int | None = None
 
         b = self.bus
@@ -101,8 +102,7 @@ class Desk:
     def set_strategies(self, symbol: str, strategies: list) -> None:
         """Replace the strategies run on ``symbol`` (objects with ``strategy_id`` and
         ``on_bar(bar) -> SignalIntent | None``); for research and tests."""
-        update, regime, _ = self._per_symbol[symbol]
-        self._per_symbol[symbol] = (update, regime, tuple(strategies))
+        self._per_symbol[symbol] = (self._per_symbol[symbol][0], tuple(strategies))
         self.strategies[symbol] = list(strategies)
 
     # -- per-bar path -----------------------------------------------------------------------
@@ -126,10 +126,8 @@ class Desk:
             if v is not None:
                 self._emit(self.state.fire(Trigger.DD_BREACH, bar.bar_ts, v.reason))
         sym = bar.symbol
-        update, regime, strategies = self._per_symbol[sym]
-        c = bar.close
-        update(bar.high, bar.low, c)
-        regime(c)
+        update, strategies = self._per_symbol[sym]
+        update(bar.high, bar.low, bar.close)
         signals = None
         for st in strategies:
             s = st.on_bar(bar)
@@ -138,7 +136,7 @@ class Desk:
                     signals = [s]
                 else:
                     signals.append(s)
-        t = self.ledger.open.get(sym)
+        t = self._open.get(sym)
         if t is not None and t.hold_bars >= self.max_hold_bars[t.strategy_id] \
                 and sym not in self._exit_pending:
             self._exit(bar, t.strategy_id, t.side, t.units, "TIME")
@@ -148,7 +146,7 @@ class Desk:
     # -- decisions --------------------------------------------------------------------------
     def _decide(self, bar: BarClosed, signals: list[SignalIntent]) -> None:
         sym = bar.symbol
-        if sym in self.ledger.open or sym in self._entry_pending:
+        if sym in self._open or sym in self._entry_pending:
             for s in signals:
                 self._record(s, SKIPPED, "position_open")
             return
@@ -193,8 +191,8 @@ class Desk:
         return f"{self.cfg.desk}-{self.scenario}-{symbol}-{bar_ts}-{intent}"
 
     def _record(self, s: SignalIntent, action: str, reason: str, oid: str | None = None) -> None:
-        self.bus.publish(Decision(s.bar_ts, s.symbol, s.strategy_id, s.side, action, reason,
-                                  s.sl_pips, s.tp_pips, s.regime, oid))
+        self.bus.publish(_new(Decision, (s.bar_ts, s.symbol, s.strategy_id, s.side, action, reason,
+                                         s.sl_pips, s.tp_pips, s.regime, oid)))
 
     def _emit(self, ev: StateChanged | None) -> None:
         if ev is not None:
@@ -221,13 +219,12 @@ class Desk:
         handlers = tuple(self.bus.handlers(BarClosed))
         syms = feed.symbols
         tf = self.tf_s
-        new = tuple.__new__
         n = 0
         for ch in feed.chunks():
             for k, ts, o, h, l, c, v in zip(ch.sym.tolist(), ch.ts.tolist(), ch.open.tolist(),
                                             ch.high.tolist(), ch.low.tolist(), ch.close.tolist(),
                                             ch.volume.tolist()):
-                bar = new(BarClosed, (syms[k], tf, ts, o, h, l, c, v))
+                bar = _new(BarClosed, (syms[k], tf, ts, o, h, l, c, v))
                 for f in handlers:
                     f(bar)
             n += len(ch)

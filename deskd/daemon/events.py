@@ -4,8 +4,9 @@
 the Unix epoch, UTC (files stamp bars at their open; a bar closes at ``bar_ts + timeframe_s``).
 Prices are in quote currency, distances in pips, money in USD unless a name says otherwise.
 
-``BarClosed`` is a NamedTuple rather than a dataclass because one is built per bar on the hot
-path: it is just as immutable and costs a fifth as much to create.
+``BarClosed``, ``SignalIntent`` and ``Decision`` are NamedTuples rather than frozen dataclasses
+because they are built on the per-bar path (a trend strategy signals on a large share of bars):
+they are just as immutable and cost a fifth as much to create.
 """
 
 from __future__ import annotations
@@ -36,8 +37,7 @@ class BarClosed(NamedTuple):
         return self.bar_ts + self.timeframe_s
 
 
-@dataclass(frozen=True, slots=True)
-class SignalIntent:
+class SignalIntent(NamedTuple):
     """A strategy wants a position: decided at the close of bar ``bar_ts``.
 
     ``side`` is LONG (+1) or SHORT (-1); ``tp_pips`` is None when the strategy sets no target.
@@ -134,8 +134,7 @@ class StateChanged:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """What the desk did with one signal: TRADED, or SKIPPED with ``reason``."""
 
     bar_ts: int

@@ -30,6 +30,7 @@ class Ledger:
         self.timeframe_s = timeframe_s
         self.instruments = instruments
         self.conv = conv
+        self._legs = conv.legs
         self.balance_usd = starting_equity_usd
         self.equity_usd = starting_equity_usd
         self.peak_usd = starting_equity_usd
@@ -52,7 +53,8 @@ class Ledger:
     # -- per bar --------------------------------------------------------------------------
     def on_bar(self, bar: BarClosed) -> None:
         sym = bar.symbol
-        self.conv.last_price[sym] = bar.close
+        if sym in self._legs:
+            self.conv.last_price[sym] = bar.close
         t = self.open.get(sym)
         if t is None:
             return

@@ -61,6 +61,8 @@ class QuoteConverter:
                     f"add {ins.quote}{ACCOUNT_CCY} or {ACCOUNT_CCY}{ins.quote}"
                 )
         self.last_price: dict[str, float] = {}
+        # pairs whose price converts another pair's quote: only these need their closes kept
+        self.legs = frozenset(via for sym, (via, _) in self._route.items() if via not in (None, sym))
 
     def quote_usd(self, symbol: str, price: float | None = None) -> float:
         """USD value of one unit of ``symbol``'s quote currency.

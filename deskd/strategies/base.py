@@ -6,6 +6,8 @@ from deskd.configs.models import StopsConfig
 from deskd.daemon.events import BarClosed, SignalIntent
 from deskd.strategies.regime import RegimeTagger
 
+_new = tuple.__new__  # builds the NamedTuple without its Python-level __new__ (hot path)
+
 
 class Strategy:
     """One strategy on one symbol. ``on_bar`` is called once per closed bar of that symbol,
@@ -32,5 +34,5 @@ class Strategy:
         atr_pips = atr_price / self.pip_size
         sl = max(self.k_sl * atr_pips, self.min_sl_pips)
         tp = None if self.k_tp is None else max(self.k_tp * atr_pips, self.min_tp_pips)
-        return SignalIntent(bar.bar_ts, self.symbol, self.strategy_id, side, sl, tp, atr_pips,
-                            self.regime.tag, why)
+        return _new(SignalIntent, (bar.bar_ts, self.symbol, self.strategy_id, side, sl, tp,
+                                   atr_pips, self.regime.tag, why))

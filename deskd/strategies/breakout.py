@@ -5,7 +5,7 @@ from __future__ import annotations
 from deskd.configs.models import S3_ID, S3Config
 from deskd.daemon.events import LONG, SHORT, BarClosed, SignalIntent
 from deskd.strategies.base import Strategy
-from deskd.strategies.indicators import IndicatorBook, RollingZScore
+from deskd.strategies.indicators import IndicatorBook
 from deskd.strategies.regime import RegimeTagger
 
 
@@ -25,18 +25,14 @@ class BreakoutAtrCompression(Strategy):
         self.ema = book.ema(p.ema_trend)
         self.hi = book.prior_high(p.breakout_window)
         self.lo = book.prior_low(p.breakout_window)
-        self.cz = RollingZScore(p.compression_window)
+        self.cz = book.atr_pct_z(p.atr_period, p.compression_window)
         self.z_low = p.compression_z_low
 
     def on_bar(self, bar: BarClosed) -> SignalIntent | None:
-        atr = self.atr.value
-        if atr != atr:
+        cz = self.cz.value
+        if not cz < self.z_low:  # also False while undefined
             return None
         c = bar.close
-        cz = self.cz
-        cz.update(atr / c * 100.0)
-        if not cz.value < self.z_low:
-            return None
         e = self.ema.value
         if c > self.hi.value and c > e:
             side = LONG
@@ -44,4 +40,4 @@ class BreakoutAtrCompression(Strategy):
             side = SHORT
         else:
             return None
-        return self.signal(bar, side, atr, f"compression_z={cz.value:.2f}")
+        return self.signal(bar, side, self.atr.value, f"compression_z={cz:.2f}")

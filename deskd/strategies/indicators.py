@@ -116,13 +116,21 @@ class ATR:
 
 
 class ADX:
-    """Wilder's Average Directional Index (Wilder 1978, ch. 4), 0..100. See module conventions."""
+    """Wilder's Average Directional Index (Wilder 1978, ch. 4), 0..100. See module conventions.
 
-    __slots__ = ("period", "value", "plus_di", "minus_di",
+    Given ``atr``, an ATR of the same period updated before this ADX on every bar, the ADX
+    reads its true range and smoothed true range instead of computing them again: Wilder's
+    smoothed TR with the same seeding IS the ATR, so the values are identical.
+    """
+
+    __slots__ = ("period", "value", "plus_di", "minus_di", "atr",
                  "_ph", "_pl", "_pc", "_n", "_tr", "_pdm", "_mdm", "_ndx", "_dxsum")
 
-    def __init__(self, period: int):
+    def __init__(self, period: int, atr: "ATR | None" = None):
         _check_period(period)
+        if atr is not None and atr.period != period:
+            raise ValueError(f"ADX({period}) cannot share ATR({atr.period})")
+        self.atr = atr
         self.period = period
         self.value = NAN
         self.plus_di = NAN
@@ -150,17 +158,21 @@ class ADX:
         dn = pl - l
         pdm = up if (up > dn and up > 0.0) else 0.0
         mdm = dn if (dn > up and dn > 0.0) else 0.0
-        tr = h - l
-        a = h - pc if h > pc else pc - h
-        if a > tr:
-            tr = a
-        a = pc - l if l < pc else l - pc
-        if a > tr:
-            tr = a
         n = self.period
+        atr = self.atr
+        if atr is None:
+            tr = h - l
+            a = h - pc if h > pc else pc - h
+            if a > tr:
+                tr = a
+            a = pc - l if l < pc else l - pc
+            if a > tr:
+                tr = a
+        else:
+            tr = atr.tr
         if self._n >= n:
             k = n - 1
-            s_tr = self._tr = (self._tr * k + tr) / n
+            s_tr = self._tr = (self._tr * k + tr) / n if atr is None else atr.value
             s_p = self._pdm = (self._pdm * k + pdm) / n
             s_m = self._mdm = (self._mdm * k + mdm) / n
         else:
@@ -260,6 +272,23 @@ class RollingZScore:
         self._m2 = math.fsum((v - mean) * (v - mean) for v in buf)
         self._s2 = math.fsum(v * v for v in buf)
         self._since = 0
+
+
+class AtrPctZScore(RollingZScore):
+    """z-score of ATR% (= ATR / close x 100) over ``window`` bars, fed by a shared ATR that is
+    updated before it each bar; NaN until the ATR and the window are defined. Volatility
+    compression for S3, the VOL regime tag."""
+
+    __slots__ = ("atr",)
+
+    def __init__(self, atr: ATR, window: int):
+        super().__init__(window)
+        self.atr = atr
+
+    def update_hlc(self, h: float, l: float, c: float) -> None:
+        a = self.atr.value
+        if a == a:
+            self.update(a / c * 100.0)
 
 
 class RollingSlope:
@@ -395,7 +424,13 @@ class IndicatorBook:
         return self._get(("atr", period), lambda: ATR(period))
 
     def adx(self, period: int) -> ADX:
-        return self._get(("adx", period), lambda: ADX(period))
+        """ADX(period), sharing the book's ATR(period) (registered first, so updated first)."""
+        return self._get(("adx", period), lambda: ADX(period, self.atr(period)))
+
+    def atr_pct_z(self, atr_period: int, window: int) -> AtrPctZScore:
+        """z-score of ATR(atr_period)% over ``window`` bars, sharing the book's ATR."""
+        return self._get(("atr_pct_z", atr_period, window),
+                         lambda: AtrPctZScore(self.atr(atr_period), window))
 
     def prior_high(self, window: int) -> PriorHigh:
         return self._get(("prior_high", window), lambda: PriorHigh(window))

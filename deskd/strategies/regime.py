@@ -8,29 +8,25 @@
 
 from __future__ import annotations
 
-from deskd.strategies.indicators import ATR, RollingZScore
+from deskd.strategies.indicators import IndicatorBook
 
 _TAGS = {(vol, spike): f"VOL={vol}|SPIKE={spike}"
          for vol in ("LOW", "MID", "HIGH", "UNKNOWN") for spike in (0, 1)}
 
 
 class RegimeTagger:
-    """Per-symbol regime, updated once per bar after the shared ATR."""
+    """Per-symbol regime read from the symbol's indicator book (ATR and ATR% z-score, which
+    the book updates each bar); the tag is built only when asked for."""
 
     __slots__ = ("atr", "z", "z_low", "z_high", "spike_th")
 
-    def __init__(self, atr: ATR, vol_z_window: int, vol_z_low: float, vol_z_high: float,
-                 spike_tr_atr_th: float):
-        self.atr = atr
-        self.z = RollingZScore(vol_z_window)
+    def __init__(self, book: IndicatorBook, atr_period: int, vol_z_window: int,
+                 vol_z_low: float, vol_z_high: float, spike_tr_atr_th: float):
+        self.atr = book.atr(atr_period)
+        self.z = book.atr_pct_z(atr_period, vol_z_window)
         self.z_low = vol_z_low
         self.z_high = vol_z_high
         self.spike_th = spike_tr_atr_th
-
-    def update(self, close: float) -> None:
-        a = self.atr.value
-        if a == a:
-            self.z.update(a / close * 100.0)
 
     @property
     def tag(self) -> str:

@@ -25,12 +25,11 @@ def bars():
 
 def run(strategy_id, cfg, df, pip=0.0001):
     book = IndicatorBook()
-    regime = RegimeTagger(book.atr(14), 100, -0.5, 0.5, 2.5)
+    regime = RegimeTagger(book, 14, 100, -0.5, 0.5, 2.5)
     strat = STRATEGY_CLASSES[strategy_id]("EURUSD", pip, cfg, book, regime)
     sides, sls = [], []
     for i, r in enumerate(df.itertuples()):
         book.update(r.high, r.low, r.close)
-        regime.update(r.close)
         s = strat.on_bar(BarClosed("EURUSD", 900, i * 900, r.open, r.high, r.low, r.close, 0.0))
         sides.append(0 if s is None else s.side)
         sls.append(np.nan if s is None else s.sl_pips)
@@ -88,13 +87,12 @@ def test_no_signal_before_every_input_is_defined(bars):
 
 def test_take_profit_is_absent_when_k_tp_is_unset(bars):
     book = IndicatorBook()
-    regime = RegimeTagger(book.atr(14), 100, -0.5, 0.5, 2.5)
+    regime = RegimeTagger(book, 14, 100, -0.5, 0.5, 2.5)
     cfg = S1Config(stops=StopsConfig(k_sl=1.0, min_sl_pips=5, k_tp=None))
     strat = STRATEGY_CLASSES["S1_TREND_EMA_ATR_ADX"]("EURUSD", 0.0001, cfg, book, regime)
     got = []
     for i, r in enumerate(bars.itertuples()):
         book.update(r.high, r.low, r.close)
-        regime.update(r.close)
         s = strat.on_bar(BarClosed("EURUSD", 900, i * 900, r.open, r.high, r.low, r.close, 0.0))
         if s is not None:
             got.append(s)
@@ -104,11 +102,9 @@ def test_take_profit_is_absent_when_k_tp_is_unset(bars):
 
 def test_regime_tags_spike_when_true_range_beats_threshold_times_prior_atr():
     book = IndicatorBook()
-    regime = RegimeTagger(book.atr(3), 5, -0.5, 0.5, 2.0)
+    regime = RegimeTagger(book, 3, 5, -0.5, 0.5, 2.0)
     for _ in range(6):
         book.update(1.1010, 1.1000, 1.1005)
-        regime.update(1.1005)
     assert regime.tag.endswith("SPIKE=0")
     book.update(1.1100, 1.1000, 1.1090)  # TR 0.0100 vs ATR 0.0010
-    regime.update(1.1090)
     assert regime.tag.endswith("SPIKE=1")

@@ -1,0 +1,113 @@
+"""Replay throughput and memory of the full pipeline on real M1 bars.
+
+    python bench/replay.py [--symbols EURUSD,GBPUSD,USDJPY] [--strategies s1|all] [--bars N]
+
+Loads each symbol's 2017-2019 HistData M1 file (New York time) from the workspace's
+shared/data/fx_m1, then replays it through Desk (strategies, conflict resolution, allocator,
+guard, state machine, paper broker, ledger, decision journal to a CSV in a temp folder).
+
+Reports, separately: load+validate throughput of the bar files (bars/s), pipeline throughput
+with the bars already in memory (bars/s), end-to-end (streaming from the files), and peak
+memory (tracemalloc of the pipeline run, and the process's max RSS). Numbers go to stdout as
+JSON; RESULTS.md records them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+from deskd.adapters.replay import ReplayFeed
+from deskd.configs.models import DeskConfig
+from deskd.daemon.engine import Desk
+from deskd.daemon.events import Decision
+from deskd.daemon.journal import DecisionWriter, decision_journal
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fx_m1"
+
+
+def config(symbols: list[str], strategies: str) -> DeskConfig:
+    all3 = strategies == "all"
+    return DeskConfig.model_validate({
+        "desk": "bench",
+        "universe": {"timeframe": "M1", "symbols": symbols},
+        "data": {"timezone": "America/New_York",
+                 "files": {s: str(DATA / f"{s}_M1.csv.gz") for s in symbols}},
+        "strategies": {"S2_MR_ZSCORE_EMA_REGIME": {"enabled": all3},
+                       "S3_BREAKOUT_ATR_REGIME_EMA200": {"enabled": all3}},
+    })
+
+
+class MemoryFeed:
+    """The merged chunks of a ReplayFeed, loaded once, replayed from memory."""
+
+    def __init__(self, feed: ReplayFeed, limit: int | None):
+        self.symbols = feed.symbols
+        self._chunks = []
+        n = 0
+        for ch in feed.chunks():
+            self._chunks.append(ch)
+            n += len(ch)
+            if limit and n >= limit:
+                break
+        self.bars = n
+
+    def chunks(self):
+        return iter(self._chunks)
+
+
+def run(desk: Desk, feed, out_dir: str) -> tuple[int, float, int]:
+    with open(os.path.join(out_dir, "decisions.csv"), "w", newline="") as fh:
+        journal = decision_journal(fh)
+        desk.bus.subscribe(Decision, DecisionWriter(journal, desk.scenario, desk.tf_s))
+        t = time.perf_counter()
+        n = desk.replay(feed)
+        dt = time.perf_counter() - t
+        journal.flush()
+    return n, dt, len(desk.ledger.closed)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--symbols", default="EURUSD")
+    ap.add_argument("--strategies", choices=["s1", "all"], default="s1")
+    ap.add_argument("--bars", type=int, default=None, help="stop after about N bars (default: all)")
+    ap.add_argument("--memory", action="store_true", help="also measure peak memory with tracemalloc (slow)")
+    args = ap.parse_args()
+    syms = args.symbols.split(",")
+    cfg = config(syms, args.strategies)
+    if not all(Path(p).exists() for p in cfg.data.files.values()):
+        print(f"bench: bar files not found under {DATA}", file=sys.stderr)
+        return 2
+
+    feed = ReplayFeed(dict(cfg.data.files), cfg.data.timezone, cfg.universe.timeframe_s)
+    t = time.perf_counter()
+    mem = MemoryFeed(feed, args.bars)
+    load_s = time.perf_counter() - t
+
+    with tempfile.TemporaryDirectory() as d:
+        n, dt, trades = run(Desk(cfg), mem, d)
+        result = {
+            "symbols": syms, "strategies": args.strategies, "bars": n, "trades": trades,
+            "load_validate_bars_per_s": round(n / load_s),
+            "pipeline_bars_per_s": round(n / dt), "pipeline_s": round(dt, 2),
+        }
+        if args.memory:
+            tracemalloc.start()
+            run(Desk(cfg), mem, d)
+            result["pipeline_peak_traced_mib"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
+            tracemalloc.stop()
+    result["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
