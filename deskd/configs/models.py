@@ -6,6 +6,7 @@ setting silently ignored. Units are in the field names (``_pips``, ``_usd``, ``_
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,6 +22,7 @@ S1_ID = "S1_TREND_EMA_ATR_ADX"
 S2_ID = "S2_MR_ZSCORE_EMA_REGIME"
 S3_ID = "S3_BREAKOUT_ATR_REGIME_EMA200"
 STRATEGY_IDS = (S1_ID, S2_ID, S3_ID)
+NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"  # desk and scenario names: safe in order ids and CSV
 
 
 class Strict(BaseModel):
@@ -271,6 +273,16 @@ class CostsConfig(Strict):
     slippage: SlippageConfig = SlippageConfig()
     scenarios: dict[str, ScenarioConfig] = Field(default_factory=_default_scenarios)
 
+    @field_validator("scenarios")
+    @classmethod
+    def _scenario_names(cls, v: dict[str, ScenarioConfig]) -> dict[str, ScenarioConfig]:
+        bad = [k for k in v if not re.match(NAME_PATTERN, k)]
+        if bad:
+            raise ValueError(f"scenario names {bad} must be letters, digits, _ . - (at most 32)")
+        if not v:
+            raise ValueError("at least one scenario is needed")
+        return v
+
     @field_validator("spread_pips")
     @classmethod
     def _non_negative(cls, v: dict[str, float]) -> dict[str, float]:
@@ -284,9 +296,10 @@ class CostsConfig(Strict):
 
 
 class DeskConfig(Strict):
-    """The whole desk config (one YAML file)."""
+    """The whole desk config (one YAML file). ``desk`` names the desk in client order ids, so
+    it is restricted to letters, digits, ``_ . -`` (as are scenario names)."""
 
-    desk: str = "desk"
+    desk: str = Field("desk", pattern=NAME_PATTERN)
     account: AccountConfig = AccountConfig()
     universe: UniverseConfig
     data: DataConfig = DataConfig()

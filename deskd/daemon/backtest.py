@@ -17,7 +17,7 @@ import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import IO, Callable
 
 from deskd import __version__
 from deskd.adapters.replay import ReplayFeed
@@ -26,7 +26,7 @@ from deskd.configs.models import DeskConfig
 from deskd.daemon.engine import Desk
 from deskd.daemon.events import Decision, StateChanged, Trade
 from deskd.daemon.journal import (EQUITY_COLUMNS, TRADE_COLUMNS, CsvJournal, DecisionWriter,
-                                  decision_journal, iso, trade_row)
+                                  iso, trade_row, write_decision_header)
 from deskd.research.metrics import trade_metrics
 
 
@@ -68,9 +68,10 @@ def check_inputs(cfg: DeskConfig, scenarios: list[str]) -> None:
                                  f"{', '.join(cfg.costs.scenarios)}")
 
 
-def run_scenario(cfg: DeskConfig, scenario: str, decisions: CsvJournal | None,
+def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | None,
                  progress: Callable[[int], None] | None = None) -> ScenarioResult:
-    """Replay every bar through a fresh Desk with ``scenario``'s costs."""
+    """Replay every bar through a fresh Desk with ``scenario``'s costs, writing its decisions
+    to the open decisions.csv ``decisions`` (header already written)."""
     desk = Desk(cfg, scenario)
     writer = None
     if decisions is not None:
@@ -81,11 +82,13 @@ def run_scenario(cfg: DeskConfig, scenario: str, decisions: CsvJournal | None,
     feed = ReplayFeed({s: cfg.data.files[s] for s in cfg.universe.symbols}, cfg.data.timezone,
                       desk.tf_s)
     bars = desk.replay(feed, progress)
+    if writer is not None:
+        writer.flush()
     lg = desk.ledger
     files = {s: {"bars": st.bars, "first_bar": iso(st.first_ts), "last_bar": iso(st.last_ts)}
              for s, st in feed.stats.items()}
     return ScenarioResult(scenario, bars, lg.closed, lg.equity_rows, lg.equity_usd,
-                          (lg.max_dd_usd, lg.max_dd_frac), writer.counts if writer else {},
+                          (lg.max_dd_usd, lg.max_dd_frac), dict(writer.counts) if writer else {},
                           files, transitions)
 
 
@@ -179,11 +182,10 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
     try:
         results = []
         with open(tmp / "decisions.csv", "w", newline="") as dfh:
-            journal = decision_journal(dfh)
+            write_decision_header(dfh)
             for scn in scenarios:
                 progress = on_scenario_start(scn) if on_scenario_start else None
-                results.append(run_scenario(cfg, scn, journal, progress))
-            journal.flush()
+                results.append(run_scenario(cfg, scn, dfh, progress))
         feed_stats = {}
         for sym in cfg.universe.symbols:
             path = cfg.data.files[sym]

@@ -19,13 +19,13 @@ class Bus:
 
     def __init__(self) -> None:
         self._inline: dict[type, list[Callable[[Any], None]]] = defaultdict(list)
-        self._async: dict[type, list[Callable[[Any], Any]]] = defaultdict(list)
+        self._async: dict[type, list[Callable[[Any], Any]]] = {}
         self._queue: asyncio.Queue | None = None
 
     def subscribe(self, event_type: type, handler: Callable[[Any], Any]) -> None:
         """Call ``handler(event)`` for each published event of exactly ``event_type``."""
         if inspect.iscoroutinefunction(handler):
-            self._async[event_type].append(handler)
+            self._async.setdefault(event_type, []).append(handler)
         else:
             self._inline[event_type].append(handler)
 
@@ -38,7 +38,7 @@ class Bus:
         t = type(event)
         for h in self._inline.get(t, ()):
             h(event)
-        if t in self._async:
+        if self._async and t in self._async:
             if self._queue is None:
                 self._queue = asyncio.Queue()
             for h in self._async[t]:

@@ -41,7 +41,8 @@ class SignalIntent(NamedTuple):
     """A strategy wants a position: decided at the close of bar ``bar_ts``.
 
     ``side`` is LONG (+1) or SHORT (-1); ``tp_pips`` is None when the strategy sets no target.
-    ``atr_pips`` is the strategy's ATR at the decision, ``regime`` the symbol's regime tag.
+    ``atr_pips`` is the strategy's ATR at the decision, ``regime`` the symbol's regime tag,
+    ``score`` the value of the strategy's deciding metric named ``score_name`` (S1: adx).
     """
 
     bar_ts: int
@@ -52,7 +53,13 @@ class SignalIntent(NamedTuple):
     tp_pips: float | None
     atr_pips: float
     regime: str
-    why: str
+    score_name: str
+    score: float
+
+    @property
+    def why(self) -> str:
+        """The reason code written to the trade log, e.g. ``adx=31.42``."""
+        return f"{self.score_name}={self.score:.2f}"
 
 
 class Intent(str, Enum):

@@ -9,6 +9,7 @@ and for stops/targets filled inside that bar; the last close for EOD).
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from datetime import datetime, timezone
 from typing import IO
 
@@ -55,16 +56,13 @@ def iso_many(ts: list[int]) -> list[str]:
 
 class CsvJournal:
     """Appends rows to an open CSV file, header first; buffered, so the per-row cost is a list
-    append. Columns named in ``time_columns`` are given as UTC epoch seconds and written as
-    ISO 8601, converted a buffer at a time. Call :meth:`flush` before closing the file."""
+    append. Call :meth:`flush` before closing the file."""
 
-    def __init__(self, fh: IO[str], columns: list[str], buffer_rows: int = 10_000,
-                 time_columns: tuple[str, ...] = ()):
+    def __init__(self, fh: IO[str], columns: list[str], buffer_rows: int = 10_000):
         self._w = csv.writer(fh, lineterminator="\n")
         self._w.writerow(columns)
         self._buf: list[list] = []
         self._n = buffer_rows
-        self._time_idx = [columns.index(c) for c in time_columns]
 
     def write(self, row: list) -> None:
         self._buf.append(row)
@@ -72,34 +70,46 @@ class CsvJournal:
             self.flush()
 
     def flush(self) -> None:
-        buf = self._buf
-        for i in self._time_idx:
-            for row, text in zip(buf, iso_many([row[i] for row in buf])):
-                row[i] = text
-        self._w.writerows(buf)
-        buf.clear()
+        self._w.writerows(self._buf)
+        self._buf.clear()
 
 
 class DecisionWriter:
-    """Bus handler for Decision events of one scenario, written through a CsvJournal whose
-    ``decision_time`` column is a time column (see :func:`decision_journal`)."""
+    """Bus handler for the Decision events of one scenario: keeps them (a list append per
+    decision) and writes them to decisions.csv a buffer at a time, counting reasons. Lines are
+    formatted directly, not through the csv module: every field is a number or a code that
+    cannot hold a comma or quote (the config restricts desk and scenario names).
+    Call :meth:`flush` when the scenario ends."""
 
-    def __init__(self, journal: CsvJournal, scenario: str, timeframe_s: int):
-        self.journal = journal
+    def __init__(self, fh: IO[str], scenario: str, timeframe_s: int, buffer_rows: int = 20_000):
+        self.fh = fh
         self.scenario = scenario
         self.tf_s = timeframe_s
-        self.counts: dict[str, int] = {}
+        self.counts: Counter[str] = Counter()
+        self._buf: list[Decision] = []
+        self._n = buffer_rows
 
     def __call__(self, d: Decision) -> None:
-        counts = self.counts
-        key = d.reason
-        counts[key] = counts.get(key, 0) + 1
-        tp = d.tp_pips
-        self.journal.write([self.scenario, d.bar_ts + self.tf_s, d.symbol, d.strategy_id,
-                            SIDE_NAME[d.side], d.action, key, round(d.sl_pips, 2),
-                            "" if tp is None else round(tp, 2), d.regime, d.client_order_id or ""])
+        buf = self._buf
+        buf.append(d)
+        if len(buf) >= self._n:
+            self.flush()
+
+    def flush(self) -> None:
+        buf = self._buf
+        if not buf:
+            return
+        self.counts.update(d.reason for d in buf)
+        times = iso_many([d.bar_ts + self.tf_s for d in buf])
+        scn = self.scenario
+        side = SIDE_NAME
+        self.fh.write("".join([
+            f"{scn},{t},{sym},{sid},{side[sd]},{act},{why},{sl:.2f},"
+            f"{'' if tp is None else format(tp, '.2f')},{regime},{oid or ''}\n"
+            for t, (_, sym, sid, sd, act, why, sl, tp, regime, oid) in zip(times, buf)]))
+        buf.clear()
 
 
-def decision_journal(fh: IO[str]) -> CsvJournal:
-    """The decisions.csv journal."""
-    return CsvJournal(fh, DECISION_COLUMNS, time_columns=("decision_time",))
+def write_decision_header(fh: IO[str]) -> None:
+    """The header line of decisions.csv."""
+    fh.write(",".join(DECISION_COLUMNS) + "\n")

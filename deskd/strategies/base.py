@@ -28,11 +28,12 @@ class Strategy:
     def on_bar(self, bar: BarClosed) -> SignalIntent | None:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def signal(self, bar: BarClosed, side: int, atr_price: float, why: str) -> SignalIntent:
+    def signal(self, bar: BarClosed, side: int, atr_price: float, score_name: str,
+               score: float) -> SignalIntent:
         """Build the intent with its bracket: sl_pips = max(k_sl x ATR_pips, min_sl_pips),
         tp_pips = max(k_tp x ATR_pips, min_tp_pips) or None when k_tp is unset."""
         atr_pips = atr_price / self.pip_size
         sl = max(self.k_sl * atr_pips, self.min_sl_pips)
         tp = None if self.k_tp is None else max(self.k_tp * atr_pips, self.min_tp_pips)
         return _new(SignalIntent, (bar.bar_ts, self.symbol, self.strategy_id, side, sl, tp,
-                                   atr_pips, self.regime.tag, why))
+                                   atr_pips, self.regime.tag, score_name, score))

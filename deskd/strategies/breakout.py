@@ -23,8 +23,7 @@ class BreakoutAtrCompression(Strategy):
         p = cfg.params
         self.atr = book.atr(p.atr_period)
         self.ema = book.ema(p.ema_trend)
-        self.hi = book.prior_high(p.breakout_window)
-        self.lo = book.prior_low(p.breakout_window)
+        self.range = book.prior_range(p.breakout_window)
         self.cz = book.atr_pct_z(p.atr_period, p.compression_window)
         self.z_low = p.compression_z_low
 
@@ -34,10 +33,10 @@ class BreakoutAtrCompression(Strategy):
             return None
         c = bar.close
         e = self.ema.value
-        if c > self.hi.value and c > e:
+        if c > self.range.high and c > e:
             side = LONG
-        elif c < self.lo.value and c < e:
+        elif c < self.range.low and c < e:
             side = SHORT
         else:
             return None
-        return self.signal(bar, side, self.atr.value, f"compression_z={cz:.2f}")
+        return self.signal(bar, side, self.atr.value, "compression_z", cz)

@@ -1,7 +1,7 @@
 """Incremental indicators: O(1) state updates per closed bar, the same objects live and in replay.
 
 Each indicator exposes ``value`` (NaN until defined) and an ``update`` taking the newest
-observation. Bar-based ones (ATR, ADX, prior high/low) take ``update(high, low, close)``.
+observation. Bar-based ones (ATR, ADX, prior range) take ``update(high, low, close)``.
 The vectorised pandas versions used as oracles live in ``tests/strategies/oracles.py``.
 
 Conventions (they decide the warm-up and must match the oracles):
@@ -18,8 +18,8 @@ Conventions (they decide the warm-up and must match the oracles):
 * Rolling z-score over w values including the newest, population std (ddof=0); NaN while
   the window is short or flat (std <= 1e-9 x the window's RMS).
 * Rolling least-squares slope of the last w values against 0..w-1, in input units per step.
-* Prior high/low over w bars: the max/min of the w bars BEFORE the newest one
-  (``high.shift(1).rolling(w).max()``), via a monotonic deque.
+* Prior range over w bars: the highest high / lowest low of the w bars BEFORE the newest one
+  (``high.shift(1).rolling(w).max()``), via monotonic deques.
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ import math
 from collections import deque
 
 NAN = math.nan
-# z-score flatness: std <= 1e-9 x RMS  <=>  M2 <= 1e-18 x sum of squares
-_FLAT_M2 = 1e-18
-# below this M2 / sum-of-squares the running M2 is recomputed exactly from the window
-_EXACT_BELOW = 1e-8
+_sqrt = math.sqrt
+# z-score flatness: std <= 1e-9 x RMS  <=>  var <= 1e-18 x mean square
+_FLAT_VAR = 1e-18
+# below this variance / mean square the running sums are recomputed exactly from the window
+_EXACT_BELOW = 1e-4
 # Running sums are recomputed exactly from the ring buffer every this many windows, so
 # floating-point drift cannot build up over millions of bars.
 _RESYNC_WINDOWS = 64
@@ -205,14 +206,13 @@ class ADX:
 
 class RollingZScore:
     """z-score of the newest value against the last ``window`` values (it included), population
-    std. Mean and sum of squared deviations (M2) are updated in O(1) (Welford-style add/remove).
-    When M2 is small against the window's sum of squares (a nearly flat window, where running
-    sums are rounding noise) they are recomputed exactly from the window, and a window whose
-    std is at most 1e-9 x its RMS is flat: no z-score (NaN). Drift is also reset every 64
-    windows."""
+    std, from running sums of x and x^2 (O(1) per update). Where the window's variance is
+    below 1e-4 x its mean square (std under 1 % of the RMS: running sums would lose digits)
+    mean and variance are recomputed exactly, two-pass, from the window; a window whose std is
+    at most 1e-9 x its RMS is flat and has no z-score (NaN). The sums are also recomputed
+    exactly every 64 windows, so rounding cannot drift."""
 
-    __slots__ = ("window", "value", "mean", "std", "_buf", "_i", "_n", "_mean", "_m2", "_s2",
-                 "_since")
+    __slots__ = ("window", "value", "_buf", "_i", "_warm", "_left", "_s1", "_s2", "_inv_w")
 
     def __init__(self, window: int):
         _check_period(window, "window")
@@ -220,58 +220,50 @@ class RollingZScore:
             raise ValueError("window must be >= 2 for a z-score")
         self.window = window
         self.value = NAN
-        self.mean = NAN
-        self.std = NAN
-        self._buf = [0.0] * window
+        self._buf = [0.0] * window  # zeros: the running sums are exact during warm-up
         self._i = 0
-        self._n = 0
-        self._mean = 0.0
-        self._m2 = 0.0
+        self._warm = window          # values still missing from the first full window
+        self._left = _RESYNC_WINDOWS * window  # updates until the next exact recompute
+        self._s1 = 0.0
         self._s2 = 0.0
-        self._since = 0
+        self._inv_w = 1.0 / window
 
     def update(self, x: float) -> None:
-        w = self.window
         buf = self._buf
         i = self._i
-        if self._n < w:
-            self._n += 1
-            d = x - self._mean
-            self._mean += d / self._n
-            self._m2 += d * (x - self._mean)
-            self._s2 += x * x
-        else:
-            old = buf[i]
-            mean = self._mean
-            new_mean = mean + (x - old) / w
-            self._m2 += (x - old) * (x - new_mean + old - mean)
-            self._s2 += x * x - old * old
-            self._mean = new_mean
-            self._since += 1
+        old = buf[i]
         buf[i] = x
-        self._i = i + 1 if i + 1 < w else 0
-        if self._n < w:
-            return
-        if self._m2 <= _EXACT_BELOW * self._s2 or self._since >= _RESYNC_WINDOWS * w:
-            self._resync()
-        m2 = self._m2
-        mean = self._mean
-        self.mean = mean
-        if m2 <= _FLAT_M2 * self._s2:
-            self.std = 0.0
-            self.value = NAN
-            return
-        std = math.sqrt(m2 / w)
-        self.std = std
-        self.value = (x - mean) / std
+        i += 1
+        self._i = 0 if i == self.window else i
+        s1 = self._s1 + (x - old)
+        s2 = self._s2 + (x * x - old * old)
+        if self._warm:
+            self._warm -= 1
+            if self._warm:
+                self._s1 = s1
+                self._s2 = s2
+                return
+        inv_w = self._inv_w
+        mean = s1 * inv_w
+        msq = s2 * inv_w
+        var = msq - mean * mean
+        left = self._left - 1
+        if var <= _EXACT_BELOW * msq or not left:
+            s1, s2, mean, var = self._exact()
+            msq = s2 * inv_w
+            left = _RESYNC_WINDOWS * self.window
+        self._left = left
+        self._s1 = s1
+        self._s2 = s2
+        self.value = NAN if var <= _FLAT_VAR * msq else (x - mean) / _sqrt(var)
 
-    def _resync(self) -> None:
+    def _exact(self) -> tuple[float, float, float, float]:
         buf = self._buf
-        mean = math.fsum(buf) / self.window
-        self._mean = mean
-        self._m2 = math.fsum((v - mean) * (v - mean) for v in buf)
-        self._s2 = math.fsum(v * v for v in buf)
-        self._since = 0
+        w = self.window
+        s1 = math.fsum(buf)
+        mean = s1 / w
+        var = math.fsum((v - mean) * (v - mean) for v in buf) / w
+        return s1, math.fsum(v * v for v in buf), mean, var
 
 
 class AtrPctZScore(RollingZScore):
@@ -343,62 +335,51 @@ class RollingSlope:
         self._since = 0
 
 
-class _PriorExtreme:
-    """Max (or min) of the ``window`` values before the newest one; monotonic deque, O(1)
-    amortised."""
+class PriorRange:
+    """Highest high and lowest low of the ``window`` bars BEFORE the newest one (breakout
+    levels), ``high`` and ``low``, NaN until ``window`` bars precede. Units: price.
 
-    __slots__ = ("window", "value", "_idx", "_val", "_i", "_sign")
+    Two monotonic deques of bar indices (Lemire 2006, "Streaming maximum-minimum filter"):
+    O(1) amortised per bar. Indices advance by one per bar, so at most one expires per bar.
+    """
 
-    def __init__(self, window: int, sign: float):
+    __slots__ = ("window", "high", "low", "_hi_i", "_hi_v", "_lo_i", "_lo_v", "_i")
+
+    def __init__(self, window: int):
         _check_period(window, "window")
         self.window = window
-        self.value = NAN
-        self._idx: deque[int] = deque()
-        self._val: deque[float] = deque()
+        self.high = NAN
+        self.low = NAN
+        self._hi_i: deque[int] = deque()
+        self._hi_v: deque[float] = deque()
+        self._lo_i: deque[int] = deque()
+        self._lo_v: deque[float] = deque()
         self._i = 0
-        self._sign = sign  # +1 for max, -1 for min (values stored negated)
 
-    def update(self, x: float) -> None:
+    def update_hlc(self, h: float, l: float, c: float) -> None:
         i = self._i
-        idx = self._idx
-        val = self._val
-        lo = i - self.window
-        while idx and idx[0] < lo:
-            idx.popleft()
-            val.popleft()
-        if i >= self.window:
-            self.value = val[0] * self._sign
-        v = x * self._sign
-        while val and val[-1] <= v:
-            val.pop()
-            idx.pop()
-        idx.append(i)
-        val.append(v)
         self._i = i + 1
-
-
-class PriorHigh(_PriorExtreme):
-    """Highest high of the ``window`` bars before the newest (breakout level). Units: price."""
-
-    __slots__ = ()
-
-    def __init__(self, window: int):
-        super().__init__(window, 1.0)
-
-    def update_hlc(self, h: float, l: float, c: float) -> None:
-        self.update(h)
-
-
-class PriorLow(_PriorExtreme):
-    """Lowest low of the ``window`` bars before the newest (breakout level). Units: price."""
-
-    __slots__ = ()
-
-    def __init__(self, window: int):
-        super().__init__(window, -1.0)
-
-    def update_hlc(self, h: float, l: float, c: float) -> None:
-        self.update(l)
+        hi_i, hi_v, lo_i, lo_v = self._hi_i, self._hi_v, self._lo_i, self._lo_v
+        lo = i - self.window
+        if lo >= 0:  # the levels of bars i-window .. i-1
+            if hi_i[0] < lo:
+                hi_i.popleft()
+                hi_v.popleft()
+            if lo_i[0] < lo:
+                lo_i.popleft()
+                lo_v.popleft()
+            self.high = hi_v[0]
+            self.low = lo_v[0]
+        while hi_v and hi_v[-1] <= h:
+            hi_v.pop()
+            hi_i.pop()
+        hi_i.append(i)
+        hi_v.append(h)
+        while lo_v and lo_v[-1] >= l:
+            lo_v.pop()
+            lo_i.pop()
+        lo_i.append(i)
+        lo_v.append(l)
 
 
 class IndicatorBook:
@@ -432,11 +413,8 @@ class IndicatorBook:
         return self._get(("atr_pct_z", atr_period, window),
                          lambda: AtrPctZScore(self.atr(atr_period), window))
 
-    def prior_high(self, window: int) -> PriorHigh:
-        return self._get(("prior_high", window), lambda: PriorHigh(window))
-
-    def prior_low(self, window: int) -> PriorLow:
-        return self._get(("prior_low", window), lambda: PriorLow(window))
+    def prior_range(self, window: int) -> PriorRange:
+        return self._get(("prior_range", window), lambda: PriorRange(window))
 
     def __len__(self) -> int:
         return len(self._updaters)

@@ -53,4 +53,4 @@ class MeanReversionZScore(Strategy):
         if not atr > 0.0:
             return None
         side = SHORT if mr_z > 0 else LONG
-        return self.signal(bar, side, atr, f"mr_z={mr_z:.2f}")
+        return self.signal(bar, side, atr, "mr_z", mr_z)

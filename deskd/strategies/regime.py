@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from deskd.strategies.indicators import IndicatorBook
 
-_TAGS = {(vol, spike): f"VOL={vol}|SPIKE={spike}"
-         for vol in ("LOW", "MID", "HIGH", "UNKNOWN") for spike in (0, 1)}
+_VOLS = ("UNKNOWN", "LOW", "MID", "HIGH")
+_TAGS = tuple(f"VOL={vol}|SPIKE={spike}" for vol in _VOLS for spike in (0, 1))
 
 
 class RegimeTagger:
@@ -32,14 +32,7 @@ class RegimeTagger:
     def tag(self) -> str:
         """The current tag, e.g. ``VOL=MID|SPIKE=0``."""
         z = self.z.value
-        if z != z:
-            vol = "UNKNOWN"
-        elif z < self.z_low:
-            vol = "LOW"
-        elif z > self.z_high:
-            vol = "HIGH"
-        else:
-            vol = "MID"
-        prev = self.atr.prev_value
-        spike = 1 if (prev == prev and prev > 0 and self.atr.tr > self.spike_th * prev) else 0
-        return _TAGS[(vol, spike)]
+        vol = 0 if z != z else 1 if z < self.z_low else 3 if z > self.z_high else 2
+        atr = self.atr
+        spike = 1 if atr.tr > self.spike_th * atr.prev_value else 0  # False while NaN
+        return _TAGS[2 * vol + spike]

@@ -40,4 +40,4 @@ class TrendEmaAtrAdx(Strategy):
         atr = self.atr.value
         if not atr > 0.0:
             return None
-        return self.signal(bar, side, atr, f"adx={adx:.1f}")
+        return self.signal(bar, side, atr, "adx", adx)

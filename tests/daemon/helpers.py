@@ -34,7 +34,7 @@ class Scripted:
         self.i += 1
         if self.i in self.on:
             return SignalIntent(bar.bar_ts, self.symbol, self.strategy_id, self.side, self.sl,
-                                self.tp, 10.0, "VOL=MID|SPIKE=0", "scripted")
+                                self.tp, 10.0, "VOL=MID|SPIKE=0", "scripted", 1.0)
         return None
 
 

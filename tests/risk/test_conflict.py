@@ -5,7 +5,7 @@ PRIO = ["S1_TREND_EMA_ATR_ADX", "S3_BREAKOUT_ATR_REGIME_EMA200", "S2_MR_ZSCORE_E
 
 
 def sig(sid, side):
-    return SignalIntent(0, "EURUSD", sid, side, 10.0, None, 5.0, "VOL=MID|SPIKE=0", "")
+    return SignalIntent(0, "EURUSD", sid, side, 10.0, None, 5.0, "VOL=MID|SPIKE=0", "test", 0.0)
 
 
 def test_priority_policy_trades_the_highest_priority_signal():

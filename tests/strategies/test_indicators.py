@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deskd.strategies.indicators import (ADX, ATR, EMA, IndicatorBook, PriorHigh, PriorLow,
-                                         RollingSlope, RollingZScore)
+from deskd.strategies.indicators import (ADX, ATR, EMA, IndicatorBook, PriorRange, RollingSlope,
+                                         RollingZScore)
 from tests.strategies import oracles
 from tests.strategies.conftest import ohlc, values
 
@@ -24,11 +24,11 @@ def run_scalar(ind, xs):
     return np.array(out)
 
 
-def run_bars(ind, df):
+def run_bars(ind, df, attr="value"):
     out = []
     for h, l, c in zip(df.high, df.low, df.close):
         ind.update_hlc(h, l, c)
-        out.append(ind.value)
+        out.append(getattr(ind, attr))
     return np.array(out)
 
 
@@ -68,9 +68,9 @@ def test_rolling_slope_equals_oracle(xs, w):
 
 @settings(max_examples=150, deadline=None)
 @given(df=ohlc(), w=st.integers(1, 30))
-def test_prior_high_and_low_equal_oracle(df, w):
-    assert_matches(run_bars(PriorHigh(w), df), oracles.prior_high(df.high, w))
-    assert_matches(run_bars(PriorLow(w), df), oracles.prior_low(df.low, w))
+def test_prior_range_high_and_low_equal_oracle(df, w):
+    assert_matches(run_bars(PriorRange(w), df, "high"), oracles.prior_high(df.high, w))
+    assert_matches(run_bars(PriorRange(w), df, "low"), oracles.prior_low(df.low, w))
 
 
 def test_zscore_and_slope_stay_exact_past_many_resyncs():
@@ -90,8 +90,7 @@ def test_zscore_of_a_flat_window_is_undefined_not_huge():
 
 
 # -- no lookahead -----------------------------------------------------------------------------
-INDICATORS = [lambda: EMA(5), lambda: ATR(5), lambda: ADX(4), lambda: PriorHigh(6),
-              lambda: PriorLow(6)]
+INDICATORS = [lambda: EMA(5), lambda: ATR(5), lambda: ADX(4), lambda: PriorRange(6)]
 
 
 @settings(max_examples=80, deadline=None)
@@ -100,8 +99,9 @@ INDICATORS = [lambda: EMA(5), lambda: ATR(5), lambda: ADX(4), lambda: PriorHigh(
 def test_changing_bars_after_t_changes_nothing_at_or_before_t(df, other, cut, which):
     changed = df.copy()
     changed.iloc[cut + 1:] = other.iloc[: len(df) - cut - 1].to_numpy()
-    a = run_bars(INDICATORS[which](), df)[: cut + 1]
-    b = run_bars(INDICATORS[which](), changed)[: cut + 1]
+    attr = "high" if which == 3 else "value"
+    a = run_bars(INDICATORS[which](), df, attr)[: cut + 1]
+    b = run_bars(INDICATORS[which](), changed, attr)[: cut + 1]
     np.testing.assert_array_equal(a, b)
 
 
@@ -123,7 +123,7 @@ def test_book_shares_one_indicator_between_users_and_updates_it_once_per_bar():
     assert book.atr(14).prev_close == 1.1
 
 
-@pytest.mark.parametrize("cls", [EMA, ATR, ADX, RollingZScore, RollingSlope, PriorHigh])
+@pytest.mark.parametrize("cls", [EMA, ATR, ADX, RollingZScore, RollingSlope, PriorRange])
 def test_bad_period_is_rejected(cls):
     with pytest.raises(ValueError):
         cls(0)
