@@ -76,21 +76,48 @@ def run(desk: Desk, feed, out_dir: str) -> tuple[int, float, int]:
     return n, dt, len(desk.ledger.closed)
 
 
+def stream(cfg: DeskConfig, feed: ReplayFeed, syms: list[str], strategies: str) -> int:
+    """End to end from the files; then the same under tracemalloc for peak Python memory."""
+    with tempfile.TemporaryDirectory() as d:
+        n, dt, trades = run(Desk(cfg), feed, d)
+        tracemalloc.start()
+        run(Desk(cfg), feed, d)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    print(json.dumps({
+        "mode": "stream", "symbols": syms, "strategies": strategies, "bars": n, "trades": trades,
+        "end_to_end_bars_per_s": round(n / dt), "end_to_end_s": round(dt, 2),
+        "peak_traced_mib": round(peak / 2**20, 1),
+        "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--symbols", default="EURUSD")
     ap.add_argument("--strategies", choices=["s1", "all"], default="s1")
+    ap.add_argument("--file", action="append", default=[], metavar="SYMBOL=PATH",
+                    help="use this bar file (New York time) for a symbol instead of its 2017-2019 M1 file")
     ap.add_argument("--bars", type=int, default=None, help="stop after about N bars (default: all)")
     ap.add_argument("--repeat", type=int, default=3, help="pipeline runs; median and best are reported")
-    ap.add_argument("--memory", action="store_true", help="also measure peak memory with tracemalloc (slow)")
+    ap.add_argument("--stream", action="store_true",
+                    help="instead: one end-to-end run streaming from the files (load, validate, "
+                         "pipeline), timed, then again under tracemalloc for its peak memory")
     args = ap.parse_args()
     syms = args.symbols.split(",")
     cfg = config(syms, args.strategies)
+    if args.file:
+        files = dict(cfg.data.files)
+        files.update(item.split("=", 1) for item in args.file)
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"files": files})})
     if not all(Path(p).exists() for p in cfg.data.files.values()):
         print(f"bench: bar files not found under {DATA}", file=sys.stderr)
         return 2
 
     feed = ReplayFeed(dict(cfg.data.files), cfg.data.timezone, cfg.universe.timeframe_s)
+    if args.stream:
+        return stream(cfg, feed, syms, args.strategies)
     t = time.perf_counter()
     mem = MemoryFeed(feed, args.bars)
     load_s = time.perf_counter() - t
@@ -108,11 +135,6 @@ def main() -> int:
             "pipeline_bars_per_s_median": round(n / med), "pipeline_bars_per_s_best": round(n / times[0]),
             "pipeline_s_median": round(med, 2), "runs": len(times),
         }
-        if args.memory:
-            tracemalloc.start()
-            run(Desk(cfg), mem, d)
-            result["pipeline_peak_traced_mib"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
-            tracemalloc.stop()
     result["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(result))
     return 0

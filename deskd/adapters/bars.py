@@ -23,7 +23,7 @@ import pandas as pd
 
 REQUIRED = ("time", "open", "high", "low", "close")
 PRICES = ("open", "high", "low", "close")
-CHUNK_ROWS = 100_000
+CHUNK_ROWS = 50_000
 
 
 class BarFileError(ValueError):
@@ -59,7 +59,10 @@ def _raw_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
             start += len(df)
             yield df
         return
-    reader = pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=False,
+    # Prices parse as float64 in C (bit-identical to Python's float()); a column holding a
+    # bad value comes back as text and _validate names the row. No NA guessing: an empty or
+    # "nan" field is an error, not a missing value.
+    reader = pd.read_csv(path, chunksize=chunk_rows, dtype={"time": str}, keep_default_na=False,
                          skipinitialspace=True, compression="infer")
     yield from reader
 
@@ -113,12 +116,15 @@ def _validate(df: pd.DataFrame, path: Path, tz: str, timeframe_s: int, is_csv: b
     prices = {}
     for col in PRICES:
         raw = df[col]
-        num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        if raw.dtype == np.float64:
+            num = raw.to_numpy()
+        else:
+            num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
         bad = ~np.isfinite(num)
         if bad.any():
             pos = int(np.argmax(bad))
-            shown = raw.iloc[pos]
-            what = "is empty" if str(shown).strip() == "" else f"is not a finite number ({shown!r})"
+            shown = str(raw.iloc[pos])
+            what = "is empty" if shown.strip() == "" else f"is not a finite number ('{shown}')"
             raise BarFileError(f"{where(pos)}: {col} {what}")
         nonpos = num <= 0
         if nonpos.any():
@@ -142,7 +148,7 @@ def _validate(df: pd.DataFrame, path: Path, tz: str, timeframe_s: int, is_csv: b
         bad = ~np.isfinite(vol) | (vol < 0)
         if bad.any():
             pos = int(np.argmax(bad))
-            raise BarFileError(f"{where(pos)}: volume {df['volume'].iloc[pos]!r} is not a "
+            raise BarFileError(f"{where(pos)}: volume '{df['volume'].iloc[pos]}' is not a "
                                f"non-negative number")
     else:
         vol = np.zeros(len(df))

@@ -64,7 +64,8 @@ class Desk:
                                         rg.vol_z_low, rg.vol_z_high, rg.spike_tr_atr_th)
                         for s in syms}
         self.strategies: dict[str, list] = {s: [] for s in syms}
-        self.max_hold_bars: dict[str, int] = {}
+        self.max_hold_bars: dict[str, int] = {}  # per strategy id; others use risk.max_hold_bars
+        self._default_hold = risk.max_hold_bars
         for sid, scfg in cfg.strategies.enabled().items():
             self.max_hold_bars[sid] = scfg.max_hold_bars or risk.max_hold_bars
             for s in cfg.strategy_symbols(sid):
@@ -137,7 +138,7 @@ class Desk:
                 else:
                     signals.append(s)
         t = self._open.get(sym)
-        if t is not None and t.hold_bars >= self.max_hold_bars[t.strategy_id] \
+        if t is not None and t.hold_bars >= self.max_hold_bars.get(t.strategy_id, self._default_hold) \
                 and sym not in self._exit_pending:
             self._exit(bar, t.strategy_id, t.side, t.units, "TIME")
         if signals is not None:

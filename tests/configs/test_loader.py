@@ -92,3 +92,12 @@ def test_resolved_config_round_trips(tmp_path):
     p = tmp_path / "resolved.yaml"
     p.write_text(dump_config(cfg))
     assert load_config(p) == cfg
+
+
+@pytest.mark.parametrize("text,where", [
+    ('desk: "my desk, london"\n', "desk: String should match pattern"),
+    ('costs: {scenarios: {"A,1": {}}}\n', "costs.scenarios: scenario names ['A,1']"),
+    ("costs: {scenarios: {}}\n", "costs.scenarios: at least one scenario"),
+])
+def test_names_that_reach_order_ids_and_csv_are_restricted(tmp_path, text, where):
+    assert where in error_of(tmp_path, BASE + text)

@@ -131,3 +131,11 @@ def test_order_ids_are_deterministic_per_symbol_bar_and_intent():
     b = Harness().desk
     assert a.order_id("EURUSD", 123, "ENTRY") == b.order_id("EURUSD", 123, "ENTRY")
     assert a.order_id("EURUSD", 123, "ENTRY") != a.order_id("EURUSD", 124, "ENTRY")
+
+
+def test_time_stop_applies_to_a_strategy_the_config_does_not_enable():
+    h = Harness()  # S2 is disabled in the config; risk.max_hold_bars = 4 applies
+    h.desk.set_strategies("EURUSD", [Scripted("S2_MR_ZSCORE_EMA_REGIME", "EURUSD", on=[0], sl_pips=100)])
+    h.flat(6)
+    (t,) = h.desk.ledger.closed
+    assert t.exit_reason == "TIME" and t.hold_bars == 4
