@@ -34,9 +34,9 @@ class CostModel:
 
     def __init__(self, costs: CostsConfig, scenario: ScenarioConfig):
         s = costs.slippage
-        self.half_spread_pips = {}
-        self._costs = costs
-        self.spread_mult = scenario.spread_mult
+        m = scenario.spread_mult
+        self.half_spread_pips = {sym: pips * m / 2.0 for sym, pips in costs.spread_pips.items()}
+        self.default_half_spread_pips = costs.default_spread_pips * m / 2.0
         self.slip_base = s.slip_base_pips
         self.slip_k = s.slip_k_pips
         self.slip_mult = scenario.slippage_mult
@@ -46,9 +46,7 @@ class CostModel:
 
     def side_cost_pips(self, symbol: str, tr_atr: float) -> float:
         """Cost of one side of a fill in pips, given TR(fill bar) / ATR(close before)."""
-        half = self.half_spread_pips.get(symbol)
-        if half is None:
-            half = self.half_spread_pips[symbol] = self._costs.spread_for(symbol) * self.spread_mult / 2.0
+        half = self.half_spread_pips.get(symbol, self.default_half_spread_pips)
         slip = (self.slip_base + self.slip_k * tr_atr) * self.slip_mult
         if tr_atr > self.spike_th:
             slip *= self.spike_mult

@@ -291,9 +291,6 @@ class CostsConfig(Strict):
                 raise ValueError(f"spread for {sym} is negative")
         return v
 
-    def spread_for(self, symbol: str) -> float:
-        return self.spread_pips.get(symbol, self.default_spread_pips)
-
 
 class DeskConfig(Strict):
     """The whole desk config (one YAML file). ``desk`` names the desk in client order ids, so

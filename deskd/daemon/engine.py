@@ -27,7 +27,7 @@ from deskd.daemon.events import (BarClosed, Decision, Fill, Intent, OrderIntent,
 from deskd.daemon.ledger import Ledger
 from deskd.daemon.state import StateMachine, Trigger
 from deskd.risk.allocator import Allocator
-from deskd.risk.conflict import resolve
+from deskd.risk.conflict import ConflictResolver
 from deskd.risk.guard import DrawdownGuard, TradingCalendar
 from deskd.risk.money import Instrument, QuoteConverter
 from deskd.strategies import STRATEGY_CLASSES
@@ -78,6 +78,7 @@ class Desk:
         self.guard = DrawdownGuard(TradingCalendar(risk.day_roll_time, risk.day_roll_timezone),
                                    risk.dd_day_limit_frac, risk.dd_week_limit_frac)
         self.allocator = Allocator(risk, self.instruments, self.conv)
+        self.resolve = ConflictResolver(risk.conflict_policy, risk.priority)
         self.broker = PaperBroker(self.bus, self.instruments,
                                   CostModel(cfg.costs, cfg.costs.scenarios[scenario]), cost_atr,
                                   cfg.bar_contract.intrabar_policy)
@@ -151,7 +152,7 @@ class Desk:
             for s in signals:
                 self._record(s, SKIPPED, "position_open")
             return
-        winner, losers = resolve(signals, self.cfg.risk.conflict_policy, self.cfg.risk.priority)
+        winner, losers = self.resolve(signals)
         for s, why in losers:
             self._record(s, SKIPPED, why)
         if winner is None:

@@ -73,14 +73,18 @@ class Ledger:
         self._track_drawdown()
 
     def _track_drawdown(self) -> None:
+        """Largest fall from a running peak, in USD and (independently) as a fraction: the
+        deepest fraction can come from a lower peak than the largest USD fall."""
         e = self.equity_usd
-        if e > self.peak_usd:
+        peak = self.peak_usd
+        if e >= peak:
             self.peak_usd = e
-        elif self.peak_usd - e > self.max_dd_usd:
-            self.max_dd_usd = self.peak_usd - e
-            frac = self.max_dd_usd / self.peak_usd
-            if frac > self.max_dd_frac:
-                self.max_dd_frac = frac
+            return
+        dd = peak - e
+        if dd > self.max_dd_usd:
+            self.max_dd_usd = dd
+        if dd / peak > self.max_dd_frac:
+            self.max_dd_frac = dd / peak
 
     def mark(self, ts: int, kind: str = "DAY") -> None:
         """Record the equity now: at a trading-day roll (DAY, the daily series for

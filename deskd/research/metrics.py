@@ -5,7 +5,9 @@ Definitions (money in USD, distances in pips):
 * win_rate: share of trades with pnl_usd > 0.
 * expectancy_pips / expectancy_usd: mean pnl per trade (net of costs).
 * profit_factor: gross profit / |gross loss| (None when there is no losing trade).
-* max_drawdown_usd / _frac: largest fall from a running peak of equity. For a whole scenario
+* max_drawdown_usd / _frac: largest fall from a running peak of equity, in USD, and deepest
+  fall as a fraction of its peak; each is maximised on its own (they can come from
+  different peaks). For a whole scenario
   it is measured on equity marked to market at every bar close (``drawdown_basis``
   ``mtm_bar_close``); for a subset of trades (a strategy, symbol or regime) on the equity curve
   of its closed trades alone, starting from the starting equity (``closed_trades``).
@@ -51,14 +53,17 @@ def _streaks(pnls: Iterable[float]) -> tuple[int, int]:
 
 
 def _max_drawdown(curve: Sequence[float]) -> tuple[float, float]:
+    """(largest fall from a running peak in USD, deepest fall as a fraction of its peak),
+    each maximised on its own."""
     peak = curve[0] if curve else 0.0
     dd_usd = dd_frac = 0.0
     for e in curve:
-        if e > peak:
+        if e >= peak:
             peak = e
-        elif peak - e > dd_usd:
-            dd_usd = peak - e
-            dd_frac = max(dd_frac, dd_usd / peak if peak > 0 else 0.0)
+            continue
+        dd_usd = max(dd_usd, peak - e)
+        if peak > 0:
+            dd_frac = max(dd_frac, (peak - e) / peak)
     return dd_usd, dd_frac
 
 

@@ -12,16 +12,33 @@ from __future__ import annotations
 from deskd.daemon.events import SignalIntent
 
 
-def resolve(signals: list[SignalIntent], policy: str, priority: list[str]
-            ) -> tuple[SignalIntent | None, list[tuple[SignalIntent, str]]]:
-    """Return (winner or None, [(loser, skip reason), ...]) for one symbol's signals.
+class ConflictResolver:
+    """Resolves one symbol's signals at one close under ``policy`` ('priority' or 'netting').
 
     Strategies missing from ``priority`` rank after the listed ones, in the order given.
     Raises ValueError for an unknown policy.
     """
+
+    def __init__(self, policy: str, priority: list[str]):
+        if policy not in ("priority", "netting"):
+            raise ValueError(f"unknown conflict policy {policy!r}")
+        self.policy = policy
+        self._rank = {sid: i for i, sid in enumerate(priority)}
+
+    def __call__(self, signals: list[SignalIntent]
+                 ) -> tuple[SignalIntent | None, list[tuple[SignalIntent, str]]]:
+        """(winner or None, [(loser, skip reason), ...])."""
+        if len(signals) == 1:
+            return signals[0], []
+        return resolve(signals, self.policy, self._rank)
+
+
+def resolve(signals: list[SignalIntent], policy: str, rank: dict[str, int]
+            ) -> tuple[SignalIntent | None, list[tuple[SignalIntent, str]]]:
+    """Return (winner or None, [(loser, skip reason), ...]) for one symbol's signals;
+    ``rank`` maps strategy id to priority (0 first)."""
     if not signals:
         return None, []
-    rank = {sid: i for i, sid in enumerate(priority)}
     ordered = sorted(signals, key=lambda s: rank.get(s.strategy_id, len(rank)))
     if policy == "priority":
         pool = ordered

@@ -139,3 +139,14 @@ def test_time_stop_applies_to_a_strategy_the_config_does_not_enable():
     h.flat(6)
     (t,) = h.desk.ledger.closed
     assert t.exit_reason == "TIME" and t.hold_bars == 4
+
+
+def test_ledger_tracks_deepest_drawdown_fraction_even_when_smaller_in_usd():
+    from deskd.daemon.bus import Bus
+    from deskd.daemon.ledger import Ledger
+    from deskd.risk.money import QuoteConverter
+    lg = Ledger(Bus(), {}, QuoteConverter({}), 1000.0, TF)
+    for e in (500.0, 3000.0, 2000.0):
+        lg.equity_usd = e
+        lg._track_drawdown()
+    assert lg.max_dd_usd == pytest.approx(1000) and lg.max_dd_frac == pytest.approx(0.5)

@@ -53,3 +53,10 @@ def test_sharpe_and_sortino_of_daily_returns():
 
 def test_no_losses_leaves_profit_factor_undefined_not_infinite():
     assert trade_metrics(trades([10, 20]), 1000, [])["profit_factor"] is None
+
+
+def test_deepest_fraction_and_largest_usd_drawdown_are_tracked_independently():
+    # 1000 -> 500 is -50 % (500 USD); later 3000 -> 2000 is -33 % but 1000 USD
+    m = trade_metrics(trades([-500, 2500, -1000]), 1000, [])
+    assert m["max_drawdown_usd"] == pytest.approx(1000)
+    assert m["max_drawdown_frac"] == pytest.approx(0.5)

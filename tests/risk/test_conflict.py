@@ -1,7 +1,13 @@
 from deskd.daemon.events import LONG, SHORT, SignalIntent
-from deskd.risk.conflict import resolve
+import pytest
+
+from deskd.risk.conflict import ConflictResolver
 
 PRIO = ["S1_TREND_EMA_ATR_ADX", "S3_BREAKOUT_ATR_REGIME_EMA200", "S2_MR_ZSCORE_EMA_REGIME"]
+
+
+def resolve(signals, policy, priority):
+    return ConflictResolver(policy, priority)(signals)
 
 
 def sig(sid, side):
@@ -30,3 +36,8 @@ def test_a_lone_signal_wins_under_both_policies():
     a = sig(PRIO[2], LONG)
     assert resolve([a], "priority", PRIO) == (a, [])
     assert resolve([a], "netting", PRIO) == (a, [])
+
+
+def test_unknown_policy_is_refused():
+    with pytest.raises(ValueError, match="unknown conflict policy"):
+        ConflictResolver("coin_flip", PRIO)
