@@ -26,7 +26,7 @@ from deskd.configs.models import CostsConfig, ScenarioConfig
 from deskd.daemon.bus import Bus
 from deskd.daemon.events import BarClosed, Fill, Intent, OrderAccepted, OrderIntent
 from deskd.risk.money import Instrument
-from deskd.strategies.indicators import ATR
+from deskd.strategies.indicators import ATR, true_range
 
 
 class CostModel:
@@ -117,8 +117,7 @@ class PaperBroker:
         pc = atr.prev_close
         if not a > 0.0 or pc != pc:
             return 0.0
-        h, l = bar.high, bar.low
-        return max(h - l, abs(h - pc), abs(l - pc)) / a
+        return true_range(bar.high, bar.low, pc) / a
 
     def _fill_market(self, order: OrderIntent, bar: BarClosed, ref: float, tr_atr: float,
                      exit_reason: str | None) -> None:

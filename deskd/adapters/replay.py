@@ -16,19 +16,10 @@ from deskd.adapters.bars import CHUNK_ROWS, BarChunk, read_bars
 
 
 @dataclass(frozen=True, slots=True)
-class MergedChunk:
+class MergedChunk(BarChunk):
     """Bars of several symbols in (time, symbol order) order; ``sym`` indexes ``symbols``."""
 
     sym: np.ndarray
-    ts: np.ndarray
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.ts)
 
 
 @dataclass
@@ -94,4 +85,5 @@ def _merge(parts: list[tuple[int, BarChunk]]) -> MergedChunk:
     cols = {name: np.concatenate([getattr(c, name) for _, c in parts])
             for name in ("ts", "open", "high", "low", "close", "volume")}
     order = np.argsort(cols["ts"], kind="stable")  # ties keep symbol order
-    return MergedChunk(sym[order], *(cols[n][order] for n in ("ts", "open", "high", "low", "close", "volume")))
+    return MergedChunk(*(cols[n][order] for n in ("ts", "open", "high", "low", "close", "volume")),
+                       sym=sym[order])

@@ -43,6 +43,11 @@ def _check_period(period: int, name: str = "period") -> None:
         raise ValueError(f"{name} must be an integer >= 1, got {period!r}")
 
 
+def true_range(h: float, l: float, prev_close: float) -> float:
+    """Wilder's true range: max(high - low, |high - prev close|, |low - prev close|). Price."""
+    return max(h - l, abs(h - prev_close), abs(l - prev_close))
+
+
 class EMA:
     """Exponential moving average (see module conventions). Units: those of the input."""
 
@@ -97,6 +102,7 @@ class ATR:
         self.prev_close = c
         if pc != pc:  # first bar: no previous close, no true range
             return
+        # true_range(h, l, pc), inlined: this runs on every bar
         tr = h - l
         a = h - pc if h > pc else pc - h
         if a > tr:
@@ -119,73 +125,60 @@ class ATR:
 class ADX:
     """Wilder's Average Directional Index (Wilder 1978, ch. 4), 0..100. See module conventions.
 
-    Given ``atr``, an ATR of the same period updated before this ADX on every bar, the ADX
-    reads its true range and smoothed true range instead of computing them again: Wilder's
-    smoothed TR with the same seeding IS the ATR, so the values are identical.
+    Wilder's smoothed true range, seeded the same way, IS the ATR: the ADX reads the true range
+    and smoothed TR from an ATR(period). Given ``atr`` (shared, and updated before this ADX on
+    every bar by its owner) it uses that one; otherwise it keeps and updates its own.
     """
 
-    __slots__ = ("period", "value", "plus_di", "minus_di", "atr",
-                 "_ph", "_pl", "_pc", "_n", "_tr", "_pdm", "_mdm", "_ndx", "_dxsum")
+    __slots__ = ("period", "value", "plus_di", "minus_di", "atr", "_own_atr",
+                 "_ph", "_pl", "_n", "_pdm", "_mdm", "_ndx", "_dxsum")
 
     def __init__(self, period: int, atr: "ATR | None" = None):
         _check_period(period)
         if atr is not None and atr.period != period:
             raise ValueError(f"ADX({period}) cannot share ATR({atr.period})")
-        self.atr = atr
+        self._own_atr = atr is None
+        self.atr = ATR(period) if atr is None else atr
         self.period = period
         self.value = NAN
         self.plus_di = NAN
         self.minus_di = NAN
         self._ph = NAN
         self._pl = NAN
-        self._pc = NAN
         self._n = 0
-        self._tr = 0.0
         self._pdm = 0.0
         self._mdm = 0.0
         self._ndx = 0
         self._dxsum = 0.0
 
     def update_hlc(self, h: float, l: float, c: float) -> None:
+        atr = self.atr
+        if self._own_atr:
+            atr.update_hlc(h, l, c)
         ph = self._ph
         pl = self._pl
-        pc = self._pc
         self._ph = h
         self._pl = l
-        self._pc = c
-        if pc != pc:
+        if ph != ph:  # first bar: no previous bar to move from
             return
         up = h - ph
         dn = pl - l
         pdm = up if (up > dn and up > 0.0) else 0.0
         mdm = dn if (dn > up and dn > 0.0) else 0.0
         n = self.period
-        atr = self.atr
-        if atr is None:
-            tr = h - l
-            a = h - pc if h > pc else pc - h
-            if a > tr:
-                tr = a
-            a = pc - l if l < pc else l - pc
-            if a > tr:
-                tr = a
-        else:
-            tr = atr.tr
         if self._n >= n:
             k = n - 1
-            s_tr = self._tr = (self._tr * k + tr) / n if atr is None else atr.value
             s_p = self._pdm = (self._pdm * k + pdm) / n
             s_m = self._mdm = (self._mdm * k + mdm) / n
         else:
             self._n += 1
-            self._tr += tr
             self._pdm += pdm
             self._mdm += mdm
             if self._n < n:
                 return
-            s_tr = self._tr = self._tr / n
             s_p = self._pdm = self._pdm / n
             s_m = self._mdm = self._mdm / n
+        s_tr = atr.value
         if s_tr > 0.0:
             pdi = 100.0 * s_p / s_tr
             mdi = 100.0 * s_m / s_tr
