@@ -37,20 +37,20 @@ class CostModel:
         m = scenario.spread_mult
         self.half_spread_pips = {sym: pips * m / 2.0 for sym, pips in costs.spread_pips.items()}
         self.default_half_spread_pips = costs.default_spread_pips * m / 2.0
-        self.slip_base = s.slip_base_pips
-        self.slip_k = s.slip_k_pips
+        self.slip_base_pips = s.slip_base_pips
+        self.slip_k_pips = s.slip_k_pips
         self.slip_mult = scenario.slippage_mult
-        self.slip_add = scenario.slippage_add_pips
-        self.spike_th = s.spike_tr_atr_th
+        self.slip_add_pips = scenario.slippage_add_pips
+        self.spike_tr_atr_th = s.spike_tr_atr_th
         self.spike_mult = s.spike_mult if scenario.spikes else 1.0
 
     def side_cost_pips(self, symbol: str, tr_atr: float) -> float:
         """Cost of one side of a fill in pips, given TR(fill bar) / ATR(close before)."""
         half = self.half_spread_pips.get(symbol, self.default_half_spread_pips)
-        slip = (self.slip_base + self.slip_k * tr_atr) * self.slip_mult
-        if tr_atr > self.spike_th:
+        slip = (self.slip_base_pips + self.slip_k_pips * tr_atr) * self.slip_mult
+        if tr_atr > self.spike_tr_atr_th:
             slip *= self.spike_mult
-        return half + slip + self.slip_add
+        return half + slip + self.slip_add_pips
 
 
 @dataclass(slots=True)

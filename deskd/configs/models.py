@@ -35,7 +35,8 @@ def _check_tz(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown IANA timezone {name!r} (e.g. UTC, America/New_York, Europe/Athens)")
+        raise ValueError(f"unknown IANA timezone {name!r} (e.g. UTC, America/New_York, "
+                         f"Europe/Athens)") from None
     return name
 
 

@@ -17,7 +17,8 @@ import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
+from collections.abc import Callable
 
 from deskd import __version__
 from deskd.adapters.replay import ReplayFeed

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from rich.console import Console
@@ -39,7 +39,7 @@ def _parse_data(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _load(args) -> "DeskConfig":  # noqa: F821
+def _load(args) -> DeskConfig:  # noqa: F821
     cfg = load_config(args.config)
     if getattr(args, "data", None) or getattr(args, "data_timezone", None):
         files = dict(cfg.data.files)
@@ -77,7 +77,7 @@ def cmd_backtest(args) -> int:
     cfg = _load(args)
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()] if args.scenarios \
         else list(cfg.costs.scenarios)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else Path("runs") / f"backtest-{cfg.desk}-{stamp}"
     err = Console(stderr=True)
     quiet = args.quiet or args.json

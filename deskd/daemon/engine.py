@@ -16,7 +16,7 @@ The same Desk runs a backtest (replay feed + paper broker) and, later, the live 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from deskd.adapters.paper import CostModel, PaperBroker
 from deskd.adapters.replay import ReplayFeed

@@ -12,7 +12,7 @@ they are just as immutable and cost a fifth as much to create.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import NamedTuple
 
 LONG = 1
@@ -62,7 +62,7 @@ class SignalIntent(NamedTuple):
         return f"{self.score_name}={self.score:.2f}"
 
 
-class Intent(str, Enum):
+class Intent(StrEnum):
     ENTRY = "ENTRY"
     EXIT = "EXIT"
 
@@ -129,7 +129,7 @@ class PositionClosed:
     """A position closed; ``trade`` is the finished trade-log row."""
 
     bar_ts: int
-    trade: "Trade"
+    trade: Trade
 
 
 @dataclass(frozen=True, slots=True)

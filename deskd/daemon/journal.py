@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import IO
 
 import numpy as np
@@ -32,7 +32,7 @@ EQUITY_COLUMNS = ["scenario", "time", "kind", "equity_usd", "balance_usd", "open
 
 def iso(ts: int) -> str:
     """UTC epoch seconds as ``YYYY-MM-DDTHH:MM:SSZ``."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _opt(x: float | None, nd: int) -> str:

@@ -13,19 +13,19 @@ TRANSITIONS changes nothing.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from deskd.daemon.events import StateChanged
 
 
-class DeskState(str, Enum):
+class DeskState(StrEnum):
     RUNNING = "RUNNING"
     DEGRADED = "DEGRADED"
     SAFE_MODE = "SAFE_MODE"
     HALTED = "HALTED"
 
 
-class Trigger(str, Enum):
+class Trigger(StrEnum):
     EXECUTION_ERROR = "EXECUTION_ERROR"
     ERROR_LIMIT = "ERROR_LIMIT"
     CLEAN_EXECUTIONS = "CLEAN_EXECUTIONS"

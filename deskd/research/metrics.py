@@ -25,7 +25,7 @@ Definitions (money in USD, distances in pips):
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from deskd.daemon.events import Trade
 

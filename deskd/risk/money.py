@@ -1,7 +1,8 @@
 """The money model: pip sizes and the one place where quote currency becomes USD.
 
-Every conversion between pips and price, and between a pair's quote currency and the
-account currency (USD), goes through this module, so a number can only be in one unit.
+A pair's pip size comes only from :class:`Instrument` (price distance = pips x pip_size);
+every conversion from a quote currency to the account currency (USD) goes through
+:class:`QuoteConverter`, so a number can only be in one unit.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class Instrument:
     pip_size: float
 
     @classmethod
-    def parse(cls, symbol: str) -> "Instrument":
+    def parse(cls, symbol: str) -> Instrument:
         """Build an instrument from a six-letter symbol such as ``EURUSD``.
 
         Raises ValueError when the symbol is not six ASCII letters.
@@ -78,13 +79,3 @@ class QuoteConverter:
         if p is None:
             raise LookupError(f"{symbol}: no price yet for {via} to convert to {ACCOUNT_CCY}")
         return 1.0 / p if invert else p
-
-
-def pips_to_price(pips: float, pip_size: float) -> float:
-    """Price distance (quote currency) of ``pips`` pips."""
-    return pips * pip_size
-
-
-def price_to_pips(price_distance: float, pip_size: float) -> float:
-    """Pips in a price distance (quote currency)."""
-    return price_distance / pip_size

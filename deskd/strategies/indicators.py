@@ -133,7 +133,7 @@ class ADX:
     __slots__ = ("period", "value", "plus_di", "minus_di", "atr", "_own_atr",
                  "_ph", "_pl", "_n", "_pdm", "_mdm", "_ndx", "_dxsum")
 
-    def __init__(self, period: int, atr: "ATR | None" = None):
+    def __init__(self, period: int, atr: ATR | None = None):
         _check_period(period)
         if atr is not None and atr.period != period:
             raise ValueError(f"ADX({period}) cannot share ATR({atr.period})")

@@ -13,7 +13,10 @@ PIP = 0.0001
 FREE = CostsConfig(spread_pips={"EURUSD": 0.0}, slippage=SlippageConfig(slip_base_pips=0, slip_k_pips=0))
 
 
-def make(policy="sl_first", costs=FREE, scenario=ScenarioConfig()):
+A_SCENARIO = ScenarioConfig()
+
+
+def make(policy="sl_first", costs=FREE, scenario=A_SCENARIO):
     bus = Bus()
     fills: list[Fill] = []
     bus.subscribe(Fill, fills.append)
@@ -136,7 +139,7 @@ def test_slippage_grows_with_true_range_over_atr_and_spikes_multiply_it():
                                                 spike_mult=3.0))
     c_scn = ScenarioConfig(spread_mult=1.6, slippage_mult=1.8, spikes=True)
     broker, fills, atr = make(costs=costs, scenario=c_scn)
-    for i in range(5):  # ATR(3) = 0.0010 from bars of range 10 pips
+    for _ in range(5):  # ATR(3) = 0.0010 from bars of range 10 pips
         atr.update_hlc(1.1005, 1.0995, 1.1000)
     broker.submit(entry(LONG, sl_pips=100))
     broker.on_bar(bar(5, 1.1000, 1.1030, 1.1000, 1.1020))  # TR = 30 pips -> TR/ATR = 3 > 2

@@ -4,7 +4,7 @@ drawdown halts, sizing and the one-position-per-symbol rule."""
 import pytest
 
 from deskd.daemon.events import LONG, SHORT, OrderIntent
-from tests.daemon.helpers import TF, T0, Harness, Scripted, config
+from tests.daemon.helpers import TF, T0, Harness, Scripted
 
 
 def test_signal_at_close_fills_at_next_open_and_is_journaled_as_traded():

@@ -1,4 +1,4 @@
-from datetime import date, datetime, timezone
+from datetime import date, datetime, UTC
 
 from deskd.risk.guard import DrawdownGuard, TradingCalendar
 
@@ -6,7 +6,7 @@ NY_CAL = TradingCalendar("17:00", "America/New_York")
 
 
 def ts(*a):
-    return int(datetime(*a, tzinfo=timezone.utc).timestamp())
+    return int(datetime(*a, tzinfo=UTC).timestamp())
 
 
 def test_fx_day_rolls_at_17_new_york_in_winter_and_summer():
