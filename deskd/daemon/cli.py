@@ -19,7 +19,9 @@ from rich.table import Table
 from deskd import __version__
 from deskd.adapters.bars import BarFileError
 from deskd.configs.loader import ConfigError, load_config
-from deskd.configs.models import DataConfig
+from pydantic import ValidationError
+
+from deskd.configs.models import DataConfig, DeskConfig
 from deskd.daemon.backtest import BacktestInputError, run_backtest
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
@@ -39,7 +41,7 @@ def _parse_data(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _load(args) -> DeskConfig:  # noqa: F821
+def _load(args) -> DeskConfig:
     cfg = load_config(args.config)
     if getattr(args, "data", None) or getattr(args, "data_timezone", None):
         files = dict(cfg.data.files)
@@ -47,8 +49,9 @@ def _load(args) -> DeskConfig:  # noqa: F821
         tz = args.data_timezone or cfg.data.timezone
         try:
             data = DataConfig(timezone=tz, files=files)
-        except ValueError as e:
-            raise InputError(f"--data/--data-timezone: {e}") from None
+        except ValidationError as e:
+            msg = e.errors()[0]["msg"].removeprefix("Value error, ")
+            raise InputError(f"--data-timezone: {msg}") from None
         unknown = [s for s in files if s not in cfg.universe.symbols]
         if unknown:
             raise InputError(f"--data: {', '.join(unknown)} not in universe.symbols "

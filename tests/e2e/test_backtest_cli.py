@@ -117,3 +117,15 @@ def test_unknown_scenario_and_help(tmp_path):
     p = run("backtest", "--config", str(EXAMPLE), "--scenarios", "Z", "--out", str(tmp_path / "o"), check=False)
     assert p.returncode == 2 and "unknown scenario(s) Z" in p.stderr
     assert "--scenarios" in run("backtest", "--help").stdout
+
+
+def test_bad_data_arguments_exit_2_with_a_plain_message(tmp_path):
+    p = run("backtest", "--config", str(EXAMPLE), "--data-timezone", "Mars/Olympus",
+            "--out", str(tmp_path / "o"), check=False)
+    assert p.returncode == 2
+    assert "deskd: error: --data-timezone: unknown IANA timezone 'Mars/Olympus'" in p.stderr
+    p = run("backtest", "--config", str(EXAMPLE), "--data", "EURUSD", "--out", str(tmp_path / "o"), check=False)
+    assert p.returncode == 2 and "expected SYMBOL=PATH" in p.stderr
+    p = run("backtest", "--config", str(EXAMPLE), "--data", f"AUDUSD={tmp_path}/x.csv",
+            "--out", str(tmp_path / "o"), check=False)
+    assert p.returncode == 2 and "AUDUSD not in universe.symbols" in p.stderr
