@@ -150,3 +150,34 @@ def test_ledger_tracks_deepest_drawdown_fraction_even_when_smaller_in_usd():
         lg.equity_usd = e
         lg._track_drawdown()
     assert lg.max_dd_usd == pytest.approx(1000) and lg.max_dd_frac == pytest.approx(0.5)
+
+
+def test_degraded_state_scales_risk_and_safe_mode_skips_entries():
+    from deskd.daemon.state import Trigger
+    h = Harness(r_base=0.01)
+    orders = []
+    h.desk.bus.subscribe(OrderIntent, orders.append)
+    h.desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0], sl_pips=25)])
+    h.desk.set_strategies("USDJPY", [Scripted("S1_TREND_EMA_ATR_ADX", "USDJPY", on=[0], sl_pips=25)])
+    h.desk.state.execution_error(T0, "timeout")  # RUNNING -> DEGRADED, risk x 0.5
+    h.bar(1.1000, 1.1005, 1.0995, 1.1000)
+    assert orders[0].units == 200_000  # half of 400,000
+    h.desk.state.fire(Trigger.RECONCILE_MISMATCH, T0, "units differ")
+    h.bar(150.00, 150.05, 149.95, 150.00, symbol="USDJPY")
+    assert h.decisions[-1].reason == "state:SAFE_MODE" and len(orders) == 1
+
+
+def test_week_breach_keeps_entries_halted_across_day_rolls_until_the_week_anchor():
+    day = 86_400
+    w0 = T0 + 2 * day  # Sunday 2026-01-11 17:00 New York: Monday's trading day, a new week
+    h = Harness(r_base=0.01, dd_day_limit_frac=0.5, dd_week_limit_frac=0.008)
+    h.desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0, 3, 4, 5, 6], sl_pips=20)])
+    h.bar(1.1000, 1.1005, 1.0995, 1.1000, ts=w0)
+    h.bar(1.1000, 1.1001, 1.0970, 1.0975, ts=w0 + TF)  # -1 % of equity: week breach
+    h.bar(1.0975, 1.0980, 1.0970, 1.0975, ts=w0 + 2 * TF)
+    assert h.states[-1].trigger == "DD_BREACH" and "week" in h.states[-1].reason
+    for k in (1, 2, 4):  # Tuesday, Wednesday, Friday: day anchors roll, the halt stays
+        h.bar(1.0975, 1.0980, 1.0970, 1.0975, ts=w0 + k * day)
+        assert h.decisions[-1].reason == "guard:week_dd_halt"
+    h.bar(1.0975, 1.0980, 1.0970, 1.0975, ts=w0 + 7 * day)  # next Sunday 17:00: lifted
+    assert h.states[-1].trigger == "DD_HALT_EXPIRED" and h.decisions[-1].reason == "traded"
