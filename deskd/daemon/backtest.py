@@ -1,6 +1,7 @@
 """``deskd backtest``: the desk fed by the replay adapter, once per cost scenario.
 
-Outputs (one folder): trades.csv, equity.csv, decisions.csv, report.json, config.yaml.
+Outputs (one folder): trades.csv, equity.csv, decisions.csv, report.json, config.yaml; with
+a store URL, the same run recorded in the store (the tables `deskd run` uses).
 They are written into a hidden sibling folder that is renamed into place only when every
 scenario has finished, so a failed run never leaves a folder that looks like a result.
 report.json holds no wall-clock figures, so two runs on the same inputs are byte-identical.
@@ -20,12 +21,15 @@ from pathlib import Path
 from typing import IO
 from collections.abc import Callable
 
+from sqlalchemy import Connection
+
 from deskd import __version__
 from deskd.adapters.replay import ReplayFeed
 from deskd.configs.loader import dump_config
 from deskd.configs.models import DeskConfig
 from deskd.daemon.engine import Desk
 from deskd.daemon.events import Decision, StateChanged, Trade
+from deskd.daemon.store import StoreWriter, open_store
 from deskd.daemon.journal import (EQUITY_COLUMNS, TRADE_COLUMNS, CsvJournal, DecisionWriter,
                                   iso, trade_row, write_decision_header)
 from deskd.research.metrics import trade_metrics
@@ -70,10 +74,14 @@ def check_inputs(cfg: DeskConfig, scenarios: list[str]) -> None:
 
 
 def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | None,
-                 progress: Callable[[int], None] | None = None) -> ScenarioResult:
+                 progress: Callable[[int], None] | None = None,
+                 store: Connection | None = None, replace: bool = False) -> ScenarioResult:
     """Replay every bar through a fresh Desk with ``scenario``'s costs, writing its decisions
-    to the open decisions.csv ``decisions`` (header already written)."""
+    to the open decisions.csv ``decisions`` (header already written) and, given ``store``,
+    every order, fill, trade, decision and state to it (uncommitted: the caller commits)."""
     desk = Desk(cfg, scenario)
+    recorder = (StoreWriter(store, desk, commit_every_bars=0, flush_every_bars=10_000, replace=replace)
+                if store is not None else None)
     writer = None
     if decisions is not None:
         writer = DecisionWriter(decisions, scenario, desk.tf_s)
@@ -85,6 +93,8 @@ def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | None,
     bars = desk.replay(feed, progress)
     if writer is not None:
         writer.flush()
+    if recorder is not None:
+        recorder.write_snapshots()
     lg = desk.ledger
     files = {s: {"bars": st.bars, "first_bar": iso(st.first_ts), "last_bar": iso(st.last_ts)}
              for s, st in feed.stats.items()}
@@ -172,13 +182,18 @@ def _publish_out(tmp: Path, out: Path) -> None:
 
 def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool = False,
                  on_scenario_start: Callable[[str], Callable[[int], None] | None] | None = None,
-                 ) -> dict:
+                 store_url: str | None = None) -> dict:
     """Run every scenario and write the outputs to ``out`` atomically; returns the report.
+    With ``store_url`` every scenario is also recorded in that store, in one transaction
+    committed only when everything else succeeded (``force`` replaces earlier rows of the
+    same desk and scenario).
 
-    Raises BacktestInputError (inputs), BarFileError (a bad bar file); on any error the
-    partial folder is removed and ``out`` is left as it was.
+    Raises BacktestInputError (inputs), BarFileError (a bad bar file), StoreError; on any
+    error the partial folder is removed, the store transaction rolled back, and ``out`` left
+    as it was.
     """
     check_inputs(cfg, scenarios)
+    conn = open_store(store_url).connect() if store_url else None
     tmp = _prepare_out(out, force)
     try:
         results = []
@@ -186,7 +201,7 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
             write_decision_header(dfh)
             for scn in scenarios:
                 progress = on_scenario_start(scn) if on_scenario_start else None
-                results.append(run_scenario(cfg, scn, dfh, progress))
+                results.append(run_scenario(cfg, scn, dfh, progress, conn, replace=force))
         feed_stats = {}
         for sym in cfg.universe.symbols:
             path = cfg.data.files[sym]
@@ -207,8 +222,13 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
         report = build_report(cfg, feed_stats, results)
         (tmp / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
         (tmp / "config.yaml").write_text(dump_config(cfg))
+        if conn is not None:
+            conn.commit()
         _publish_out(tmp, out)
         return report
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if conn is not None:
+            conn.close()  # rolls back whatever was not committed

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from deskd.configs.models import DataConfig, DeskConfig
 from deskd.daemon.backtest import BacktestInputError, run_backtest
+from deskd.daemon.store import StoreError, sqlite_url
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 
@@ -76,6 +77,11 @@ def _summary_table(report: dict) -> Table:
     return t
 
 
+def _store_url(value: str) -> str:
+    """A SQLAlchemy URL as given, or a file path made into a SQLite URL."""
+    return value if "://" in value else sqlite_url(value)
+
+
 def cmd_backtest(args) -> int:
     cfg = _load(args)
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()] if args.scenarios \
@@ -97,7 +103,8 @@ def cmd_backtest(args) -> int:
         return lambda n: progress.advance(task, n)
 
     with progress:
-        report = run_backtest(cfg, scenarios, out, force=args.force, on_scenario_start=on_start)
+        report = run_backtest(cfg, scenarios, out, force=args.force, on_scenario_start=on_start,
+                              store_url=_store_url(args.store) if args.store else None)
     if args.json:
         print(json.dumps({"out": str(out), "scenarios": {k: v["overall"] for k, v in report["scenarios"].items()}}))
     elif not args.quiet:
@@ -134,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "overriding data.timezone (e.g. America/New_York)")
     b.add_argument("--scenarios", metavar="A,B,C", help="cost scenarios to run (default: all in the config)")
     b.add_argument("--out", metavar="DIR", help="output folder (default: runs/backtest-<desk>-<UTC time>)")
-    b.add_argument("--force", action="store_true", help="replace --out if it exists")
+    b.add_argument("--store", metavar="URL|PATH", help="also record the run in a store: a SQLite file "
+                   "path, or a SQLAlchemy URL such as postgresql+psycopg://user@host/deskd")
+    b.add_argument("--force", action="store_true",
+                   help="replace --out if it exists, and this desk's earlier rows in --store")
     b.add_argument("--quiet", action="store_true", help="print nothing on success")
     b.add_argument("--json", action="store_true", help="print the output folder and overall metrics as JSON")
     b.set_defaults(func=cmd_backtest)
@@ -150,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, BarFileError, BacktestInputError, InputError) as e:
+    except (ConfigError, BarFileError, BacktestInputError, InputError, StoreError) as e:
         print(f"deskd: error: {e}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:

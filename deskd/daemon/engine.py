@@ -22,8 +22,8 @@ from deskd.adapters.paper import CostModel, PaperBroker
 from deskd.adapters.replay import ReplayFeed
 from deskd.configs.models import DeskConfig
 from deskd.daemon.bus import Bus
-from deskd.daemon.events import (BarClosed, Decision, Fill, Intent, OrderIntent, PositionClosed,
-                                 SignalIntent, StateChanged)
+from deskd.daemon.events import (BarClosed, Decision, Fill, Intent, OrderCancelled, OrderIntent,
+                                 PositionClosed, SignalIntent, StateChanged)
 from deskd.daemon.ledger import Ledger
 from deskd.daemon.state import StateMachine, Trigger
 from deskd.risk.allocator import Allocator
@@ -237,7 +237,9 @@ class Desk:
 
     def finish(self) -> None:
         """End of data: cancel unfilled orders, close open positions at the last close (EOD)."""
+        end_ts = self.last_bar_ts + self.tf_s if self.last_bar_ts is not None else 0
         for order in self.broker.cancel_pending():
+            self.bus.publish(OrderCancelled(end_ts, order.client_order_id, "end of data"))
             if order.intent is Intent.ENTRY:
                 self.allocator.release(order.client_order_id)
                 self.ledger.forget(order.client_order_id)
@@ -245,4 +247,4 @@ class Desk:
         self._exit_pending.clear()
         self.broker.close_at_last("EOD")
         if self.last_bar_ts is not None:
-            self.ledger.mark(self.last_bar_ts + self.tf_s, "END")
+            self.ledger.mark(end_ts, "END")

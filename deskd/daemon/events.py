@@ -102,6 +102,15 @@ class OrderRejected:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderCancelled:
+    """An order left unfilled was withdrawn (end of replayed data, operator)."""
+
+    bar_ts: int
+    client_order_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Fill:
     """An order (or a resting stop-loss / take-profit) filled during bar ``bar_ts``.
 

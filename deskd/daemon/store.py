@@ -1,0 +1,374 @@
+"""The store: a durable record of what the desk did, in SQL (SQLite file by default,
+PostgreSQL by URL), with Alembic migrations applied on open.
+
+Every row carries (desk, scenario): a live desk writes one pair, a backtest one per cost
+scenario, so several runs can share a store. Tables:
+
+* append-only: ``orders`` (status SUBMITTED -> FILLED | CANCELLED), ``fills``, ``trades``,
+  ``decisions``, ``state_transitions``;
+* snapshots, replaced whole at each commit: ``positions`` (open positions with hold_bars and
+  MAE/MFE so far), ``dd_guard`` (trading day, anchors, halt), ``desk_state`` (state machine,
+  balance, equity, peak, drawdown, next trade id), ``bar_cursor`` (last bar processed per
+  symbol).
+
+:class:`StoreWriter` collects the rows of each bar from the bus and commits them in one
+transaction at a bar boundary, so after a crash the store holds whole bars or none.
+Times are UTC epoch seconds (bar open times, as on the bus).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import (BigInteger, Column, Connection, Engine, Float, Integer, MetaData,
+                        SmallInteger, String, Table, bindparam, create_engine, event)
+
+metadata = MetaData()
+
+
+def _keys() -> list[Column]:
+    return [Column("desk", String(32), primary_key=True, nullable=False),
+            Column("scenario", String(32), primary_key=True, nullable=False)]
+
+
+def _serial() -> list[Column]:
+    return [Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("desk", String(32), nullable=False, index=True),
+            Column("scenario", String(32), nullable=False)]
+
+
+orders = Table(
+    "orders", metadata, *_keys(),
+    Column("client_order_id", String(128), primary_key=True),
+    Column("bar_ts", BigInteger, nullable=False),
+    Column("symbol", String(6), nullable=False),
+    Column("strategy_id", String(40), nullable=False),
+    Column("side", SmallInteger, nullable=False),
+    Column("units", Float, nullable=False),
+    Column("intent", String(5), nullable=False),
+    Column("sl_pips", Float),
+    Column("tp_pips", Float),
+    Column("risk_usd", Float, nullable=False),
+    Column("exit_reason", String(8)),
+    Column("status", String(10), nullable=False),
+)
+
+fills = Table(
+    "fills", metadata, *_serial(),
+    Column("client_order_id", String(140), nullable=False),
+    Column("bar_ts", BigInteger, nullable=False),
+    Column("symbol", String(6), nullable=False),
+    Column("strategy_id", String(40), nullable=False),
+    Column("side", SmallInteger, nullable=False),
+    Column("units", Float, nullable=False),
+    Column("intent", String(5), nullable=False),
+    Column("ref_price", Float, nullable=False),
+    Column("price", Float, nullable=False),
+    Column("cost_pips", Float, nullable=False),
+    Column("exit_reason", String(8)),
+    Column("sl_price", Float),
+    Column("tp_price", Float),
+)
+
+_TRADE_COLUMNS = [  # shared by trades and positions (symbol is keyed differently in each)
+    Column("strategy_id", String(40), nullable=False),
+    Column("side", SmallInteger, nullable=False),
+    Column("units", Float, nullable=False),
+    Column("signal_ts", BigInteger, nullable=False),
+    Column("fill_ts", BigInteger, nullable=False),
+    Column("entry_price", Float, nullable=False),
+    Column("entry_ref_price", Float, nullable=False),
+    Column("sl_price", Float, nullable=False),
+    Column("tp_price", Float),
+    Column("risk_usd", Float, nullable=False),
+    Column("entry_cost_pips", Float, nullable=False),
+    Column("regime", String(24), nullable=False),
+    Column("why", String(40), nullable=False),
+    Column("client_order_id", String(128), nullable=False),
+    Column("hold_bars", Integer, nullable=False),
+    Column("mae_pips", Float, nullable=False),
+    Column("mfe_pips", Float, nullable=False),
+]
+
+trades = Table(
+    "trades", metadata, *_keys(),
+    Column("trade_id", Integer, primary_key=True, autoincrement=False),
+    Column("symbol", String(6), nullable=False),
+    *[c._copy() for c in _TRADE_COLUMNS],
+    Column("exit_ts", BigInteger, nullable=False),
+    Column("exit_price", Float, nullable=False),
+    Column("exit_ref_price", Float, nullable=False),
+    Column("exit_reason", String(8), nullable=False),
+    Column("exit_cost_pips", Float, nullable=False),
+    Column("gross_pips", Float, nullable=False),
+    Column("cost_pips", Float, nullable=False),
+    Column("pnl_pips", Float, nullable=False),
+    Column("pnl_usd", Float, nullable=False),
+    Column("r_multiple", Float, nullable=False),
+)
+
+positions = Table(
+    "positions", metadata, *_keys(),
+    Column("symbol", String(6), primary_key=True),
+    Column("trade_id", Integer, nullable=False),
+    *[c._copy() for c in _TRADE_COLUMNS],
+)
+
+decisions = Table(
+    "decisions", metadata, *_serial(),
+    Column("bar_ts", BigInteger, nullable=False, index=True),
+    Column("symbol", String(6), nullable=False),
+    Column("strategy_id", String(40), nullable=False),
+    Column("side", SmallInteger, nullable=False),
+    Column("action", String(8), nullable=False),
+    Column("reason", String(40), nullable=False),
+    Column("sl_pips", Float, nullable=False),
+    Column("tp_pips", Float),
+    Column("regime", String(24), nullable=False),
+    Column("client_order_id", String(128)),
+)
+
+state_transitions = Table(
+    "state_transitions", metadata, *_serial(),
+    Column("bar_ts", BigInteger, nullable=False),
+    Column("old", String(10), nullable=False),
+    Column("new", String(10), nullable=False),
+    Column("trigger", String(24), nullable=False),
+    Column("reason", String(200), nullable=False),
+)
+
+dd_guard = Table(
+    "dd_guard", metadata, *_keys(),
+    Column("trading_day", String(10)),
+    Column("day_anchor_usd", Float, nullable=False),
+    Column("week_anchor_usd", Float, nullable=False),
+    Column("next_roll_ts", BigInteger, nullable=False),
+    Column("halt_until_ts", BigInteger),
+    Column("halt_code", String(16), nullable=False),
+    Column("halt_reason", String(200), nullable=False),
+)
+
+desk_state = Table(
+    "desk_state", metadata, *_keys(),
+    Column("state", String(10), nullable=False),
+    Column("halt_cause", String(24)),
+    Column("execution_errors", Integer, nullable=False),
+    Column("balance_usd", Float, nullable=False),
+    Column("equity_usd", Float, nullable=False),
+    Column("peak_usd", Float, nullable=False),
+    Column("max_dd_usd", Float, nullable=False),
+    Column("max_dd_frac", Float, nullable=False),
+    Column("next_trade_id", Integer, nullable=False),
+)
+
+bar_cursor = Table(
+    "bar_cursor", metadata, *_keys(),
+    Column("symbol", String(6), primary_key=True),
+    Column("last_bar_ts", BigInteger, nullable=False),
+)
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or migrated; the message names the URL (without secrets)."""
+
+
+def sqlite_url(path: str | Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def open_store(url: str) -> Engine:
+    """Connect to ``url`` (``sqlite:///path.db`` or ``postgresql+psycopg://...``) and bring its
+    schema to the newest migration. SQLite runs in WAL mode with synchronous=NORMAL.
+    Raises StoreError when the database cannot be reached or migrated."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        engine = create_engine(url)
+    except (SQLAlchemyError, ValueError, ImportError) as e:
+        raise StoreError(f"store {_safe(url)}: {e}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    cfg = Config()
+    cfg.set_main_option("script_location", "deskd.daemon:migrations")
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except SQLAlchemyError as e:
+        raise StoreError(f"store {_safe(url)}: cannot open or migrate: {e.__class__.__name__}: "
+                         f"{e.orig if getattr(e, 'orig', None) else e}") from None
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _safe(url: str) -> str:
+    """The URL with any password masked, for messages and logs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL has no password to hide worth the risk
+        return "<unparsable URL>"
+
+
+class StoreWriter:
+    """Records one desk's events in the store through ``conn``, a connection its caller owns.
+
+    Subscribes to the desk's bus. Rows are kept until :meth:`flush` executes them on the
+    connection's open transaction (so memory stays bounded) and :meth:`commit` adds the
+    snapshots (positions, guard, state, balances, bar cursor) and commits. With
+    ``commit_every_bars=1`` (the live daemon) each bar commits on its own. With 0 (a backtest)
+    nothing commits here: the caller calls :meth:`write_snapshots` after the run and commits
+    the connection once, so a failed run leaves nothing. Raises StoreError when rows for
+    (desk, scenario) exist already, unless ``replace`` (which deletes them in the same
+    transaction).
+    """
+
+    def __init__(self, conn: Connection, desk, commit_every_bars: int = 1,
+                 flush_every_bars: int = 50_000, replace: bool = False):
+        from deskd.daemon.events import (BarClosed, Decision, Fill, OrderCancelled, OrderIntent,
+                                         PositionClosed, StateChanged)
+
+        self.desk = desk
+        self.key = {"desk": desk.cfg.desk, "scenario": desk.scenario}
+        self.commit_every = commit_every_bars
+        self.flush_every = flush_every_bars
+        self._conn = conn
+        if replace:
+            for table in metadata.sorted_tables:
+                conn.execute(table.delete().filter_by(**self.key))
+        elif conn.execute(desk_state.select().filter_by(**self.key)).first() is not None:
+            raise StoreError(f"the store already holds desk {self.key['desk']!r} scenario "
+                             f"{self.key['scenario']!r}; replace it explicitly (--force)")
+        self._orders: list = []
+        self._status: dict[str, str] = {}
+        self._fills: list = []
+        self._trades: list = []
+        self._decisions: list = []
+        self._transitions: list = []
+        self._cursor: dict[str, int] = {}
+        self._bars = 0
+        b = desk.bus
+        b.subscribe(OrderIntent, self._orders.append)
+        b.subscribe(OrderCancelled, self._on_cancel)
+        b.subscribe(Fill, self._on_fill)
+        b.subscribe(PositionClosed, self._on_closed)
+        b.subscribe(Decision, self._decisions.append)
+        b.subscribe(StateChanged, self._transitions.append)
+        b.subscribe(BarClosed, self._on_bar_done)  # subscribed last: the bar is complete
+
+    def _on_cancel(self, e) -> None:
+        self._status[e.client_order_id] = "CANCELLED"
+
+    def _on_fill(self, f) -> None:
+        self._fills.append(f)
+        self._status[f.client_order_id] = "FILLED"
+
+    def _on_closed(self, e) -> None:
+        self._trades.append(e.trade)
+
+    def _on_bar_done(self, bar) -> None:
+        self._cursor[bar.symbol] = bar.bar_ts
+        self._bars += 1
+        if self.commit_every and self._bars % self.commit_every == 0:
+            self.commit()
+        elif self._bars % self.flush_every == 0:
+            self.flush()
+
+    # -- writing --------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Execute the pending rows on the open transaction (not yet committed)."""
+        k = self.key
+        x = self._conn.execute
+        if self._orders:
+            x(orders.insert(), [{**k, "client_order_id": o.client_order_id, "bar_ts": o.bar_ts,
+                                 "symbol": o.symbol, "strategy_id": o.strategy_id, "side": o.side,
+                                 "units": o.units, "intent": o.intent.value, "sl_pips": o.sl_pips,
+                                 "tp_pips": o.tp_pips, "risk_usd": o.risk_usd,
+                                 "exit_reason": o.exit_reason,
+                                 "status": self._status.pop(o.client_order_id, "SUBMITTED")}
+                                for o in self._orders])
+            self._orders.clear()
+        if self._status:
+            x(orders.update().where(orders.c.desk == k["desk"], orders.c.scenario == k["scenario"],
+                                    orders.c.client_order_id == bindparam("oid")).values(status=bindparam("st")),
+              [{"oid": oid, "st": st} for oid, st in self._status.items()])
+            self._status.clear()
+        if self._fills:
+            x(fills.insert(), [{**k, "client_order_id": f.client_order_id, "bar_ts": f.bar_ts,
+                                "symbol": f.symbol, "strategy_id": f.strategy_id, "side": f.side,
+                                "units": f.units, "intent": f.intent.value, "ref_price": f.ref_price,
+                                "price": f.price, "cost_pips": f.cost_pips,
+                                "exit_reason": f.exit_reason, "sl_price": f.sl_price,
+                                "tp_price": f.tp_price} for f in self._fills])
+            self._fills.clear()
+        if self._trades:
+            x(trades.insert(), [{**k, **_trade_row(t), "exit_ts": t.exit_ts,
+                                 "exit_price": t.exit_price, "exit_ref_price": t.exit_ref_price,
+                                 "exit_reason": t.exit_reason, "exit_cost_pips": t.exit_cost_pips,
+                                 "gross_pips": t.gross_pips, "cost_pips": t.cost_pips,
+                                 "pnl_pips": t.pnl_pips, "pnl_usd": t.pnl_usd,
+                                 "r_multiple": t.r_multiple} for t in self._trades])
+            self._trades.clear()
+        if self._decisions:
+            x(decisions.insert(), [{**k, "bar_ts": d.bar_ts, "symbol": d.symbol,
+                                    "strategy_id": d.strategy_id, "side": d.side, "action": d.action,
+                                    "reason": d.reason, "sl_pips": d.sl_pips, "tp_pips": d.tp_pips,
+                                    "regime": d.regime, "client_order_id": d.client_order_id}
+                                   for d in self._decisions])
+            self._decisions.clear()
+        if self._transitions:
+            x(state_transitions.insert(), [{**k, "bar_ts": e.bar_ts, "old": e.old, "new": e.new,
+                                            "trigger": e.trigger, "reason": e.reason}
+                                           for e in self._transitions])
+            self._transitions.clear()
+
+    def commit(self) -> None:
+        """Write everything since the last commit, snapshots included, and commit."""
+        self.write_snapshots()
+        self._conn.commit()
+
+    def write_snapshots(self) -> None:
+        """Flush, then replace the snapshot rows (still uncommitted)."""
+        self.flush()
+        k = self.key
+        d = self.desk
+        x = self._conn.execute
+        for table in (positions, dd_guard, desk_state):
+            x(table.delete().filter_by(**k))
+        if d.ledger.open:
+            x(positions.insert(), [{**k, "symbol": sym, **_trade_row(t)} for sym, t in d.ledger.open.items()])
+        g = d.guard
+        x(dd_guard.insert(), [{**k, "trading_day": g.day.isoformat() if g.day else None,
+                               "day_anchor_usd": g.day_anchor_usd, "week_anchor_usd": g.week_anchor_usd,
+                               "next_roll_ts": max(g.next_roll_ts, 0), "halt_until_ts": g.halt_until,
+                               "halt_code": g.halt.code, "halt_reason": g.halt.reason}])
+        sm, lg = d.state, d.ledger
+        x(desk_state.insert(), [{**k, "state": sm.state.value,
+                                 "halt_cause": sm.halt_cause.value if sm.halt_cause else None,
+                                 "execution_errors": sm.errors, "balance_usd": lg.balance_usd,
+                                 "equity_usd": lg.equity_usd, "peak_usd": lg.peak_usd,
+                                 "max_dd_usd": lg.max_dd_usd, "max_dd_frac": lg.max_dd_frac,
+                                 "next_trade_id": lg._next_id}])
+        if self._cursor:
+            x(bar_cursor.delete().filter_by(**k).where(bar_cursor.c.symbol.in_(list(self._cursor))))
+            x(bar_cursor.insert(), [{**k, "symbol": s, "last_bar_ts": ts} for s, ts in self._cursor.items()])
+
+
+def _trade_row(t) -> dict:
+    return {"trade_id": t.trade_id, "symbol": t.symbol, "strategy_id": t.strategy_id,
+            "side": t.side, "units": t.units, "signal_ts": t.signal_ts, "fill_ts": t.fill_ts,
+            "entry_price": t.entry_price, "entry_ref_price": t.entry_ref_price,
+            "sl_price": t.sl_price, "tp_price": t.tp_price, "risk_usd": t.risk_usd,
+            "entry_cost_pips": t.entry_cost_pips, "regime": t.regime, "why": t.why,
+            "client_order_id": t.client_order_id, "hold_bars": t.hold_bars,
+            "mae_pips": t.mae_pips, "mfe_pips": t.mfe_pips}

@@ -1,0 +1,124 @@
+"""The store: migrations match the models, a bar commits whole or not at all, a backtest
+records exactly what its CSVs say, and a failed run leaves nothing behind."""
+
+import csv
+import sqlite3
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select
+
+from deskd.daemon.store import (StoreError, StoreWriter, bar_cursor, decisions, desk_state, metadata,
+                                open_store, positions, sqlite_url)
+from tests.daemon.helpers import TF, T0, Harness, Scripted
+from tests.e2e.test_backtest_cli import EXAMPLE, run
+
+
+def test_migrations_create_exactly_the_models_schema(tmp_path):
+    engine = open_store(sqlite_url(tmp_path / "s.db"))
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    open_store(sqlite_url(tmp_path / "s.db"))  # opening again is a no-op upgrade
+
+
+def test_unreachable_store_is_a_store_error(tmp_path):
+    with pytest.raises(StoreError, match="cannot open"):
+        open_store(f"sqlite:///{tmp_path}/missing-dir/s.db")
+
+
+def live_desk(tmp_path):
+    engine = open_store(sqlite_url(tmp_path / "live.db"))
+    h = Harness()
+    h.desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0, 2], sl_pips=100)])
+    conn = engine.connect()
+    StoreWriter(conn, h.desk, commit_every_bars=1)
+    return h, engine, conn
+
+
+def test_each_bar_commits_its_rows_and_snapshots_together(tmp_path):
+    h, engine, _ = live_desk(tmp_path)
+    h.bar(1.1000, 1.1005, 1.0995, 1.1000)
+    h.bar(1.1003, 1.1008, 1.1001, 1.1006)
+    with engine.connect() as other:  # a second connection sees only committed state
+        assert other.execute(select(bar_cursor.c.last_bar_ts)).scalar() == T0 + TF
+        pos = other.execute(select(positions)).mappings().one()
+        assert pos["symbol"] == "EURUSD" and pos["hold_bars"] == 1 and pos["entry_price"] == 1.1003
+        assert other.execute(select(decisions.c.reason)).scalars().all() == ["traded"]
+        assert other.execute(select(desk_state.c.state)).scalar() == "RUNNING"
+
+
+def test_a_bar_that_fails_halfway_commits_nothing(tmp_path):
+    h, engine, _ = live_desk(tmp_path)
+    h.bar(1.1000, 1.1005, 1.0995, 1.1000)
+    h.bar(1.1003, 1.1008, 1.1001, 1.1006)
+
+    def broker_down(order):
+        raise RuntimeError("crash after the decision, before the bar completed")
+    h.desk.broker.submit = broker_down
+    h.desk.ledger.open.clear()  # flat, so the signal on bar 2 is sent and the submit crashes
+    with pytest.raises(RuntimeError):
+        h.bar(1.1006, 1.1010, 1.1000, 1.1004)
+    with engine.connect() as other:
+        assert other.execute(select(bar_cursor.c.last_bar_ts)).scalar() == T0 + TF
+        assert other.execute(select(decisions.c.reason)).scalars().all() == ["traded"]
+
+
+def test_backtest_store_holds_what_the_csvs_say(tmp_path):
+    db = tmp_path / "bt.db"
+    run("backtest", "--config", str(EXAMPLE), "--out", str(tmp_path / "o"), "--store", str(db), "--quiet")
+    per_csv = defaultdict(lambda: [0, 0.0])
+    with open(tmp_path / "o" / "trades.csv") as fh:
+        for row in csv.DictReader(fh):
+            per_csv[row["scenario"]][0] += 1
+            per_csv[row["scenario"]][1] += float(row["pnl_usd"])
+    with sqlite3.connect(db) as c:
+        got = {s: (n, p) for s, n, p in c.execute(
+            "select scenario, count(*), sum(pnl_usd) from trades group by scenario")}
+        n_decisions = c.execute("select count(*) from decisions").fetchone()[0]
+        statuses = dict(c.execute("select status, count(*) from orders group by status").fetchall())
+    assert set(got) == {"A", "B", "C"}
+    for s, (n, pnl) in per_csv.items():
+        assert got[s][0] == n and got[s][1] == pytest.approx(pnl, abs=0.01 * n)
+    with open(tmp_path / "o" / "decisions.csv") as fh:
+        assert n_decisions == sum(1 for _ in fh) - 1
+    assert set(statuses) <= {"FILLED", "CANCELLED"}
+
+
+def test_backtest_refuses_to_mix_into_an_existing_run_unless_forced(tmp_path):
+    db = tmp_path / "bt.db"
+    args = ["backtest", "--config", str(EXAMPLE), "--scenarios", "A", "--store", str(db), "--quiet"]
+    run(*args, "--out", str(tmp_path / "o1"))
+    p = run(*args, "--out", str(tmp_path / "o2"), check=False)
+    assert p.returncode == 2 and "already holds desk 'example' scenario 'A'" in p.stderr
+    assert not (tmp_path / "o2").exists()
+    run(*args, "--out", str(tmp_path / "o2"), "--force")
+    with sqlite3.connect(db) as c:
+        assert c.execute("select count(distinct trade_id) = count(*) from trades").fetchone()[0] == 1
+
+
+def test_backtest_failing_midway_leaves_the_store_empty(tmp_path):
+    # USDJPY: 60,000 valid bars, then a bad one; the first 50k-row chunk replays (trades and
+    # decisions are flushed to the open transaction) before the second chunk fails
+    rng = np.random.default_rng(3)
+    n = 60_000
+    close = 150 + np.cumsum(rng.normal(0, 0.05, n))
+    times = pd.date_range("2026-01-15", periods=n, freq="15min")
+    df = pd.DataFrame({"time": times.strftime("%Y-%m-%d %H:%M:%S"), "open": close, "high": close + 0.05,
+                       "low": close - 0.05, "close": close})
+    df.loc[55_000, "low"] = df.loc[55_000, "high"] + 1
+    bad = tmp_path / "USDJPY.csv"
+    df.to_csv(bad, index=False)
+    db = tmp_path / "bt.db"
+    p = run("backtest", "--config", str(EXAMPLE), "--data", f"USDJPY={bad}", "--data-timezone", "UTC",
+            "--scenarios", "A", "--out", str(tmp_path / "o"), "--store", str(db), check=False)
+    assert p.returncode == 2 and "line 55002: low" in p.stderr
+    with sqlite3.connect(db) as c:
+        for table in ("decisions", "trades", "orders", "desk_state"):
+            assert c.execute(f"select count(*) from {table}").fetchone()[0] == 0, table
