@@ -54,7 +54,9 @@ class CostModel:
 
 
 @dataclass(slots=True)
-class _Position:
+class Position:
+    """A position resting at the paper broker: the entry order and its bracket levels."""
+
     order: OrderIntent
     side: int
     units: float
@@ -78,7 +80,7 @@ class PaperBroker:
         self.atr = atr
         self.policy = intrabar_policy
         self.pending: dict[str, list[OrderIntent]] = {}
-        self.positions: dict[str, _Position] = {}
+        self.positions: dict[str, Position] = {}
         self.last_bar: dict[str, BarClosed] = {}
 
     # -- orders -------------------------------------------------------------------------
@@ -129,7 +131,7 @@ class PaperBroker:
             price = ref + side * cost * pip
             sl = price - side * order.sl_pips * pip
             tp = None if order.tp_pips is None else price + side * order.tp_pips * pip
-            self.positions[sym] = _Position(order, side, order.units, sl, tp)
+            self.positions[sym] = Position(order, side, order.units, sl, tp)
             self.bus.publish(Fill(bar.bar_ts, order.client_order_id, sym, order.strategy_id,
                                   side, order.units, Intent.ENTRY, ref, price, cost,
                                   sl_price=sl, tp_price=tp))
@@ -139,14 +141,14 @@ class PaperBroker:
             return  # nothing to exit: already stopped out
         self._publish_exit(pos, bar.bar_ts, ref, cost, exit_reason or "MARKET", order.client_order_id)
 
-    def _publish_exit(self, pos: _Position, ts: int, ref: float, cost: float, reason: str,
+    def _publish_exit(self, pos: Position, ts: int, ref: float, cost: float, reason: str,
                       order_id: str) -> None:
         pip = self.instruments[pos.order.symbol].pip_size
         price = ref - pos.side * cost * pip
         self.bus.publish(Fill(ts, order_id, pos.order.symbol, pos.order.strategy_id, -pos.side,
                               pos.units, Intent.EXIT, ref, price, cost, exit_reason=reason))
 
-    def _check_bracket(self, pos: _Position, bar: BarClosed) -> None:
+    def _check_bracket(self, pos: Position, bar: BarClosed) -> None:
         o, h, l = bar.open, bar.high, bar.low
         sl, tp = pos.sl_price, pos.tp_price
         if pos.side > 0:

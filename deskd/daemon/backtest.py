@@ -80,7 +80,8 @@ def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | None,
     to the open decisions.csv ``decisions`` (header already written) and, given ``store``,
     every order, fill, trade, decision and state to it (uncommitted: the caller commits)."""
     desk = Desk(cfg, scenario)
-    recorder = (StoreWriter(store, desk, commit_every_bars=0, flush_every_bars=10_000, replace=replace)
+    recorder = (StoreWriter(store, desk, commit_every_bars=0, flush_every_bars=10_000,
+                             on_existing="replace" if replace else "refuse")
                 if store is not None else None)
     writer = None
     if decisions is not None:

@@ -145,6 +145,20 @@ class Desk:
         if signals is not None:
             self._decide(bar, signals)
 
+    def warm_up(self, bar: BarClosed) -> None:
+        """Feed an already-processed bar to the indicators and strategies only (their signals
+        are dropped): restart rebuilds in-memory indicator state this way, bar for bar, before
+        the store's snapshot restores positions, orders and the guard."""
+        sym = bar.symbol
+        self.last_bar_ts = bar.bar_ts
+        self.broker.last_bar[sym] = bar
+        if sym in self.conv.legs:
+            self.conv.last_price[sym] = bar.close
+        update, strategies = self._per_symbol[sym]
+        update(bar.high, bar.low, bar.close)
+        for st in strategies:
+            st.on_bar(bar)
+
     # -- decisions --------------------------------------------------------------------------
     def _decide(self, bar: BarClosed, signals: list[SignalIntent]) -> None:
         sym = bar.symbol
@@ -171,9 +185,10 @@ class Desk:
             return
         oid = self.order_id(sym, bar.bar_ts, "ENTRY")
         order = OrderIntent(oid, bar.bar_ts, sym, winner.strategy_id, winner.side, alloc.units,
-                            Intent.ENTRY, winner.sl_pips, winner.tp_pips, alloc.risk_usd)
-        self.allocator.book(oid, sym, winner.strategy_id, alloc)
-        self.ledger.expect(order, winner)
+                            Intent.ENTRY, winner.sl_pips, winner.tp_pips, alloc.risk_usd,
+                            notional_usd=alloc.notional_usd, regime=winner.regime, why=winner.why)
+        self.allocator.book(oid, sym, winner.strategy_id, alloc.risk_usd, alloc.notional_usd)
+        self.ledger.expect(order)
         self._entry_pending[sym] = oid
         self.bus.publish(order)
         self.broker.submit(order)

@@ -71,8 +71,10 @@ class Intent(StrEnum):
 class OrderIntent:
     """A market order the desk sends, to fill at the open of the bar after ``bar_ts``.
 
-    Entries carry the bracket (``sl_pips``, ``tp_pips``, distances from the fill price) and
-    ``risk_usd``, the planned loss at the stop. Exits carry ``exit_reason`` (TIME, EOD, FLATTEN).
+    Entries carry the bracket (``sl_pips``, ``tp_pips``, distances from the fill price),
+    ``risk_usd`` (the planned loss at the stop) and ``notional_usd`` booked against the caps,
+    and the decision's ``regime`` tag and ``why`` reason code for the trade log. Exits carry
+    ``exit_reason`` (TIME, EOD, FLATTEN).
     """
 
     client_order_id: str
@@ -86,6 +88,9 @@ class OrderIntent:
     tp_pips: float | None = None
     risk_usd: float = 0.0
     exit_reason: str | None = None
+    notional_usd: float = 0.0
+    regime: str = ""
+    why: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ bars the position was open at the close, plus the exit bar for in-bar stop/targe
 from __future__ import annotations
 
 from deskd.daemon.bus import Bus
-from deskd.daemon.events import BarClosed, Fill, Intent, OrderIntent, PositionClosed, SignalIntent, Trade
+from deskd.daemon.events import BarClosed, Fill, Intent, OrderIntent, PositionClosed, Trade
 from deskd.risk.money import Instrument, QuoteConverter
 
 
@@ -40,12 +40,12 @@ class Ledger:
         self.unrealized_usd: dict[str, float] = {}
         self.closed: list[Trade] = []
         self.equity_rows: list[tuple[int, str, float, float, int]] = []
-        self._expected: dict[str, tuple[OrderIntent, SignalIntent]] = {}
+        self._expected: dict[str, OrderIntent] = {}
         self._next_id = 1
 
-    def expect(self, order: OrderIntent, signal: SignalIntent) -> None:
-        """Remember the decision behind an entry order until it fills."""
-        self._expected[order.client_order_id] = (order, signal)
+    def expect(self, order: OrderIntent) -> None:
+        """Remember an entry order (its risk, regime and reason code) until it fills."""
+        self._expected[order.client_order_id] = order
 
     def forget(self, order_id: str) -> None:
         self._expected.pop(order_id, None)
@@ -103,12 +103,12 @@ class Ledger:
         if f.symbol in self.open:
             raise RuntimeError(f"ledger: entry fill {f.client_order_id} on {f.symbol}, which "
                                f"already has a position")
-        order, sig = self._expected.pop(f.client_order_id)
+        order = self._expected.pop(f.client_order_id)
         t = Trade(self._next_id, f.symbol, f.strategy_id, f.side, f.units,
                   signal_ts=order.bar_ts + self.timeframe_s, fill_ts=f.bar_ts,
                   entry_price=f.price, entry_ref_price=f.ref_price,
                   sl_price=f.sl_price, tp_price=f.tp_price, risk_usd=order.risk_usd,
-                  entry_cost_pips=f.cost_pips, regime=sig.regime, why=sig.why,
+                  entry_cost_pips=f.cost_pips, regime=order.regime, why=order.why,
                   client_order_id=f.client_order_id)
         self._next_id += 1
         self.open[f.symbol] = t

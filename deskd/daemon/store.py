@@ -51,6 +51,9 @@ orders = Table(
     Column("risk_usd", Float, nullable=False),
     Column("exit_reason", String(8)),
     Column("status", String(10), nullable=False),
+    Column("notional_usd", Float, nullable=False),
+    Column("regime", String(24), nullable=False),
+    Column("why", String(40), nullable=False),
 )
 
 fills = Table(
@@ -112,6 +115,7 @@ positions = Table(
     Column("symbol", String(6), primary_key=True),
     Column("trade_id", Integer, nullable=False),
     *[c._copy() for c in _TRADE_COLUMNS],
+    Column("unrealized_usd", Float, nullable=False),
 )
 
 decisions = Table(
@@ -153,6 +157,7 @@ desk_state = Table(
     Column("state", String(10), nullable=False),
     Column("halt_cause", String(24)),
     Column("execution_errors", Integer, nullable=False),
+    Column("clean_executions", Integer, nullable=False),
     Column("balance_usd", Float, nullable=False),
     Column("equity_usd", Float, nullable=False),
     Column("peak_usd", Float, nullable=False),
@@ -228,13 +233,15 @@ class StoreWriter:
     snapshots (positions, guard, state, balances, bar cursor) and commits. With
     ``commit_every_bars=1`` (the live daemon) each bar commits on its own. With 0 (a backtest)
     nothing commits here: the caller calls :meth:`write_snapshots` after the run and commits
-    the connection once, so a failed run leaves nothing. Raises StoreError when rows for
-    (desk, scenario) exist already, unless ``replace`` (which deletes them in the same
-    transaction).
+    the connection once, so a failed run leaves nothing.
+
+    ``on_existing`` says what to do when the store already holds (desk, scenario): ``refuse``
+    (raise StoreError), ``replace`` (delete those rows in the same transaction) or ``resume``
+    (append: the daemon restarting).
     """
 
     def __init__(self, conn: Connection, desk, commit_every_bars: int = 1,
-                 flush_every_bars: int = 50_000, replace: bool = False):
+                 flush_every_bars: int = 50_000, on_existing: str = "refuse"):
         from deskd.daemon.events import (BarClosed, Decision, Fill, OrderCancelled, OrderIntent,
                                          PositionClosed, StateChanged)
 
@@ -243,10 +250,11 @@ class StoreWriter:
         self.commit_every = commit_every_bars
         self.flush_every = flush_every_bars
         self._conn = conn
-        if replace:
+        if on_existing == "replace":
             for table in metadata.sorted_tables:
                 conn.execute(table.delete().filter_by(**self.key))
-        elif conn.execute(desk_state.select().filter_by(**self.key)).first() is not None:
+        elif on_existing == "refuse" and \
+                conn.execute(desk_state.select().filter_by(**self.key)).first() is not None:
             raise StoreError(f"the store already holds desk {self.key['desk']!r} scenario "
                              f"{self.key['scenario']!r}; replace it explicitly (--force)")
         self._orders: list = []
@@ -294,7 +302,8 @@ class StoreWriter:
                                  "symbol": o.symbol, "strategy_id": o.strategy_id, "side": o.side,
                                  "units": o.units, "intent": o.intent.value, "sl_pips": o.sl_pips,
                                  "tp_pips": o.tp_pips, "risk_usd": o.risk_usd,
-                                 "exit_reason": o.exit_reason,
+                                 "exit_reason": o.exit_reason, "notional_usd": o.notional_usd,
+                                 "regime": o.regime, "why": o.why,
                                  "status": self._status.pop(o.client_order_id, "SUBMITTED")}
                                 for o in self._orders])
             self._orders.clear()
@@ -346,7 +355,8 @@ class StoreWriter:
         for table in (positions, dd_guard, desk_state):
             x(table.delete().filter_by(**k))
         if d.ledger.open:
-            x(positions.insert(), [{**k, "symbol": sym, **_trade_row(t)} for sym, t in d.ledger.open.items()])
+            x(positions.insert(), [{**k, **_trade_row(t), "unrealized_usd": d.ledger.unrealized_usd[sym]}
+                                   for sym, t in d.ledger.open.items()])
         g = d.guard
         x(dd_guard.insert(), [{**k, "trading_day": g.day.isoformat() if g.day else None,
                                "day_anchor_usd": g.day_anchor_usd, "week_anchor_usd": g.week_anchor_usd,
@@ -355,7 +365,8 @@ class StoreWriter:
         sm, lg = d.state, d.ledger
         x(desk_state.insert(), [{**k, "state": sm.state.value,
                                  "halt_cause": sm.halt_cause.value if sm.halt_cause else None,
-                                 "execution_errors": sm.errors, "balance_usd": lg.balance_usd,
+                                 "execution_errors": sm.errors, "clean_executions": sm.clean,
+                                 "balance_usd": lg.balance_usd,
                                  "equity_usd": lg.equity_usd, "peak_usd": lg.peak_usd,
                                  "max_dd_usd": lg.max_dd_usd, "max_dd_frac": lg.max_dd_frac,
                                  "next_trade_id": lg._next_id}])

@@ -65,12 +65,13 @@ class Allocator:
             return Allocation(units, risk, notional, "cap:notional_usd")
         return Allocation(units, risk, notional)
 
-    def book(self, order_id: str, symbol: str, strategy_id: str, alloc: Allocation) -> None:
+    def book(self, order_id: str, symbol: str, strategy_id: str, risk_usd: float,
+             notional_usd: float) -> None:
         """Count an accepted entry against the caps until :meth:`release`."""
-        self._open[order_id] = (strategy_id, symbol, alloc.risk_usd, alloc.notional_usd)
-        self.risk_by_strategy[strategy_id] = self.risk_by_strategy.get(strategy_id, 0.0) + alloc.risk_usd
-        self.risk_by_symbol[symbol] = self.risk_by_symbol.get(symbol, 0.0) + alloc.risk_usd
-        self.notional_usd += alloc.notional_usd
+        self._open[order_id] = (strategy_id, symbol, risk_usd, notional_usd)
+        self.risk_by_strategy[strategy_id] = self.risk_by_strategy.get(strategy_id, 0.0) + risk_usd
+        self.risk_by_symbol[symbol] = self.risk_by_symbol.get(symbol, 0.0) + risk_usd
+        self.notional_usd += notional_usd
 
     def release(self, order_id: str) -> None:
         """The position opened by ``order_id`` closed (or the order was cancelled)."""

@@ -34,7 +34,7 @@ def test_degraded_scale_shrinks_the_order():
 def test_symbol_cap_counts_open_positions_until_released():
     a = make(r_base=0.005, max_open_risk_frac_per_symbol=0.006, max_open_risk_frac_per_strategy=1)
     first = a.size("EURUSD", "S1", 20.0, 1.1, 100_000)
-    a.book("o1", "EURUSD", "S1", first)
+    a.book("o1", "EURUSD", "S1", first.risk_usd, first.notional_usd)
     assert a.size("EURUSD", "S2", 20.0, 1.1, 100_000).skip == "cap:symbol_open_risk"
     a.release("o1")
     assert a.size("EURUSD", "S2", 20.0, 1.1, 100_000).skip is None

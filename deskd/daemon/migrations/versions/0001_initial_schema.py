@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 14:12:49.726023
+Create Date: 2026-11-21 14:16:07.287994
 """
 
 import sqlalchemy as sa
@@ -61,6 +61,7 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=10), nullable=False),
     sa.Column('halt_cause', sa.String(length=24), nullable=True),
     sa.Column('execution_errors', sa.Integer(), nullable=False),
+    sa.Column('clean_executions', sa.Integer(), nullable=False),
     sa.Column('balance_usd', sa.Float(), nullable=False),
     sa.Column('equity_usd', sa.Float(), nullable=False),
     sa.Column('peak_usd', sa.Float(), nullable=False),
@@ -106,6 +107,9 @@ def upgrade() -> None:
     sa.Column('risk_usd', sa.Float(), nullable=False),
     sa.Column('exit_reason', sa.String(length=8), nullable=True),
     sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('notional_usd', sa.Float(), nullable=False),
+    sa.Column('regime', sa.String(length=24), nullable=False),
+    sa.Column('why', sa.String(length=40), nullable=False),
     sa.PrimaryKeyConstraint('desk', 'scenario', 'client_order_id')
     )
     op.create_table('positions',
@@ -130,6 +134,7 @@ def upgrade() -> None:
     sa.Column('hold_bars', sa.Integer(), nullable=False),
     sa.Column('mae_pips', sa.Float(), nullable=False),
     sa.Column('mfe_pips', sa.Float(), nullable=False),
+    sa.Column('unrealized_usd', sa.Float(), nullable=False),
     sa.PrimaryKeyConstraint('desk', 'scenario', 'symbol')
     )
     op.create_table('state_transitions',

@@ -1,0 +1,192 @@
+"""``deskd run``: the paper-trading daemon.
+
+One process: a feed releases bars as they close, each bar goes through the same Desk as a
+backtest, and the store commits every bar. Start-up and crash recovery are one path
+(:mod:`deskd.daemon.recovery`): bars the store has already processed are replayed through
+the indicators only, the snapshot is restored, and trading resumes with the next bar.
+
+Feeds: :class:`PacedReplayFeed` plays bar files as if live, releasing each bar at its close
+time on a clock running at ``speed`` x real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+from deskd.adapters.replay import ReplayFeed
+from deskd.configs.models import DeskConfig
+from deskd.daemon.engine import Desk
+from deskd.daemon.events import BarClosed
+from deskd.daemon.recovery import load_snapshot, restore
+from deskd.daemon.store import StoreWriter, open_store
+
+log = logging.getLogger("deskd.run")
+WEEKEND_GAP_S = 2 * 86_400 + 3_600  # Friday close to Sunday open, with an hour of slack
+
+
+def replay_bars(feed: ReplayFeed, timeframe_s: int) -> Iterator[BarClosed]:
+    """The feed's bars, one BarClosed at a time, in merged time order."""
+    syms = feed.symbols
+    new = tuple.__new__
+    for ch in feed.chunks():
+        for k, ts, o, h, lo, c, v in zip(ch.sym.tolist(), ch.ts.tolist(), ch.open.tolist(),
+                                         ch.high.tolist(), ch.low.tolist(), ch.close.tolist(),
+                                         ch.volume.tolist()):
+            yield new(BarClosed, (syms[k], timeframe_s, ts, o, h, lo, c, v))
+
+
+class BarGate:
+    """Checks each incoming bar of a live feed: a bar at or before the symbol's last one is a
+    duplicate (logged and dropped, never traded); a jump of more than one timeframe outside
+    the weekend is logged as missing bars; a bar released more than ``late_after_s`` after
+    its close is logged as late. Counts are kept for /status and metrics."""
+
+    def __init__(self, timeframe_s: int, late_after_s: float = 60.0):
+        self.tf = timeframe_s
+        self.late_after_s = late_after_s
+        self.last: dict[str, int] = {}
+        self.duplicates = 0
+        self.gaps = 0
+        self.late = 0
+
+    def admit(self, bar: BarClosed, now_ts: float | None = None) -> bool:
+        last = self.last.get(bar.symbol)
+        if last is not None and bar.bar_ts <= last:
+            self.duplicates += 1
+            log.warning("duplicate or out-of-order bar dropped", extra={
+                "symbol": bar.symbol, "bar_ts": bar.bar_ts, "last_bar_ts": last})
+            return False
+        if last is not None and bar.bar_ts - last > self.tf and bar.bar_ts - last < WEEKEND_GAP_S:
+            self.gaps += 1
+            log.warning("bars missing before this one", extra={
+                "symbol": bar.symbol, "bar_ts": bar.bar_ts, "missing": (bar.bar_ts - last) // self.tf - 1})
+        if now_ts is not None and now_ts - bar.close_ts > self.late_after_s:
+            self.late += 1
+            log.warning("late bar", extra={"symbol": bar.symbol, "bar_ts": bar.bar_ts,
+                                           "late_s": round(now_ts - bar.close_ts, 3)})
+        self.last[bar.symbol] = bar.bar_ts
+        return True
+
+
+@dataclass
+class RunStats:
+    warmed: int = 0
+    live: int = 0
+
+
+class DeskRunner:
+    """The daemon's synchronous core: store, recovery and the per-bar pipeline.
+
+    ``feed(bar)`` for every bar from the start of the data: bars the store has processed are
+    warm-up; the first later bar restores the snapshot and trading resumes. Each live bar
+    commits on its own. Raises StoreError, ValueError (a snapshot the config cannot hold).
+    """
+
+    def __init__(self, cfg: DeskConfig, store_url: str, scenario: str = "A"):
+        self.cfg = cfg
+        self.engine = open_store(store_url)
+        self.conn = self.engine.connect()
+        self.desk = Desk(cfg, scenario)
+        self.snapshot = load_snapshot(self.conn, cfg.desk, scenario)
+        self.cursor = dict(self.snapshot.cursor) if self.snapshot else {}
+        self.writer = StoreWriter(self.conn, self.desk, commit_every_bars=1, on_existing="resume")
+        self.gate = BarGate(self.desk.tf_s)
+        self.gate.last.update(self.cursor)
+        self._restored = self.snapshot is None
+        self.stats = RunStats()
+        if self.snapshot is None:
+            self.writer.commit()  # the desk exists in the store from its first moment
+
+    def is_warm_up(self, bar: BarClosed) -> bool:
+        return bar.bar_ts <= self.cursor.get(bar.symbol, -1)
+
+    def feed(self, bar: BarClosed, now_ts: float | None = None) -> None:
+        if self.is_warm_up(bar):
+            self.desk.warm_up(bar)
+            self.stats.warmed += 1
+            return
+        if not self._restored:
+            restore(self.desk, self.snapshot)
+            self._restored = True
+            log.info("recovered from the store", extra={
+                "warm_up_bars": self.stats.warmed, "open_positions": len(self.desk.ledger.open),
+                "state": self.desk.state.state.value})
+        if not self.gate.admit(bar, now_ts):
+            return
+        self.desk.bus.publish(bar)  # the StoreWriter commits at the end of the bar
+        self.stats.live += 1
+
+    def end_of_data(self) -> None:
+        """Close out as a backtest does at the end of replayed data, and commit."""
+        if not self._restored:
+            restore(self.desk, self.snapshot)
+            self._restored = True
+        self.desk.finish()
+        self.writer.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+        self.engine.dispose()
+
+
+class PacedReplayFeed:
+    """Releases replayed bars at their close times on a clock running ``speed`` x real time
+    (``speed`` 0 = as fast as possible). Bars the runner will only warm up are released at
+    once. The clock starts at the first paced bar."""
+
+    def __init__(self, feed: ReplayFeed, timeframe_s: int, speed: float):
+        self.feed = feed
+        self.tf = timeframe_s
+        self.speed = speed
+
+    async def bars(self, skip_pacing) -> AsyncIterator[tuple[BarClosed, float]]:
+        """Yield (bar, simulated now in UTC epoch seconds)."""
+        t0_wall = t0_sim = None
+        for i, bar in enumerate(replay_bars(self.feed, self.tf)):
+            if skip_pacing(bar):
+                if i % 5000 == 0:
+                    await asyncio.sleep(0)
+                yield bar, float(bar.close_ts)
+                continue
+            if t0_wall is None:
+                t0_wall, t0_sim = time.monotonic(), bar.close_ts
+            if self.speed > 0:
+                due = t0_wall + (bar.close_ts - t0_sim) / self.speed
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                now_sim = t0_sim + (time.monotonic() - t0_wall) * self.speed
+            else:
+                now_sim = float(bar.close_ts)
+            await asyncio.sleep(0)  # let signals and the API in between bars
+            yield bar, now_sim
+
+
+async def serve(runner: DeskRunner, feed: PacedReplayFeed, exit_at_end: bool,
+                stop: asyncio.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT (finish the bar in flight, commit, exit 0) or, with
+    ``exit_at_end``, the end of the data (EOD close-out, commit, exit 0)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async for bar, now_sim in feed.bars(runner.is_warm_up):
+            if stop.is_set():
+                log.info("stopping on signal; every processed bar is committed")
+                return 0
+            runner.feed(bar, now_sim)
+        if exit_at_end:
+            runner.end_of_data()
+            log.info("end of data: positions closed out", extra={"live_bars": runner.stats.live})
+            return 0
+        await stop.wait()
+        return 0
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
