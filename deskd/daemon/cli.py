@@ -1,13 +1,14 @@
 """The ``deskd`` command line.
 
-Exit codes: 0 success; 2 bad input (config, data, arguments), with one message naming the
-file, key or row; 1 an unexpected internal error.
+Exit codes: 0 success; 2 bad input (config, data, arguments, an unreachable daemon), with
+one message naming the file, key or row; 1 an action the daemon refused, or an internal error.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime, UTC
 from pathlib import Path
@@ -22,7 +23,8 @@ from deskd.configs.loader import ConfigError, load_config
 from pydantic import ValidationError
 
 from deskd.configs.models import DataConfig, DeskConfig
-from deskd.daemon.backtest import BacktestInputError, run_backtest
+from deskd.adapters.replay import ReplayFeed
+from deskd.daemon.backtest import BacktestInputError, check_inputs, run_backtest
 from deskd.daemon.store import StoreError, sqlite_url
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
@@ -116,6 +118,123 @@ def cmd_backtest(args) -> int:
     return EXIT_OK
 
 
+def _token(args) -> str | None:
+    """The API token: --token-file, else $DESKD_API_TOKEN; never the desk config."""
+    if getattr(args, "token_file", None):
+        try:
+            token = Path(args.token_file).read_text().strip()
+        except OSError as e:
+            raise InputError(f"--token-file {args.token_file}: {e.strerror}") from None
+        if not token:
+            raise InputError(f"--token-file {args.token_file}: the file is empty")
+        return token
+    return os.environ.get("DESKD_API_TOKEN") or None
+
+
+def _default_store() -> str:
+    """$STATE_DIRECTORY/deskd.db under systemd (StateDirectory=), else ./deskd.db."""
+    return str(Path(os.environ.get("STATE_DIRECTORY", ".").split(":")[0]) / "deskd.db")
+
+
+def cmd_run(args) -> int:
+    import asyncio
+
+    from deskd.daemon.logs import EventLogger, configure_logging
+    from deskd.daemon.run import DeskRunner, PacedReplayFeed
+
+    configure_logging(args.log_level)
+    cfg = _load(args)
+    check_inputs(cfg, [args.scenario])
+    token = _token(args)
+    runner = DeskRunner(cfg, _store_url(args.store or _default_store()), args.scenario)
+    EventLogger(runner.desk.bus)
+    files = {s: cfg.data.files[s] for s in cfg.universe.symbols}
+    feed = PacedReplayFeed(ReplayFeed(files, cfg.data.timezone, cfg.universe.timeframe_s),
+                           cfg.universe.timeframe_s, args.speed)
+    try:
+        return asyncio.run(_serve(runner, feed, args, token))
+    finally:
+        runner.close()
+
+
+async def _serve(runner, feed, args, token) -> int:
+    import asyncio
+
+    import structlog
+
+    from deskd.daemon.api import ControlAPI, start_api
+    from deskd.daemon.run import serve
+    from deskd.daemon.systemd import notify, watchdog_interval_s, watchdog_pings
+
+    log = structlog.get_logger("deskd.run")
+    api = None
+    if not args.no_api:
+        try:
+            api = await start_api(ControlAPI(runner, token), args.api_host, args.api_port)
+        except OSError as e:
+            raise InputError(f"--api-port {args.api_port}: cannot listen on "
+                             f"{args.api_host}: {e.strerror}") from None
+    log.info("deskd running", desk=runner.cfg.desk, scenario=runner.desk.scenario,
+             api=None if api is None else f"http://{args.api_host}:{args.api_port}",
+             api_actions=bool(token), speed=args.speed)
+    notify("READY=1")
+    interval = watchdog_interval_s()
+    dog = asyncio.create_task(watchdog_pings(interval)) if interval else None
+    try:
+        return await serve(runner, feed, args.exit_at_end)
+    finally:
+        notify("STOPPING=1")
+        if dog is not None:
+            dog.cancel()
+        if api is not None:
+            await api.cleanup()
+
+
+def _call_api(args, method: str, path: str, body: dict | None = None) -> int:
+    import urllib.error
+    import urllib.request
+
+    url = args.api.rstrip("/") + path
+    headers = {"Content-Type": "application/json"}
+    if method == "POST":
+        token = _token(args)
+        if not token:
+            raise InputError("no API token: set DESKD_API_TOKEN or pass --token-file")
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            print(json.dumps(json.loads(resp.read()), indent=2))
+            return EXIT_OK
+    except urllib.error.HTTPError as e:
+        try:
+            msg = json.loads(e.read()).get("error", e.reason)
+        except ValueError:
+            msg = e.reason
+        print(f"deskd: {method} {path} refused ({e.code}): {msg}", file=sys.stderr)
+        return EXIT_INTERNAL
+    except (urllib.error.URLError, OSError) as e:
+        raise InputError(f"cannot reach the daemon at {args.api}: "
+                         f"{getattr(e, 'reason', e)}") from None
+
+
+def cmd_status(args) -> int:
+    return _call_api(args, "GET", "/status")
+
+
+def cmd_halt(args) -> int:
+    return _call_api(args, "POST", "/halt", {"reason": args.reason})
+
+
+def cmd_resume(args) -> int:
+    return _call_api(args, "POST", "/resume", {"reason": args.reason, "force": args.force})
+
+
+def cmd_flatten(args) -> int:
+    return _call_api(args, "POST", "/flatten", {"reason": args.reason})
+
+
 def cmd_check_config(args) -> int:
     cfg = load_config(args.config)
     enabled = ", ".join(cfg.strategies.enabled())
@@ -148,6 +267,45 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quiet", action="store_true", help="print nothing on success")
     b.add_argument("--json", action="store_true", help="print the output folder and overall metrics as JSON")
     b.set_defaults(func=cmd_backtest)
+
+    r = sub.add_parser("run", help="run the paper-trading daemon",
+                       description="Run the desk as a daemon: bars from a paced replay of the config's "
+                                   "files, paper fills, every bar committed to the store, control API on "
+                                   "127.0.0.1. Restarting resumes from the store. SIGTERM/SIGINT finish "
+                                   "the bar in flight, commit and exit 0.")
+    r.add_argument("--config", required=True, help="desk config YAML")
+    r.add_argument("--data", action="append", metavar="SYMBOL=PATH", help="bar file for a symbol (repeatable)")
+    r.add_argument("--data-timezone", metavar="TZ", help="IANA timezone of the bar files")
+    r.add_argument("--store", metavar="URL|PATH",
+                   help="store: SQLite file path or SQLAlchemy URL (default $STATE_DIRECTORY/deskd.db "
+                        "under systemd, else ./deskd.db)")
+    r.add_argument("--scenario", default="A", help="cost scenario of the paper fills (default A)")
+    r.add_argument("--speed", type=float, default=1.0,
+                   help="replay clock speed: 1 = real time, 100 = 100x faster, 0 = as fast as possible")
+    r.add_argument("--exit-at-end", action="store_true",
+                   help="at the end of the data close out positions (EOD), commit and exit 0")
+    r.add_argument("--api-host", default="127.0.0.1", help="control API address (default 127.0.0.1)")
+    r.add_argument("--api-port", type=int, default=8765, help="control API port (default 8765)")
+    r.add_argument("--no-api", action="store_true", help="do not serve the control API")
+    r.add_argument("--token-file", metavar="FILE", help="file holding the API bearer token "
+                   "(default: $DESKD_API_TOKEN); without one, the API is read-only")
+    r.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    r.set_defaults(func=cmd_run)
+
+    for name, func, helptext in (("status", cmd_status, "show the running daemon's status"),
+                                 ("halt", cmd_halt, "stop new entries (exits keep working)"),
+                                 ("resume", cmd_resume, "return the desk to RUNNING"),
+                                 ("flatten", cmd_flatten, "close every position at the next open")):
+        v = sub.add_parser(name, help=helptext, description=f"{helptext[0].upper()}{helptext[1:]}, "
+                           "through the daemon's control API.")
+        v.add_argument("--api", default=os.environ.get("DESKD_API", "http://127.0.0.1:8765"),
+                       help="daemon API URL (default $DESKD_API or http://127.0.0.1:8765)")
+        if name != "status":
+            v.add_argument("--reason", required=True, help="why, for the journal")
+            v.add_argument("--token-file", metavar="FILE", help="bearer token file (default $DESKD_API_TOKEN)")
+        if name == "resume":
+            v.add_argument("--force", action="store_true", help="also lift a drawdown halt before its anchor")
+        v.set_defaults(func=func)
 
     c = sub.add_parser("check-config", help="validate a desk config and exit",
                        description="Validate a desk config; exit 0 when valid, 2 with the failing keys.")

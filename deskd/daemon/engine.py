@@ -25,10 +25,10 @@ from deskd.daemon.bus import Bus
 from deskd.daemon.events import (BarClosed, Decision, Fill, Intent, OrderCancelled, OrderIntent,
                                  PositionClosed, SignalIntent, StateChanged)
 from deskd.daemon.ledger import Ledger
-from deskd.daemon.state import StateMachine, Trigger
+from deskd.daemon.state import StateMachine, TransitionRefused, Trigger
 from deskd.risk.allocator import Allocator
 from deskd.risk.conflict import ConflictResolver
-from deskd.risk.guard import DrawdownGuard, TradingCalendar
+from deskd.risk.guard import ALLOW, DrawdownGuard, TradingCalendar
 from deskd.risk.money import Instrument, QuoteConverter
 from deskd.strategies import STRATEGY_CLASSES
 from deskd.strategies.indicators import IndicatorBook
@@ -214,6 +214,46 @@ class Desk:
     def _emit(self, ev: StateChanged | None) -> None:
         if ev is not None:
             self.bus.publish(ev)
+
+    # -- operator ---------------------------------------------------------------------------
+    def operator_halt(self, reason: str) -> StateChanged | None:
+        """Stop new entries until an operator resumes (exits and brackets keep working)."""
+        ev = self.state.fire(Trigger.OPERATOR_HALT, self.last_bar_ts or 0, f"operator: {reason}")
+        self._emit(ev)
+        return ev
+
+    def operator_resume(self, reason: str, force: bool = False) -> StateChanged | None:
+        """Back to RUNNING. A drawdown halt lifts by itself at its anchor; ``force`` lifts it
+        now. Raises TransitionRefused (drawdown halt without force; SAFE_MODE before a clean
+        reconciliation)."""
+        g = self.guard
+        if g.halt_until is not None:
+            if not force:
+                raise TransitionRefused(f"drawdown halt ({g.halt.reason}) lifts by itself at the "
+                                        f"next anchor; resume with force to lift it now")
+            g.halt_until = None
+            g.halt = ALLOW
+        ev = self.state.fire(Trigger.OPERATOR_RESUME, self.last_bar_ts or 0, f"operator: {reason}")
+        self._emit(ev)
+        return ev
+
+    def flatten(self, reason: str) -> list[str]:
+        """Cancel unfilled entries and send a market exit (FLATTEN) for every open position,
+        filled at each symbol's next open. Returns the symbols being closed."""
+        for order in [o for orders in self.broker.pending.values() for o in orders
+                      if o.intent is Intent.ENTRY]:
+            self.broker.pending[order.symbol].remove(order)
+            self.allocator.release(order.client_order_id)
+            self.ledger.forget(order.client_order_id)
+            self._entry_pending.pop(order.symbol, None)
+            self.bus.publish(OrderCancelled(self.last_bar_ts or 0, order.client_order_id,
+                                            f"flatten: {reason}"))
+        closing = []
+        for sym, t in self.ledger.open.items():
+            if sym not in self._exit_pending:
+                self._exit(self.broker.last_bar[sym], t.strategy_id, t.side, t.units, "FLATTEN")
+            closing.append(sym)
+        return closing
 
     # -- broker reports ---------------------------------------------------------------------
     def on_fill(self, f: Fill) -> None:

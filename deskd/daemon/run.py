@@ -12,20 +12,22 @@ time on a clock running at ``speed`` x real time.
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
+import structlog
+
 from deskd.adapters.replay import ReplayFeed
 from deskd.configs.models import DeskConfig
 from deskd.daemon.engine import Desk
 from deskd.daemon.events import BarClosed
+from deskd.daemon.journal import iso
 from deskd.daemon.recovery import load_snapshot, restore
 from deskd.daemon.store import StoreWriter, open_store
 
-log = logging.getLogger("deskd.run")
+log = structlog.get_logger("deskd.run")
 WEEKEND_GAP_S = 2 * 86_400 + 3_600  # Friday close to Sunday open, with an hour of slack
 
 
@@ -58,17 +60,17 @@ class BarGate:
         last = self.last.get(bar.symbol)
         if last is not None and bar.bar_ts <= last:
             self.duplicates += 1
-            log.warning("duplicate or out-of-order bar dropped", extra={
-                "symbol": bar.symbol, "bar_ts": bar.bar_ts, "last_bar_ts": last})
+            log.warning("duplicate or out-of-order bar dropped", symbol=bar.symbol,
+                        bar_time=iso(bar.bar_ts), last_bar_time=iso(last))
             return False
         if last is not None and bar.bar_ts - last > self.tf and bar.bar_ts - last < WEEKEND_GAP_S:
             self.gaps += 1
-            log.warning("bars missing before this one", extra={
-                "symbol": bar.symbol, "bar_ts": bar.bar_ts, "missing": (bar.bar_ts - last) // self.tf - 1})
+            log.warning("bars missing before this one", symbol=bar.symbol,
+                        bar_time=iso(bar.bar_ts), missing=(bar.bar_ts - last) // self.tf - 1)
         if now_ts is not None and now_ts - bar.close_ts > self.late_after_s:
             self.late += 1
-            log.warning("late bar", extra={"symbol": bar.symbol, "bar_ts": bar.bar_ts,
-                                           "late_s": round(now_ts - bar.close_ts, 3)})
+            log.warning("late bar", symbol=bar.symbol, bar_time=iso(bar.bar_ts),
+                        late_s=round(now_ts - bar.close_ts, 3))
         self.last[bar.symbol] = bar.bar_ts
         return True
 
@@ -113,9 +115,8 @@ class DeskRunner:
         if not self._restored:
             restore(self.desk, self.snapshot)
             self._restored = True
-            log.info("recovered from the store", extra={
-                "warm_up_bars": self.stats.warmed, "open_positions": len(self.desk.ledger.open),
-                "state": self.desk.state.state.value})
+            log.info("recovered from the store", warm_up_bars=self.stats.warmed,
+                     open_positions=len(self.desk.ledger.open), state=self.desk.state.state.value)
         if not self.gate.admit(bar, now_ts):
             return
         self.desk.bus.publish(bar)  # the StoreWriter commits at the end of the bar
@@ -183,7 +184,7 @@ async def serve(runner: DeskRunner, feed: PacedReplayFeed, exit_at_end: bool,
             runner.feed(bar, now_sim)
         if exit_at_end:
             runner.end_of_data()
-            log.info("end of data: positions closed out", extra={"live_bars": runner.stats.live})
+            log.info("end of data: positions closed out", live_bars=runner.stats.live)
             return 0
         await stop.wait()
         return 0

@@ -1,8 +1,6 @@
 """Crash and restart at any bar leave the store with exactly the trades of an uninterrupted
 run: nothing lost, nothing doubled."""
 
-import logging
-
 import pytest
 from sqlalchemy import select
 
@@ -64,8 +62,7 @@ def stored_trades(url):
     return [tuple(r[k] for k in KEY) for r in rows]
 
 
-def test_restarts_between_and_inside_bars_reproduce_the_uninterrupted_trades(cfg, uninterrupted, tmp_path, caplog):
-    caplog.set_level(logging.ERROR, logger="deskd.run")  # the sample's holiday gaps are logged
+def test_restarts_between_and_inside_bars_reproduce_the_uninterrupted_trades(cfg, uninterrupted, tmp_path):
     url = sqlite_url(tmp_path / "desk.db")
     assert len(uninterrupted) > 100
     # live bars per run before each crash; cumulative 22,701 of ~36,000

@@ -1,0 +1,190 @@
+"""The control API (aiohttp), on 127.0.0.1 by default.
+
+GET  /health     liveness: {"status": "ok", "state": ...}
+GET  /status     state, equity, drawdown (day, week, from peak), open positions, last bar
+                 per symbol, feed checks
+GET  /positions  open positions
+GET  /trades     closed trades, newest first (?limit=100, ?symbol=EURUSD)
+GET  /decisions  decisions, newest first (?limit=100, ?symbol=EURUSD)
+POST /halt       {"reason": "..."}                  stop new entries
+POST /resume     {"reason": "...", "force": false}  back to RUNNING (force lifts a DD halt)
+POST /flatten    {"reason": "..."}                  close every position at the next open
+
+POSTs need ``Authorization: Bearer <token>``; the token comes from the environment
+(DESKD_API_TOKEN) or a file, never from the desk config. Errors are JSON
+``{"error": "..."}``: 400 malformed request, 401 missing or wrong token, 403 no token
+configured, 409 refused by the state machine. Handlers run between bars (the bar pipeline
+does not yield), and every action is committed to the store before the reply.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
+
+from deskd.daemon.events import SIDE_NAME
+from deskd.daemon.journal import iso
+from deskd.daemon.run import DeskRunner
+from deskd.daemon.state import TransitionRefused
+from deskd.daemon.store import decisions, trades
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class HaltBody(_Body):
+    pass
+
+
+class ResumeBody(_Body):
+    force: bool = False
+
+
+class FlattenBody(_Body):
+    pass
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _num(x: float | None, nd: int = 2) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(x, nd)
+
+
+class ControlAPI:
+    """Routes bound to one running desk."""
+
+    def __init__(self, runner: DeskRunner, token: str | None):
+        self.runner = runner
+        self.token = token
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.add_routes([
+            web.get("/health", self.health), web.get("/status", self.status),
+            web.get("/positions", self.positions), web.get("/trades", self.trades),
+            web.get("/decisions", self.decisions), web.post("/halt", self.halt),
+            web.post("/resume", self.resume), web.post("/flatten", self.flatten),
+        ])
+        return app
+
+    # -- reads ------------------------------------------------------------------------------
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "state": self.runner.desk.state.state.value})
+
+    def _positions(self) -> list[dict]:
+        lg = self.runner.desk.ledger
+        return [{"symbol": s, "strategy_id": t.strategy_id, "side": SIDE_NAME[t.side],
+                 "units": t.units, "entry_price": t.entry_price, "fill_time": iso(t.fill_ts),
+                 "sl_price": t.sl_price, "tp_price": t.tp_price, "risk_usd": _num(t.risk_usd),
+                 "unrealized_usd": _num(lg.unrealized_usd.get(s)), "hold_bars": t.hold_bars,
+                 "mae_pips": _num(t.mae_pips), "mfe_pips": _num(t.mfe_pips)}
+                for s, t in sorted(lg.open.items())]
+
+    async def status(self, request: web.Request) -> web.Response:
+        d = self.runner.desk
+        lg, g, gate = d.ledger, d.guard, self.runner.gate
+        eq = lg.equity_usd
+        dd = lambda anchor: _num((anchor - eq) / anchor, 6) if anchor > 0 else None  # noqa: E731
+        return web.json_response({
+            "desk": d.cfg.desk, "scenario": d.scenario, "state": d.state.state.value,
+            "halt": {"until": iso(g.halt_until), "reason": g.halt.reason} if g.halt_until else None,
+            "equity_usd": _num(eq), "balance_usd": _num(lg.balance_usd),
+            "drawdown": {"day_frac": dd(g.day_anchor_usd), "week_frac": dd(g.week_anchor_usd),
+                         "peak_frac": dd(lg.peak_usd), "day_anchor_usd": _num(g.day_anchor_usd),
+                         "week_anchor_usd": _num(g.week_anchor_usd)},
+            "open_positions": self._positions(),
+            "last_bar": {s: iso(ts) for s, ts in sorted(gate.last.items())},
+            "feed": {"live_bars": self.runner.stats.live, "warm_up_bars": self.runner.stats.warmed,
+                     "duplicates": gate.duplicates, "gaps": gate.gaps, "late": gate.late},
+        })
+
+    async def positions(self, request: web.Request) -> web.Response:
+        return web.json_response(self._positions())
+
+    def _query(self, request: web.Request, table) -> list[dict] | web.Response:
+        try:
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            return _error(400, "limit must be an integer")
+        if not 1 <= limit <= 10_000:
+            return _error(400, "limit must be between 1 and 10000")
+        d = self.runner.desk
+        q = select(table).filter_by(desk=d.cfg.desk, scenario=d.scenario)
+        if "symbol" in request.query:
+            q = q.filter_by(symbol=request.query["symbol"].upper())
+        order = table.c.trade_id if table is trades else table.c.id
+        with self.runner.engine.connect() as conn:
+            rows = conn.execute(q.order_by(order.desc()).limit(limit)).mappings().all()
+        return [{k: v for k, v in r.items() if k not in ("desk", "scenario")} for r in rows]
+
+    async def trades(self, request: web.Request) -> web.Response:
+        got = self._query(request, trades)
+        return got if isinstance(got, web.Response) else web.json_response(got)
+
+    async def decisions(self, request: web.Request) -> web.Response:
+        got = self._query(request, decisions)
+        return got if isinstance(got, web.Response) else web.json_response(got)
+
+    # -- actions ----------------------------------------------------------------------------
+    async def _authorized_body(self, request: web.Request, model: type[BaseModel]):
+        if not self.token:
+            return _error(403, "this daemon has no API token configured: actions are disabled")
+        header = request.headers.get("Authorization", "")
+        given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
+            return _error(401, "missing or wrong bearer token")
+        try:
+            raw = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "the body must be a JSON object")
+        try:
+            return model.model_validate(raw)
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "body"
+            return _error(400, f"{where}: {err['msg']}")
+
+    async def halt(self, request: web.Request) -> web.Response:
+        body = await self._authorized_body(request, HaltBody)
+        if isinstance(body, web.Response):
+            return body
+        self.runner.desk.operator_halt(body.reason)
+        self.runner.writer.commit()
+        return web.json_response({"state": self.runner.desk.state.state.value})
+
+    async def resume(self, request: web.Request) -> web.Response:
+        body = await self._authorized_body(request, ResumeBody)
+        if isinstance(body, web.Response):
+            return body
+        try:
+            self.runner.desk.operator_resume(body.reason, body.force)
+        except TransitionRefused as e:
+            return _error(409, str(e))
+        self.runner.writer.commit()
+        return web.json_response({"state": self.runner.desk.state.state.value})
+
+    async def flatten(self, request: web.Request) -> web.Response:
+        body = await self._authorized_body(request, FlattenBody)
+        if isinstance(body, web.Response):
+            return body
+        closing = self.runner.desk.flatten(body.reason)
+        self.runner.writer.commit()
+        return web.json_response({"closing": closing, "fills_at": "next open of each symbol"})
+
+
+async def start_api(api: ControlAPI, host: str, port: int) -> web.AppRunner:
+    """Serve ``api`` on host:port; returns the runner to clean up. Raises OSError when the
+    port is taken."""
+    runner = web.AppRunner(api.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -1,0 +1,92 @@
+"""The real `deskd run`: SIGKILL at random points and restarts lose and double nothing;
+SIGTERM exits 0 and a restart continues where it stopped."""
+
+import csv
+import gzip
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from tests.e2e.test_backtest_cli import EXAMPLE, deskd_cmd, run
+
+pytestmark = pytest.mark.e2e
+SAMPLE = EXAMPLE.parent / "../../data/sample"
+BARS = 1500  # per symbol: several hundred bars of trading after the warm-up
+
+
+@pytest.fixture(scope="module")
+def short_data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bars")
+    args = []
+    for sym in ("EURUSD", "GBPUSD", "USDJPY"):
+        with gzip.open(SAMPLE / f"{sym}_M15.csv.gz", "rt") as fh:
+            lines = fh.readlines()[: BARS + 1]
+        (d / f"{sym}.csv").write_text("".join(lines))
+        args += ["--data", f"{sym}={d / f'{sym}.csv'}"]
+    return args
+
+
+@pytest.fixture(scope="module")
+def backtest_trades(short_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bt") / "out"
+    run("backtest", "--config", str(EXAMPLE), *short_data, "--scenarios", "A", "--out", str(out), "--quiet")
+    with open(out / "trades.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) > 20
+    return sorted((r["symbol"], r["side"], int(r["units"]), r["fill_time"], round(float(r["entry_price"]), 6),
+                   r["exit_time"], r["exit_reason"], round(float(r["pnl_usd"]), 2)) for r in rows)
+
+
+def store_trades(db):
+    from deskd.daemon.journal import iso
+    with sqlite3.connect(db) as c:
+        rows = c.execute("select symbol, side, units, fill_ts, entry_price, exit_ts, exit_reason, pnl_usd "
+                         "from trades").fetchall()
+    side = {1: "LONG", -1: "SHORT"}
+    return sorted((s, side[sd], int(u), iso(f), round(p, 6), iso(x), r, round(pnl, 2))
+                  for s, sd, u, f, p, x, r, pnl in rows)
+
+
+def start(short_data, db, *extra):
+    cmd = deskd_cmd() + ["run", "--config", str(EXAMPLE), *short_data, "--store", str(db), "--no-api",
+                         "--speed", "0", "--exit-at-end", "--log-level", "WARNING", *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_at_random_points_then_restart_loses_and_doubles_nothing(short_data, backtest_trades, tmp_path):
+    db = tmp_path / "desk.db"
+    rng = random.Random(11)
+    kills = 0
+    for _ in range(4):
+        p = start(short_data, db)
+        time.sleep(rng.uniform(1.0, 3.0))
+        if p.poll() is not None:  # finished before the kill
+            break
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+        kills += 1
+    assert kills >= 2, "the daemon finished before it could be killed twice: slow it down"
+    p = start(short_data, db)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert store_trades(db) == backtest_trades
+
+
+def test_sigterm_exits_0_and_a_restart_continues(short_data, backtest_trades, tmp_path):
+    db = tmp_path / "desk.db"
+    p = start(short_data, db)
+    time.sleep(2.0)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    partial = store_trades(db)
+    assert 0 < len(partial) < len(backtest_trades)
+    p = start(short_data, db)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert store_trades(db) == backtest_trades
