@@ -122,4 +122,5 @@ def test_forced_resume_lifts_a_drawdown_halt_before_its_anchor(tmp_path):
     assert call(r, TOKEN, "POST", "/resume", {"reason": "risk manager", "force": True}) == (200, {"state": "RUNNING"})
     r.feed(bar(3, 1.0975, 1.0980, 1.0970, 1.0975, ts=w0 + 3 * TF))
     r.feed(bar(4, 1.0975, 1.0980, 1.0970, 1.0975, ts=w0 + 4 * TF))
-    assert r.desk.ledger.open  # entries allowed again the same day
+    status, rows = call(r, None, "GET", "/decisions?limit=1")
+    assert status == 200 and rows[0]["reason"] == "traded"  # entries allowed again the same day
