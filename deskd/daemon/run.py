@@ -26,9 +26,9 @@ from deskd.daemon.events import BarClosed
 from deskd.daemon.journal import iso
 from deskd.daemon.recovery import load_snapshot, restore
 from deskd.daemon.store import StoreWriter, open_store
+from deskd.risk.guard import TradingCalendar
 
 log = structlog.get_logger("deskd.run")
-WEEKEND_GAP_S = 2 * 86_400 + 3_600  # Friday close to Sunday open, with an hour of slack
 
 
 def replay_bars(feed: ReplayFeed, timeframe_s: int) -> Iterator[BarClosed]:
@@ -44,12 +44,14 @@ def replay_bars(feed: ReplayFeed, timeframe_s: int) -> Iterator[BarClosed]:
 
 class BarGate:
     """Checks each incoming bar of a live feed: a bar at or before the symbol's last one is a
-    duplicate (logged and dropped, never traded); a jump of more than one timeframe outside
-    the weekend is logged as missing bars; a bar released more than ``late_after_s`` after
-    its close is logged as late. Counts are kept for /status and metrics."""
+    duplicate (logged and dropped, never traded); a jump of more than one timeframe is logged
+    as missing bars unless the first missing bar falls in the weekly close (a Saturday or
+    Sunday trading day of ``calendar``); a bar released more than ``late_after_s`` after its
+    close is logged as late. Counts are kept for /status and metrics."""
 
-    def __init__(self, timeframe_s: int, late_after_s: float = 60.0):
+    def __init__(self, timeframe_s: int, calendar: TradingCalendar, late_after_s: float = 60.0):
         self.tf = timeframe_s
+        self.calendar = calendar
         self.late_after_s = late_after_s
         self.last: dict[str, int] = {}
         self.duplicates = 0
@@ -63,7 +65,8 @@ class BarGate:
             log.warning("duplicate or out-of-order bar dropped", symbol=bar.symbol,
                         bar_time=iso(bar.bar_ts), last_bar_time=iso(last))
             return False
-        if last is not None and bar.bar_ts - last > self.tf and bar.bar_ts - last < WEEKEND_GAP_S:
+        if last is not None and bar.bar_ts - last > self.tf \
+                and self.calendar.trading_day(last + self.tf).weekday() < 5:
             self.gaps += 1
             log.warning("bars missing before this one", symbol=bar.symbol,
                         bar_time=iso(bar.bar_ts), missing=(bar.bar_ts - last) // self.tf - 1)
@@ -97,7 +100,7 @@ class DeskRunner:
         self.snapshot = load_snapshot(self.conn, cfg.desk, scenario)
         self.cursor = dict(self.snapshot.cursor) if self.snapshot else {}
         self.writer = StoreWriter(self.conn, self.desk, commit_every_bars=1, on_existing="resume")
-        self.gate = BarGate(self.desk.tf_s)
+        self.gate = BarGate(self.desk.tf_s, self.desk.guard.cal)
         self.gate.last.update(self.cursor)
         self._restored = self.snapshot is None
         self.stats = RunStats()
