@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from deskd.configs.models import CostsConfig, ScenarioConfig
 from deskd.daemon.bus import Bus
-from deskd.daemon.events import BarClosed, Fill, Intent, OrderAccepted, OrderIntent
+from deskd.daemon.events import BarClosed, Fill, Intent, OrderAccepted, OrderIntent, OrderRejected
 from deskd.risk.money import Instrument
 from deskd.strategies.indicators import ATR, true_range
 
@@ -80,16 +80,25 @@ class PaperBroker:
         self.atr = atr
         self.policy = intrabar_policy
         self.pending: dict[str, list[OrderIntent]] = {}
+        self.reject_next = 0  # fault switch for tests: reject this many submissions
+        self.reject_reason = "paper broker fault injected"
         self.positions: dict[str, Position] = {}
         self.last_bar: dict[str, BarClosed] = {}
 
     # -- orders -------------------------------------------------------------------------
-    def submit(self, order: OrderIntent) -> None:
-        """Accept a market order; it fills at the open of the symbol's next bar."""
+    def submit(self, order: OrderIntent) -> bool:
+        """Accept a market order (it fills at the open of the symbol's next bar) and publish
+        OrderAccepted; or, while the fault switch ``reject_next`` is set, publish
+        OrderRejected. Returns whether the order was accepted."""
         if order.symbol not in self.instruments:
             raise KeyError(f"paper broker: unknown symbol {order.symbol}")
+        if self.reject_next > 0:
+            self.reject_next -= 1
+            self.bus.publish(OrderRejected(order.bar_ts, order.client_order_id, self.reject_reason))
+            return False
         self.pending.setdefault(order.symbol, []).append(order)
         self.bus.publish(OrderAccepted(order.bar_ts, order.client_order_id))
+        return True
 
     def cancel_pending(self, symbol: str | None = None) -> list[OrderIntent]:
         """Drop unfilled orders (all symbols when ``symbol`` is None); returns them."""

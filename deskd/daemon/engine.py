@@ -23,7 +23,7 @@ from deskd.adapters.replay import ReplayFeed
 from deskd.configs.models import DeskConfig
 from deskd.daemon.bus import Bus
 from deskd.daemon.events import (BarClosed, Decision, Fill, Intent, OrderCancelled, OrderIntent,
-                                 PositionClosed, SignalIntent, StateChanged)
+                                 OrderRejected, PositionClosed, SignalIntent, StateChanged)
 from deskd.daemon.ledger import Ledger
 from deskd.daemon.state import StateMachine, TransitionRefused, Trigger
 from deskd.risk.allocator import Allocator
@@ -100,6 +100,7 @@ class Desk:
         b.subscribe(Fill, self.ledger.on_fill)
         b.subscribe(Fill, self.on_fill)
         b.subscribe(PositionClosed, self.on_position_closed)
+        b.subscribe(OrderRejected, self.on_rejected)
 
     def set_strategies(self, symbol: str, strategies: list) -> None:
         """Replace the strategies run on ``symbol`` (objects with ``strategy_id`` and
@@ -187,20 +188,22 @@ class Desk:
         order = OrderIntent(oid, bar.bar_ts, sym, winner.strategy_id, winner.side, alloc.units,
                             Intent.ENTRY, winner.sl_pips, winner.tp_pips, alloc.risk_usd,
                             notional_usd=alloc.notional_usd, regime=winner.regime, why=winner.why)
+        self.bus.publish(order)
+        if not self.broker.submit(order):
+            self._record(winner, SKIPPED, "broker:rejected", oid)
+            return
         self.allocator.book(oid, sym, winner.strategy_id, alloc.risk_usd, alloc.notional_usd)
         self.ledger.expect(order)
         self._entry_pending[sym] = oid
-        self.bus.publish(order)
-        self.broker.submit(order)
         self._record(winner, TRADED, "traded", oid)
 
     def _exit(self, bar: BarClosed, strategy_id: str, side: int, units: float, reason: str) -> None:
         oid = self.order_id(bar.symbol, bar.bar_ts, f"EXIT-{reason}")
         order = OrderIntent(oid, bar.bar_ts, bar.symbol, strategy_id, -side, units, Intent.EXIT,
                             exit_reason=reason)
-        self._exit_pending.add(bar.symbol)
         self.bus.publish(order)
-        self.broker.submit(order)
+        if self.broker.submit(order):
+            self._exit_pending.add(bar.symbol)  # else retried at the next close
 
     def order_id(self, symbol: str, bar_ts: int, intent: str) -> str:
         """Client order id from (desk, scenario, symbol, bar time, intent): a bar decided twice
@@ -262,6 +265,10 @@ class Desk:
             self._emit(self.state.execution_ok(f.bar_ts))
         else:
             self._exit_pending.discard(f.symbol)
+
+    def on_rejected(self, ev: OrderRejected) -> None:
+        """A rejected order is an execution error: DEGRADED, then HALTED at the limit."""
+        self._emit(self.state.execution_error(ev.bar_ts, f"{ev.client_order_id}: {ev.reason}"))
 
     def on_position_closed(self, ev: PositionClosed) -> None:
         self.allocator.release(ev.trade.client_order_id)

@@ -4,7 +4,7 @@ PostgreSQL by URL), with Alembic migrations applied on open.
 Every row carries (desk, scenario): a live desk writes one pair, a backtest one per cost
 scenario, so several runs can share a store. Tables:
 
-* append-only: ``orders`` (status SUBMITTED -> FILLED | CANCELLED), ``fills``, ``trades``,
+* append-only: ``orders`` (status SUBMITTED -> FILLED | CANCELLED | REJECTED), ``fills``, ``trades``,
   ``decisions``, ``state_transitions``;
 * snapshots, replaced whole at each commit: ``positions`` (open positions with hold_bars and
   MAE/MFE so far), ``dd_guard`` (trading day, anchors, halt), ``desk_state`` (state machine,
@@ -243,7 +243,7 @@ class StoreWriter:
     def __init__(self, conn: Connection, desk, commit_every_bars: int = 1,
                  flush_every_bars: int = 50_000, on_existing: str = "refuse"):
         from deskd.daemon.events import (BarClosed, Decision, Fill, OrderCancelled, OrderIntent,
-                                         PositionClosed, StateChanged)
+                                         OrderRejected, PositionClosed, StateChanged)
 
         self.desk = desk
         self.key = {"desk": desk.cfg.desk, "scenario": desk.scenario}
@@ -268,6 +268,7 @@ class StoreWriter:
         b = desk.bus
         b.subscribe(OrderIntent, self._orders.append)
         b.subscribe(OrderCancelled, self._on_cancel)
+        b.subscribe(OrderRejected, self._on_rejected)
         b.subscribe(Fill, self._on_fill)
         b.subscribe(PositionClosed, self._on_closed)
         b.subscribe(Decision, self._decisions.append)
@@ -276,6 +277,9 @@ class StoreWriter:
 
     def _on_cancel(self, e) -> None:
         self._status[e.client_order_id] = "CANCELLED"
+
+    def _on_rejected(self, e) -> None:
+        self._status[e.client_order_id] = "REJECTED"
 
     def _on_fill(self, f) -> None:
         self._fills.append(f)

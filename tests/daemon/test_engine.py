@@ -181,3 +181,22 @@ def test_week_breach_keeps_entries_halted_across_day_rolls_until_the_week_anchor
         assert h.decisions[-1].reason == "guard:week_dd_halt"
     h.bar(1.0975, 1.0980, 1.0970, 1.0975, ts=w0 + 7 * day)  # next Sunday 17:00: lifted
     assert h.states[-1].trigger == "DD_HALT_EXPIRED" and h.decisions[-1].reason == "traded"
+
+
+def test_broker_rejections_degrade_then_halt_and_clean_fills_recover():
+    h = Harness(max_execution_errors=3, clean_executions_to_recover=2)
+    h.desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=range(0, 40), sl_pips=5,
+                                              tp_pips=5)])
+    h.desk.broker.reject_next = 1
+    h.bar(1.1000, 1.1005, 1.0995, 1.1000)
+    assert h.decisions[-1].reason == "broker:rejected" and h.desk.state.state.value == "DEGRADED"
+    assert h.desk.allocator.notional_usd == 0.0  # a rejected order holds no cap
+    # two clean round trips (each bar hits the 5-pip bracket) bring the desk back
+    for _ in range(4):
+        h.bar(1.1000, 1.1010, 1.0990, 1.1000)
+    assert h.states[-1].new == "RUNNING" and h.states[-1].trigger == "CLEAN_EXECUTIONS"
+    h.desk.broker.reject_next = 3
+    for _ in range(6):
+        h.bar(1.1000, 1.1010, 1.0990, 1.1000)
+    assert h.desk.state.state.value == "HALTED" and h.states[-1].trigger == "ERROR_LIMIT"
+    assert h.decisions[-1].reason == "state:HALTED"
