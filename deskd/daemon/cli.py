@@ -177,11 +177,15 @@ async def _serve(runner, feed, args, token) -> int:
     log.info("deskd running", desk=runner.cfg.desk, scenario=runner.desk.scenario,
              api=None if api is None else f"http://{args.api_host}:{args.api_port}",
              api_actions=bool(token), speed=args.speed)
-    notify("READY=1")
     interval = watchdog_interval_s()
     dog = asyncio.create_task(watchdog_pings(interval)) if interval else None
+
+    def ready() -> None:
+        notify("READY=1")
+        log.info("recovered; trading", open_positions=len(runner.desk.ledger.open),
+                 state=runner.desk.state.state.value, warm_up_bars=runner.stats.warmed)
     try:
-        return await serve(runner, feed, args.exit_at_end)
+        return await serve(runner, feed, args.exit_at_end, on_ready=ready)
     finally:
         notify("STOPPING=1")
         if dog is not None:

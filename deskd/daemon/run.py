@@ -148,8 +148,9 @@ class PacedReplayFeed:
         self.tf = timeframe_s
         self.speed = speed
 
-    async def bars(self, skip_pacing) -> AsyncIterator[tuple[BarClosed, float]]:
-        """Yield (bar, simulated now in UTC epoch seconds)."""
+    async def bars(self, skip_pacing, stop: asyncio.Event) -> AsyncIterator[tuple[BarClosed, float]]:
+        """Yield (bar, simulated now in UTC epoch seconds); return early once ``stop`` is set,
+        even in the middle of waiting for a bar's close."""
         t0_wall = t0_sim = None
         for i, bar in enumerate(replay_bars(self.feed, self.tf)):
             if skip_pacing(bar):
@@ -163,7 +164,11 @@ class PacedReplayFeed:
                 due = t0_wall + (bar.close_ts - t0_sim) / self.speed
                 delay = due - time.monotonic()
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=delay)
+                        return  # stopped while waiting for the bar to close
+                    except TimeoutError:
+                        pass
                 now_sim = t0_sim + (time.monotonic() - t0_wall) * self.speed
             else:
                 now_sim = float(bar.close_ts)
@@ -172,19 +177,32 @@ class PacedReplayFeed:
 
 
 async def serve(runner: DeskRunner, feed: PacedReplayFeed, exit_at_end: bool,
-                stop: asyncio.Event | None = None) -> int:
+                on_ready=None, stop: asyncio.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT (finish the bar in flight, commit, exit 0) or, with
-    ``exit_at_end``, the end of the data (EOD close-out, commit, exit 0)."""
+    ``exit_at_end``, the end of the data (EOD close-out, commit, exit 0). ``on_ready()`` is
+    called once, when recovery is complete (the first bar to trade, or the end of a feed with
+    nothing new)."""
     stop = stop or asyncio.Event()
+    ready = [on_ready]
+
+    def mark_ready() -> None:
+        if ready[0] is not None:
+            ready[0]()
+            ready[0] = None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async for bar, now_sim in feed.bars(runner.is_warm_up):
+        async for bar, now_sim in feed.bars(runner.is_warm_up, stop):
             if stop.is_set():
-                log.info("stopping on signal; every processed bar is committed")
-                return 0
+                break
             runner.feed(bar, now_sim)
+            if runner.stats.live:
+                mark_ready()
+        if stop.is_set():
+            log.info("stopping on signal; every processed bar is committed")
+            return 0
+        mark_ready()
         if exit_at_end:
             runner.end_of_data()
             log.info("end of data: positions closed out", live_bars=runner.stats.live)

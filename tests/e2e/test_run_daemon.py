@@ -6,6 +6,7 @@ import gzip
 import os
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -17,6 +18,8 @@ from tests.e2e.test_backtest_cli import EXAMPLE, deskd_cmd, run
 pytestmark = pytest.mark.e2e
 SAMPLE = EXAMPLE.parent / "../../data/sample"
 BARS = 1500  # per symbol: several hundred bars of trading after the warm-up
+# paced replay at 400,000x real time: the ~16 days of these bars take ~4 s of pacing, so the
+# kills below land while bars are being released
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +57,7 @@ def store_trades(db):
 
 def start(short_data, db, *extra):
     cmd = deskd_cmd() + ["run", "--config", str(EXAMPLE), *short_data, "--store", str(db), "--no-api",
-                         "--speed", "0", "--exit-at-end", "--log-level", "WARNING", *extra]
+                         "--speed", "400000", "--exit-at-end", "--log-level", "WARNING", *extra]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -90,3 +93,32 @@ def test_sigterm_exits_0_and_a_restart_continues(short_data, backtest_trades, tm
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
     assert store_trades(db) == backtest_trades
+
+
+def test_sigterm_while_waiting_for_a_bar_at_real_speed_exits_promptly(short_data, tmp_path):
+    p = start(short_data, tmp_path / "desk.db", "--speed", "1")  # next bar is 15 minutes away
+    time.sleep(3.0)
+    assert p.poll() is None
+    t = time.monotonic()
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert time.monotonic() - t < 10
+
+
+def test_daemon_tells_systemd_ready_after_recovery_then_stopping(short_data, tmp_path):
+    sock_path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(sock_path)
+        sock.settimeout(60)
+        cmd = deskd_cmd() + ["run", "--config", str(EXAMPLE), *short_data, "--store", str(tmp_path / "d.db"),
+                             "--no-api", "--speed", "0", "--exit-at-end", "--log-level", "WARNING"]
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "2000000"})
+        got = []
+        while "STOPPING=1" not in got:
+            got.append(sock.recv(256).decode())
+        _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert got.index("READY=1") < got.index("STOPPING=1")
+    assert "WATCHDOG=1" in got
