@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from deskd.adapters.paper import CostModel, PaperBroker
+from deskd.adapters.paper import CostModel, PaperBroker, Position
 from deskd.adapters.replay import ReplayFeed
 from deskd.configs.models import DeskConfig
 from deskd.daemon.bus import Bus
 from deskd.daemon.events import (BarClosed, Decision, Fill, Intent, OrderCancelled, OrderIntent,
-                                 OrderRejected, PositionClosed, SignalIntent, StateChanged)
+                                 OrderRejected, PositionClosed, SignalIntent, StateChanged, Trade)
 from deskd.daemon.ledger import Ledger
 from deskd.daemon.state import StateMachine, TransitionRefused, Trigger
 from deskd.risk.allocator import Allocator
@@ -159,6 +159,34 @@ class Desk:
         update(bar.high, bar.low, bar.close)
         for st in strategies:
             st.on_bar(bar)
+
+    def adopt_position(self, trade: Trade, unrealized_usd: float, notional_usd: float) -> None:
+        """Take back an open position from the store on restart: the ledger's book, the caps,
+        and the paper broker's resting bracket."""
+        self.ledger.open[trade.symbol] = trade
+        self.ledger.unrealized_usd[trade.symbol] = unrealized_usd
+        self.allocator.book(trade.client_order_id, trade.symbol, trade.strategy_id,
+                            trade.risk_usd, notional_usd)
+        entry = OrderIntent(trade.client_order_id, trade.fill_ts, trade.symbol, trade.strategy_id,
+                            trade.side, trade.units, Intent.ENTRY, risk_usd=trade.risk_usd,
+                            regime=trade.regime, why=trade.why)
+        self.broker.positions[trade.symbol] = Position(entry, trade.side, trade.units,
+                                                       trade.sl_price, trade.tp_price)
+
+    def adopt_order(self, order: OrderIntent) -> None:
+        """Take back an unfilled order from the store on restart: it fills at the next open."""
+        self.broker.pending.setdefault(order.symbol, []).append(order)
+        if order.intent is Intent.ENTRY:
+            self.allocator.book(order.client_order_id, order.symbol, order.strategy_id,
+                                order.risk_usd, order.notional_usd)
+            self.ledger.expect(order)
+            self._entry_pending[order.symbol] = order.client_order_id
+        else:
+            self._exit_pending.add(order.symbol)
+
+    def equity_restored(self) -> None:
+        """The ledger's equity was set from the store: the drawdown check starts from it."""
+        self._last_checked_equity = self.ledger.equity_usd
 
     # -- decisions --------------------------------------------------------------------------
     def _decide(self, bar: BarClosed, signals: list[SignalIntent]) -> None:

@@ -41,7 +41,7 @@ class Ledger:
         self.closed: list[Trade] = []
         self.equity_rows: list[tuple[int, str, float, float, int]] = []
         self._expected: dict[str, OrderIntent] = {}
-        self._next_id = 1
+        self.next_trade_id = 1
 
     def expect(self, order: OrderIntent) -> None:
         """Remember an entry order (its risk, regime and reason code) until it fills."""
@@ -104,13 +104,13 @@ class Ledger:
             raise RuntimeError(f"ledger: entry fill {f.client_order_id} on {f.symbol}, which "
                                f"already has a position")
         order = self._expected.pop(f.client_order_id)
-        t = Trade(self._next_id, f.symbol, f.strategy_id, f.side, f.units,
+        t = Trade(self.next_trade_id, f.symbol, f.strategy_id, f.side, f.units,
                   signal_ts=order.bar_ts + self.timeframe_s, fill_ts=f.bar_ts,
                   entry_price=f.price, entry_ref_price=f.ref_price,
                   sl_price=f.sl_price, tp_price=f.tp_price, risk_usd=order.risk_usd,
                   entry_cost_pips=f.cost_pips, regime=order.regime, why=order.why,
                   client_order_id=f.client_order_id)
-        self._next_id += 1
+        self.next_trade_id += 1
         self.open[f.symbol] = t
         self.unrealized_usd[f.symbol] = 0.0
 

@@ -18,7 +18,6 @@ from datetime import date
 
 from sqlalchemy import Connection, select
 
-from deskd.adapters.paper import Position
 from deskd.daemon.engine import Desk
 from deskd.daemon.events import Intent, OrderIntent, Trade
 from deskd.daemon.state import DeskState, Trigger
@@ -81,26 +80,12 @@ def restore(desk: Desk, snap: Snapshot) -> None:
     lg.peak_usd = st["peak_usd"]
     lg.max_dd_usd = st["max_dd_usd"]
     lg.max_dd_frac = st["max_dd_frac"]
-    lg._next_id = st["next_trade_id"]
+    lg.next_trade_id = st["next_trade_id"]
     for row in snap.positions:
         t = Trade(**{k: row[k] for k in _TRADE_FIELDS})
-        lg.open[t.symbol] = t
-        lg.unrealized_usd[t.symbol] = row["unrealized_usd"]
-        desk.allocator.book(t.client_order_id, t.symbol, t.strategy_id, t.risk_usd,
-                            snap.notional_by_order.get(t.client_order_id, 0.0))
-        entry = OrderIntent(t.client_order_id, t.fill_ts, t.symbol, t.strategy_id, t.side, t.units,
-                            Intent.ENTRY, risk_usd=t.risk_usd, regime=t.regime, why=t.why)
-        desk.broker.positions[t.symbol] = Position(entry, t.side, t.units, t.sl_price, t.tp_price)
+        desk.adopt_position(t, row["unrealized_usd"], snap.notional_by_order.get(t.client_order_id, 0.0))
     for row in snap.pending:
-        order = _order(row)
-        desk.broker.pending.setdefault(order.symbol, []).append(order)
-        if order.intent is Intent.ENTRY:
-            desk.allocator.book(order.client_order_id, order.symbol, order.strategy_id,
-                                order.risk_usd, order.notional_usd)
-            lg.expect(order)
-            desk._entry_pending[order.symbol] = order.client_order_id
-        else:
-            desk._exit_pending.add(order.symbol)
+        desk.adopt_order(_order(row))
     g, gr = desk.guard, snap.guard
     g.day = date.fromisoformat(gr["trading_day"]) if gr["trading_day"] else None
     g.day_anchor_usd = gr["day_anchor_usd"]
@@ -114,4 +99,4 @@ def restore(desk: Desk, snap: Snapshot) -> None:
     sm.halt_cause = Trigger(st["halt_cause"]) if st["halt_cause"] else None
     sm.errors = st["execution_errors"]
     sm.clean = st["clean_executions"]
-    desk._last_checked_equity = lg.equity_usd
+    desk.equity_restored()

@@ -373,7 +373,7 @@ class StoreWriter:
                                  "balance_usd": lg.balance_usd,
                                  "equity_usd": lg.equity_usd, "peak_usd": lg.peak_usd,
                                  "max_dd_usd": lg.max_dd_usd, "max_dd_frac": lg.max_dd_frac,
-                                 "next_trade_id": lg._next_id}])
+                                 "next_trade_id": lg.next_trade_id}])
         if self._cursor:
             x(bar_cursor.delete().filter_by(**k).where(bar_cursor.c.symbol.in_(list(self._cursor))))
             x(bar_cursor.insert(), [{**k, "symbol": s, "last_bar_ts": ts} for s, ts in self._cursor.items()])
