@@ -1,0 +1,42 @@
+"""OANDA v20 naming, in one place: symbols <-> instruments, timeframes <-> granularities,
+and the RFC 3339 times and decimal strings the v20 REST API speaks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+GRANULARITY = {"M1": "M1", "M5": "M5", "M15": "M15", "M30": "M30", "H1": "H1", "H4": "H4"}
+
+
+def to_instrument(symbol: str) -> str:
+    """EURUSD -> EUR_USD. Raises ValueError for anything but a six-letter pair."""
+    if len(symbol) != 6 or not symbol.isalpha():
+        raise ValueError(f"{symbol!r} is not a six-letter FX pair")
+    return f"{symbol[:3]}_{symbol[3:]}"
+
+
+def to_symbol(instrument: str) -> str:
+    """EUR_USD -> EURUSD. Raises ValueError for anything but BASE_QUOTE."""
+    base, sep, quote = instrument.partition("_")
+    if not sep or len(base) != 3 or len(quote) != 3:
+        raise ValueError(f"{instrument!r} is not a v20 instrument like EUR_USD")
+    return base + quote
+
+
+def rfc3339(ts: int) -> str:
+    """UTC epoch seconds -> '2026-01-15T14:15:00.000000000Z' (v20's RFC3339 format)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
+
+
+def parse_time(text: str) -> int:
+    """v20 RFC 3339 (nanoseconds allowed) or UNIX seconds -> UTC epoch seconds.
+    Raises ValueError for anything else."""
+    if text.replace(".", "", 1).isdigit():
+        return int(float(text))
+    head = text.rstrip("Z").split(".")[0]
+    return int(datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp())
+
+
+def price_str(price: float, symbol: str) -> str:
+    """A price as v20 writes it: 5 decimals, 3 for JPY-quoted pairs."""
+    return f"{price:.3f}" if symbol.endswith("JPY") else f"{price:.5f}"

@@ -1,0 +1,111 @@
+"""The fake v20 broker is faithful enough for OANDA's own `v20` Python client: account
+summary, candles, a market order with a bracket, open trades and positions, transactions;
+and its brackets fill by deskd's rules."""
+
+import asyncio
+import json
+import socket
+import threading
+import urllib.request
+
+import pytest
+import v20
+from aiohttp import web
+
+from deskd.adapters.fake_v20 import FakeV20, build_app
+from deskd.adapters.oanda import parse_time, rfc3339
+
+T0 = 1_768_000_000
+BARS = {"EURUSD": [(T0 + i * 900, 1.1000 + i * 1e-4, 1.1010 + i * 1e-4, 1.0990 + i * 1e-4, 1.1005 + i * 1e-4)
+                   for i in range(50)],
+        "USDJPY": [(T0 + i * 900, 150.00 + i * 0.01, 150.10 + i * 0.01, 149.90 + i * 0.01, 150.05 + i * 0.01)
+                   for i in range(50)]}
+
+
+@pytest.fixture
+def server():
+    broker = FakeV20({k: list(v) for k, v in BARS.items()}, 900)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(build_app(broker))
+    started = threading.Event()
+
+    def serve():
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        started.set()
+        loop.run_forever()
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    started.wait(10)
+    yield broker, port
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    th.join(10)
+
+
+def advance(port, n):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/admin/advance", data=json.dumps({"bars": n}).encode(),
+                                 method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_oanda_v20_client_reads_the_account_candles_and_places_an_order(server):
+    broker, port = server
+    api = v20.Context("127.0.0.1", port, ssl=False, token=broker.token)
+    advance(port, 20)
+
+    r = api.account.summary(broker.account_id)
+    assert r.status == 200 and r.get("account").balance == 100_000.0 and r.get("account").currency == "USD"
+
+    r = api.instrument.candles("EUR_USD", granularity="M15", count=5, price="M")
+    candles = r.get("candles")
+    assert r.status == 200 and len(candles) == 5 and all(c.complete for c in candles)
+    assert candles[-1].mid.o == pytest.approx(BARS["EURUSD"][19][1])
+    assert parse_time(candles[-1].time) == BARS["EURUSD"][19][0]
+
+    r = api.order.market(broker.account_id, instrument="EUR_USD", units=10_000,
+                         stopLossOnFill={"price": "1.09000"}, takeProfitOnFill={"price": "1.12000"},
+                         clientExtensions={"id": "deskd-A-EURUSD-1-ENTRY"})
+    assert r.status == 201
+    fill = r.get("orderFillTransaction")
+    assert fill.price == pytest.approx(BARS["EURUSD"][20][1])  # the open of the next bar
+    trade_id = fill.tradeOpened.tradeID
+
+    trades = api.trade.list_open(broker.account_id).get("trades")
+    assert [t.id for t in trades] == [trade_id] and trades[0].clientExtensions.id == "deskd-A-EURUSD-1-ENTRY"
+    assert trades[0].stopLossOrder.price == pytest.approx(1.09)
+
+    positions = api.position.list_open(broker.account_id).get("positions")
+    assert [p.instrument for p in positions] == ["EUR_USD"] and positions[0].long.units == 10_000
+
+    txs = api.transaction.since(broker.account_id, id=0).get("transactions")
+    assert [t.type for t in txs] == ["MARKET_ORDER", "ORDER_FILL"]
+
+
+def test_wrong_token_is_refused_the_v20_way(server):
+    broker, port = server
+    r = v20.Context("127.0.0.1", port, ssl=False, token="nope").account.summary(broker.account_id)
+    assert r.status == 401
+
+
+def test_brackets_fill_inside_released_bars_by_deskds_rules():
+    rows = [(T0, 1.1000, 1.1005, 1.0995, 1.1000), (T0 + 900, 1.1000, 1.1004, 1.0996, 1.1000),
+            (T0 + 1800, 1.0950, 1.0960, 1.0940, 1.0955)]  # gaps through the stop
+    b = FakeV20({"EURUSD": rows}, 900)
+    b.advance(1)
+    status, reply = b.market_order({"instrument": "EUR_USD", "units": "1000", "stopLossOnFill": {"price": "1.09800"}})
+    assert status == 201
+    b.advance(2)
+    (t,) = b.trades.values()
+    assert t.state == "CLOSED" and t.close_price == 1.0950  # at the gap open, not the stop
+    assert b.transactions[-1]["reason"] == "STOP_LOSS_ORDER"
+
+
+def test_time_helpers_round_trip():
+    assert parse_time(rfc3339(T0)) == T0 and parse_time(str(T0)) == T0
