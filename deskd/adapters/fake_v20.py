@@ -12,11 +12,22 @@ Served: GET /v3/accounts, /v3/accounts/{id}/summary, /openPositions, /positions,
 /openTrades, /trades, /orders/@{clientID}, /transactions/sinceid; POST /v3/accounts/{id}/orders
 (MARKET with stopLossOnFill/takeProfitOnFill/clientExtensions); PUT .../trades/{id}/close;
 GET /v3/instruments/{instrument}/candles. Every /v3 call needs ``Authorization: Bearer``.
+
+Faults, queued with ``POST /admin/faults {"faults": [{"kind": K, "path": "orders", "count": n,
+...}]}``: ``latency`` (``delay_s``, then served), ``5xx`` (503), ``429`` (``retry_after_s``),
+``drop`` (connection closed, nothing done), ``lose_response`` (the request is carried out,
+then the connection is closed: the client never hears), ``reject`` (an order rejected, 400
+with an orderRejectTransaction). ``POST /admin/close {"tradeID": id}`` closes a trade by hand
+at the last price. With ``state_file`` every change is saved and a restarted fake reloads it:
+a restart forgets nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import asyncio
+import json
+import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -56,6 +67,8 @@ class FakeV20:
     orders_by_client_id: dict[str, dict] = field(default_factory=dict)
     transactions: list[dict] = field(default_factory=list)
     created_ts: int = 0
+    faults: list[dict] = field(default_factory=list)
+    state_file: str | None = None
 
     @classmethod
     def from_files(cls, files: dict[str, str], timezone: str, timeframe_s: int, **kw) -> FakeV20:
@@ -72,6 +85,44 @@ class FakeV20:
         for sym in self.bars:
             self.released.setdefault(sym, 0)
         self.created_ts = min((rows[0][0] for rows in self.bars.values() if rows), default=0)
+        if self.state_file and Path(self.state_file).exists():
+            self._load()
+
+    # -- persistence: a restart forgets nothing -----------------------------------------------
+    def save(self) -> None:
+        if not self.state_file:
+            return
+        state = {"balance": self.balance, "released": self.released,
+                 "trades": [asdict(t) for t in self.trades.values()],
+                 "orders_by_client_id": self.orders_by_client_id, "transactions": self.transactions}
+        tmp = f"{self.state_file}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(state, fh)
+        os.replace(tmp, self.state_file)
+
+    def _load(self) -> None:
+        with open(self.state_file) as fh:
+            state = json.load(fh)
+        self.balance = state["balance"]
+        self.released.update(state["released"])
+        self.trades = {t["id"]: FakeTrade(**t) for t in state["trades"]}
+        self.orders_by_client_id = state["orders_by_client_id"]
+        self.transactions = state["transactions"]
+
+    def take_fault(self, method: str, path: str) -> dict | None:
+        """The first queued fault matching this request, counted down."""
+        for f in self.faults:
+            if f.get("count", 1) > 0 and f.get("path", "") in path and f.get("method", method) == method:
+                f["count"] = f.get("count", 1) - 1
+                return f
+        return None
+
+    def close_by_hand(self, trade_id: int) -> dict:
+        """The trader closes a trade on the broker's side, at the last price."""
+        t = self.trades[trade_id]
+        n = self.released[t.symbol]
+        price = self.bars[t.symbol][n - 1][4] if n else t.price
+        return self._close(t, price, self.now_ts(), "TRADE_CLOSE")
 
     # -- market -----------------------------------------------------------------------------
     def now_ts(self) -> int:
@@ -254,14 +305,39 @@ def build_app(broker: FakeV20) -> web.Application:
     """The aiohttp application serving ``broker``."""
 
     @web.middleware
-    async def auth(request: web.Request, handler):
-        if request.path.startswith("/v3/"):
-            if request.headers.get("Authorization") != f"Bearer {broker.token}":
-                return _err(401, "Insufficient authorization to perform request.")
-            acc = request.match_info.get("account")
-            if acc is not None and acc != broker.account_id:
-                return _err(404, "The Account specified does not exist.", "NO_SUCH_ACCOUNT")
-        return await handler(request)
+    async def auth_and_faults(request: web.Request, handler):
+        if not request.path.startswith("/v3/"):
+            return await handler(request)
+        if request.headers.get("Authorization") != f"Bearer {broker.token}":
+            return _err(401, "Insufficient authorization to perform request.")
+        acc = request.match_info.get("account")
+        if acc is not None and acc != broker.account_id:
+            return _err(404, "The Account specified does not exist.", "NO_SUCH_ACCOUNT")
+        fault = broker.take_fault(request.method, request.path)
+        kind = fault["kind"] if fault else None
+        if kind == "latency":
+            await asyncio.sleep(float(fault.get("delay_s", 1.0)))
+        elif kind == "5xx":
+            return _err(503, "Service Unavailable (injected)")
+        elif kind == "429":
+            resp = _err(429, "Too many requests (injected)")
+            resp.headers["Retry-After"] = str(fault.get("retry_after_s", 1))
+            return resp
+        elif kind == "drop":
+            request.transport.close()
+            return web.Response(status=500)
+        elif kind == "reject" and request.method == "POST" and request.path.endswith("/orders"):
+            tx = broker._tx("MARKET_ORDER_REJECT", broker.now_ts(), rejectReason="INSUFFICIENT_MARGIN")
+            broker.save()
+            return web.json_response({"orderRejectTransaction": tx, "errorCode": "INSUFFICIENT_MARGIN",
+                                      "errorMessage": "Insufficient margin (injected)",
+                                      "lastTransactionID": tx["id"]}, status=400)
+        resp = await handler(request)
+        if request.method in ("POST", "PUT"):
+            broker.save()
+        if kind == "lose_response":
+            request.transport.close()  # carried out, but the client never hears
+        return resp
 
     def ok(body: dict, status: int = 200) -> web.Response:
         return web.json_response(body, status=status)
@@ -349,9 +425,21 @@ def build_app(broker: FakeV20) -> web.Application:
     async def admin_advance(request):
         body = await request.json()
         n = broker.advance(int(body.get("bars", 1)))
+        broker.save()
         return ok({"released": n, "now": rfc3339(broker.now_ts())})
 
-    app = web.Application(middlewares=[auth])
+    async def admin_faults(request):
+        body = await request.json()
+        broker.faults.extend(body.get("faults", []))
+        return ok({"queued": len(broker.faults)})
+
+    async def admin_close(request):
+        body = await request.json()
+        tx = broker.close_by_hand(int(body["tradeID"]))
+        broker.save()
+        return ok({"orderFillTransaction": tx})
+
+    app = web.Application(middlewares=[auth_and_faults])
     acct = "/v3/accounts/{account}"
     app.add_routes([
         web.get("/v3/accounts", accounts), web.get(acct + "/summary", summary),
@@ -361,6 +449,7 @@ def build_app(broker: FakeV20) -> web.Application:
         web.put(acct + "/trades/{trade}/close", close_trade),
         web.get(acct + "/transactions/sinceid", since_id),
         web.get("/v3/instruments/{instrument}/candles", candles),
-        web.post("/admin/advance", admin_advance),
+        web.post("/admin/advance", admin_advance), web.post("/admin/faults", admin_faults),
+        web.post("/admin/close", admin_close),
     ])
     return app

@@ -1,0 +1,201 @@
+"""OANDA v20 REST client (aiohttp, async): the calls deskd needs, retried within a bound.
+
+Timeouts, dropped connections and 5xx are retried with exponential backoff and full jitter
+(``backoff_s`` x 2^attempt, capped at ``max_backoff_s``); 429 waits the server's Retry-After
+(capped too); after ``max_attempts`` a :class:`BrokerUnavailable` is raised, which the
+daemon turns into an execution error for the state machine. 4xx other than 429 are not
+retried: :class:`BrokerRejected`.
+
+A market order carries the desk's client order id in clientExtensions. When its outcome is
+unknown (timeout, dropped connection, 5xx after the order may have reached the broker), the
+client asks the broker for the order by that id before sending again, so a retry after a
+lost response finds the existing order instead of opening a second position.
+
+Credentials come from :func:`credentials_from_env` (environment or files), never from the
+desk config, and are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import structlog
+
+from deskd.adapters.oanda import price_str, to_instrument
+
+log = structlog.get_logger("deskd.broker")
+
+
+class BrokerError(RuntimeError):
+    """A broker call failed."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker could not be reached or kept failing past the retry bound."""
+
+
+class BrokerRejected(BrokerError):
+    """The broker answered with a refusal (4xx other than 429); ``status`` and ``body`` say why."""
+
+    def __init__(self, message: str, status: int, body: dict):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+@dataclass(frozen=True)
+class Credentials:
+    base_url: str
+    account_id: str
+    token: str
+
+    def __repr__(self) -> str:  # never print the token
+        return f"Credentials(base_url={self.base_url!r}, account_id={self.account_id!r}, token=***)"
+
+
+def credentials_from_env(env: dict[str, str] | None = None) -> Credentials:
+    """DESKD_V20_URL, DESKD_V20_ACCOUNT, and DESKD_V20_TOKEN or DESKD_V20_TOKEN_FILE.
+    Raises ValueError naming the missing variable."""
+    env = os.environ if env is None else env
+    token = env.get("DESKD_V20_TOKEN")
+    if not token and env.get("DESKD_V20_TOKEN_FILE"):
+        token = Path(env["DESKD_V20_TOKEN_FILE"]).read_text().strip()
+    for name, value in (("DESKD_V20_URL", env.get("DESKD_V20_URL")),
+                        ("DESKD_V20_ACCOUNT", env.get("DESKD_V20_ACCOUNT")),
+                        ("DESKD_V20_TOKEN or DESKD_V20_TOKEN_FILE", token)):
+        if not value:
+            raise ValueError(f"broker credentials: {name} is not set")
+    return Credentials(env["DESKD_V20_URL"].rstrip("/"), env["DESKD_V20_ACCOUNT"], token)
+
+
+class V20Client:
+    """One account at one v20 server. Use as ``async with V20Client(creds) as c: ...``."""
+
+    def __init__(self, creds: Credentials, timeout_s: float = 5.0, max_attempts: int = 4,
+                 backoff_s: float = 0.2, max_backoff_s: float = 5.0, max_retry_after_s: float = 30.0):
+        self.creds = creds
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.max_retry_after_s = max_retry_after_s
+        self._session: aiohttp.ClientSession | None = None
+        self.requests = 0
+        self.retries = 0
+
+    async def __aenter__(self) -> V20Client:
+        self._session = aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {self.creds.token}", "Content-Type": "application/json",
+                     "Accept-Datetime-Format": "RFC3339"}, timeout=self.timeout)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _acct(self, tail: str) -> str:
+        return f"/v3/accounts/{self.creds.account_id}{tail}"
+
+    async def _request(self, method: str, path: str, **kw) -> dict:
+        """One call with retries; returns the JSON body of a 2xx reply."""
+        last = "no attempt"
+        for attempt in range(self.max_attempts):
+            if attempt:
+                self.retries += 1
+            self.requests += 1
+            try:
+                async with self._session.request(method, self.creds.base_url + path, **kw) as r:
+                    body = await r.json(content_type=None) if r.content_length != 0 else {}
+                    if r.status < 300:
+                        return body or {}
+                    if r.status == 429:
+                        wait = min(float(r.headers.get("Retry-After", "1")), self.max_retry_after_s)
+                        last = f"429, Retry-After {wait:g} s"
+                        log.warning("broker rate limit", path=path, retry_after_s=wait, attempt=attempt + 1)
+                        await asyncio.sleep(wait)
+                        continue
+                    if r.status >= 500:
+                        last = f"HTTP {r.status}"
+                    else:
+                        msg = (body or {}).get("errorMessage", f"HTTP {r.status}")
+                        raise BrokerRejected(f"{method} {path}: {msg}", r.status, body or {})
+            except (TimeoutError, aiohttp.ClientError) as e:
+                last = f"{type(e).__name__}"
+            log.warning("broker call failed", path=path, error=last, attempt=attempt + 1)
+            await asyncio.sleep(random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2 ** attempt)))
+        raise BrokerUnavailable(f"{method} {path}: gave up after {self.max_attempts} attempts ({last})")
+
+    # -- reads ------------------------------------------------------------------------------
+    async def summary(self) -> dict:
+        return (await self._request("GET", self._acct("/summary")))["account"]
+
+    async def open_trades(self) -> list[dict]:
+        return (await self._request("GET", self._acct("/openTrades")))["trades"]
+
+    async def open_positions(self) -> list[dict]:
+        return (await self._request("GET", self._acct("/openPositions")))["positions"]
+
+    async def transactions_since(self, tx_id: int) -> tuple[list[dict], int]:
+        body = await self._request("GET", self._acct("/transactions/sinceid"), params={"id": str(tx_id)})
+        return body["transactions"], int(body["lastTransactionID"])
+
+    async def candles(self, symbol: str, granularity: str, count: int = 500) -> list[dict]:
+        body = await self._request("GET", f"/v3/instruments/{to_instrument(symbol)}/candles",
+                                   params={"granularity": granularity, "count": str(count), "price": "M"})
+        return [c for c in body["candles"] if c.get("complete")]
+
+    async def order_by_client_id(self, client_id: str) -> dict | None:
+        try:
+            return (await self._request("GET", self._acct(f"/orders/@{client_id}")))["order"]
+        except BrokerRejected as e:
+            if e.status == 404:
+                return None
+            raise
+
+    # -- orders -----------------------------------------------------------------------------
+    async def market_order(self, symbol: str, units: int, client_id: str,
+                           sl_price: float | None = None, tp_price: float | None = None) -> dict:
+        """Send a market order (units signed: positive buys) with its bracket; idempotent by
+        ``client_id``. Returns {"order_id", "trade_id", "price"} of the fill. Raises
+        BrokerRejected (refused), BrokerUnavailable (unreachable past the bound)."""
+        order = {"type": "MARKET", "instrument": to_instrument(symbol), "units": str(int(units)),
+                 "timeInForce": "FOK", "positionFill": "DEFAULT", "clientExtensions": {"id": client_id}}
+        if sl_price is not None:
+            order["stopLossOnFill"] = {"price": price_str(sl_price, symbol)}
+        if tp_price is not None:
+            order["takeProfitOnFill"] = {"price": price_str(tp_price, symbol)}
+        for attempt in range(self.max_attempts):
+            existing = await self.order_by_client_id(client_id) if attempt else None
+            if existing is not None:
+                log.info("order found by client id after a lost response", order_id=client_id)
+                return {"order_id": existing["id"], "trade_id": existing.get("tradeOpenedID"), "price": None}
+            try:
+                body = await self._post_once(self._acct("/orders"), {"order": order})
+            except BrokerUnavailable:
+                continue  # the outcome is unknown: look the order up before sending again
+            fill = body.get("orderFillTransaction")
+            if fill is None:
+                reason = body.get("orderCancelTransaction", {}).get("reason", "not filled")
+                raise BrokerRejected(f"market order {client_id}: {reason}", 201, body)
+            return {"order_id": body["orderCreateTransaction"]["id"],
+                    "trade_id": fill["tradeOpened"]["tradeID"], "price": float(fill["price"])}
+        raise BrokerUnavailable(f"market order {client_id}: outcome unknown after {self.max_attempts} attempts")
+
+    async def _post_once(self, path: str, payload: dict) -> dict:
+        """POST without blind retries (a retry could duplicate); 429 is safe to wait out."""
+        saved = self.max_attempts
+        self.max_attempts = 1
+        try:
+            return await self._request("POST", path, json=payload)
+        finally:
+            self.max_attempts = saved
+
+    async def close_trade(self, trade_id: str) -> dict:
+        """Close a trade at market (``@clientID`` accepted). Raises BrokerRejected when it no
+        longer exists."""
+        return await self._request("PUT", self._acct(f"/trades/{trade_id}/close"), json={"units": "ALL"})
