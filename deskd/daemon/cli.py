@@ -239,6 +239,53 @@ def cmd_flatten(args) -> int:
     return _call_api(args, "POST", "/flatten", {"reason": args.reason})
 
 
+def cmd_reconcile(args) -> int:
+    """Store vs broker: exit 0 in sync, 1 with differences, 2 when the broker is unreachable."""
+    import asyncio
+
+    from sqlalchemy import select
+
+    from deskd.adapters.http_broker import BrokerError, V20Client, credentials_from_env
+    from deskd.daemon.reconcile import Holding, broker_holdings, reconcile
+    from deskd.daemon.store import open_store, positions
+
+    cfg = load_config(args.config)
+    try:
+        creds = credentials_from_env()
+    except (ValueError, OSError) as e:
+        raise InputError(str(e)) from None
+    engine = open_store(_store_url(args.store or _default_store()))
+    with engine.connect() as conn:
+        rows = conn.execute(select(positions).filter_by(desk=cfg.desk, scenario=args.scenario)).mappings().all()
+    engine.dispose()
+    expected = {r["symbol"]: Holding(r["symbol"], r["side"], r["units"], r["entry_price"], r["sl_price"],
+                                     r["tp_price"]) for r in rows}
+
+    async def fetch():
+        async with V20Client(creds, max_attempts=3) as client:
+            return await client.open_trades()
+    try:
+        trades = asyncio.run(fetch())
+    except BrokerError as e:
+        print(f"deskd: reconcile: the broker could not be read: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    held, foreign = broker_holdings(trades, f"{cfg.desk}-{args.scenario}-")
+    diffs = reconcile(expected, held, foreign)
+    if args.json:
+        print(json.dumps({"in_sync": not diffs, "desk": cfg.desk, "scenario": args.scenario,
+                          "differences": [d.as_dict() for d in diffs]}, indent=2))
+    elif not diffs:
+        print(f"in sync: {len(expected)} position(s) of desk {cfg.desk} match the broker")
+    else:
+        table = Table(title=f"reconcile {cfg.desk}/{args.scenario}: {len(diffs)} difference(s)")
+        for col in ("symbol", "field", "expected (store)", "broker", "note"):
+            table.add_column(col)
+        for d in diffs:
+            table.add_row(d.symbol, d.field, d.expected, d.broker, d.note)
+        Console(width=160).print(table)
+    return EXIT_OK if not diffs else EXIT_INTERNAL
+
+
 def cmd_check_config(args) -> int:
     cfg = load_config(args.config)
     enabled = ", ".join(cfg.strategies.enabled())
@@ -310,6 +357,17 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "resume":
             v.add_argument("--force", action="store_true", help="also lift a drawdown halt before its anchor")
         v.set_defaults(func=func)
+
+    rc = sub.add_parser("reconcile", help="compare the store's positions with the broker's",
+                        description="Compare the desk's open positions in the store with the broker's open "
+                                    "trades (side, units, average price, stop and target). Broker from "
+                                    "DESKD_V20_URL, DESKD_V20_ACCOUNT, DESKD_V20_TOKEN[_FILE]. Exit 0 in "
+                                    "sync, 1 on differences, 2 when the broker cannot be reached.")
+    rc.add_argument("--config", required=True, help="desk config YAML (names the desk)")
+    rc.add_argument("--store", metavar="URL|PATH", help="store (default as deskd run)")
+    rc.add_argument("--scenario", default="A", help="the run's scenario key in the store (default A)")
+    rc.add_argument("--json", action="store_true", help="print the differences as JSON")
+    rc.set_defaults(func=cmd_reconcile)
 
     c = sub.add_parser("check-config", help="validate a desk config and exit",
                        description="Validate a desk config; exit 0 when valid, 2 with the failing keys.")

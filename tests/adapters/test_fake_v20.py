@@ -2,18 +2,14 @@
 summary, candles, a market order with a bracket, open trades and positions, transactions;
 and its brackets fill by deskd's rules."""
 
-import asyncio
 import json
-import socket
-import threading
 import urllib.request
 
 import pytest
 import v20
-from aiohttp import web
-
-from deskd.adapters.fake_v20 import FakeV20, build_app
+from deskd.adapters.fake_v20 import FakeV20
 from deskd.adapters.oanda import parse_time, rfc3339
+from tests.fake_broker import running
 
 T0 = 1_768_000_000
 BARS = {"EURUSD": [(T0 + i * 900, 1.1000 + i * 1e-4, 1.1010 + i * 1e-4, 1.0990 + i * 1e-4, 1.1005 + i * 1e-4)
@@ -25,27 +21,8 @@ BARS = {"EURUSD": [(T0 + i * 900, 1.1000 + i * 1e-4, 1.1010 + i * 1e-4, 1.0990 +
 @pytest.fixture
 def server():
     broker = FakeV20({k: list(v) for k, v in BARS.items()}, 900)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(build_app(broker))
-    started = threading.Event()
-
-    def serve():
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        started.set()
-        loop.run_forever()
-
-    th = threading.Thread(target=serve, daemon=True)
-    th.start()
-    started.wait(10)
-    yield broker, port
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    th.join(10)
+    with running(broker) as port:
+        yield broker, port
 
 
 def advance(port, n):

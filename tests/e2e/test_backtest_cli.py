@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,8 +24,9 @@ def deskd_cmd() -> list[str]:
     return [found]
 
 
-def run(*args, check=True):
-    p = subprocess.run(deskd_cmd() + list(args), capture_output=True, text=True, timeout=600)
+def run(*args, check=True, env=None):
+    p = subprocess.run(deskd_cmd() + list(args), capture_output=True, text=True, timeout=600,
+                       env=None if env is None else {**os.environ, **env})
     if check and p.returncode != 0:
         raise AssertionError(f"deskd {' '.join(args)} exited {p.returncode}:\n{p.stderr}")
     return p
