@@ -26,7 +26,8 @@ from pathlib import Path
 import aiohttp
 import structlog
 
-from deskd.adapters.oanda import price_str, to_instrument
+from deskd.adapters.oanda import parse_time, price_str, to_instrument
+from deskd.daemon.events import BarClosed
 
 log = structlog.get_logger("deskd.broker")
 
@@ -199,3 +200,25 @@ class V20Client:
         """Close a trade at market (``@clientID`` accepted). Raises BrokerRejected when it no
         longer exists."""
         return await self._request("PUT", self._acct(f"/trades/{trade_id}/close"), json={"units": "ALL"})
+
+
+class V20CandleSource:
+    """The daemon's live feed (a :class:`deskd.daemon.scheduler.CandleSource`): completed
+    mid candles of one granularity from a :class:`V20Client`, as BarClosed events."""
+
+    def __init__(self, client: V20Client, granularity: str, timeframe_s: int, count: int = 500):
+        self.client = client
+        self.granularity = granularity
+        self.tf = timeframe_s
+        self.count = count
+
+    async def completed_candles(self, symbol: str, since_ts: int | None) -> list[BarClosed]:
+        out = []
+        for c in await self.client.candles(symbol, self.granularity, self.count):
+            ts = parse_time(c["time"])
+            if since_ts is not None and ts <= since_ts:
+                continue
+            m = c["mid"]
+            out.append(BarClosed(symbol, self.tf, ts, float(m["o"]), float(m["h"]), float(m["l"]),
+                                 float(m["c"]), float(c.get("volume", 0))))
+        return out

@@ -83,3 +83,33 @@ def test_credentials_come_from_the_environment_and_never_print_the_token(tmp_pat
     assert c.token == "very-secret" and "very-secret" not in repr(c) and c.base_url == "http://127.0.0.1:9"
     with pytest.raises(ValueError, match="DESKD_V20_ACCOUNT"):
         credentials_from_env({"DESKD_V20_URL": "x", "DESKD_V20_TOKEN": "t"})
+
+
+def test_candle_source_feeds_the_bar_close_poller_completed_bars_once(tmp_path):
+    from deskd.adapters.http_broker import V20CandleSource
+    from deskd.daemon.run import DeskRunner
+    from deskd.daemon.scheduler import CandlePoller
+    from deskd.daemon.store import sqlite_url
+    from tests.daemon.helpers import config
+
+    broker = FakeV20({k: list(v) for k, v in BARS.items()}, 900)
+    runner = DeskRunner(config(), sqlite_url(tmp_path / "d.db"))
+
+    async def go():
+        server = TestServer(build_app(broker))
+        await server.start_server()
+        creds = Credentials(str(server.make_url("")).rstrip("/"), broker.account_id, broker.token)
+        try:
+            async with V20Client(creds) as c:
+                poller = CandlePoller(runner, V20CandleSource(c, "M15", 900), ["EURUSD", "USDJPY"], 900)
+                broker.advance(3)
+                first = await poller.poll()
+                broker.advance(2)
+                second = await poller.poll()
+                again = await poller.poll()
+                return first, second, again
+        finally:
+            await server.close()
+    assert asyncio.run(go()) == (6, 4, 0)
+    assert runner.gate.last["EURUSD"] == BARS["EURUSD"][4][0] and runner.gate.duplicates == 0
+    assert runner.stats.live == 10
