@@ -286,6 +286,44 @@ def cmd_reconcile(args) -> int:
     return EXIT_OK if not diffs else EXIT_INTERNAL
 
 
+def cmd_fake_broker(args) -> int:
+    """Serve the fake v20 broker over the config's bar files until SIGTERM/SIGINT."""
+    import asyncio
+    import signal
+
+    from aiohttp import web
+
+    from deskd.adapters.fake_v20 import FakeV20, build_app
+
+    cfg = _load(args)
+    check_inputs(cfg, [next(iter(cfg.costs.scenarios))])
+    token = _token(args) or os.environ.get("DESKD_V20_TOKEN")
+    if not token:
+        raise InputError("no token for the fake broker: set DESKD_V20_TOKEN or pass --token-file")
+    broker = FakeV20.from_files({s: cfg.data.files[s] for s in cfg.universe.symbols}, cfg.data.timezone,
+                                cfg.universe.timeframe_s, account_id=args.account, token=token,
+                                state_file=args.state)
+
+    async def serve() -> int:
+        runner = web.AppRunner(build_app(broker), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, args.host, args.port).start()
+        except OSError as e:
+            raise InputError(f"--port {args.port}: {e.strerror}") from None
+        print(json.dumps({"fake_v20": f"http://{args.host}:{args.port}", "account": broker.account_id,
+                          "instruments": sorted(broker.bars), "released": broker.released}), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        broker.save()
+        await runner.cleanup()
+        return EXIT_OK
+    return asyncio.run(serve())
+
+
 def cmd_check_config(args) -> int:
     cfg = load_config(args.config)
     enabled = ", ".join(cfg.strategies.enabled())
@@ -368,6 +406,21 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--scenario", default="A", help="the run's scenario key in the store (default A)")
     rc.add_argument("--json", action="store_true", help="print the differences as JSON")
     rc.set_defaults(func=cmd_reconcile)
+
+    fb = sub.add_parser("fake-broker", help="serve a fake OANDA v20 broker over the config's bar files",
+                        description="Serve a fake OANDA v20 REST broker (tests and demos) whose market is the "
+                                    "config's bar files; POST /admin/advance {\"bars\": n} moves time, "
+                                    "POST /admin/faults injects faults. Token from DESKD_V20_TOKEN or "
+                                    "--token-file.")
+    fb.add_argument("--config", required=True, help="desk config YAML (universe and bar files)")
+    fb.add_argument("--data", action="append", metavar="SYMBOL=PATH", help="bar file for a symbol (repeatable)")
+    fb.add_argument("--data-timezone", metavar="TZ", help="IANA timezone of the bar files")
+    fb.add_argument("--host", default="127.0.0.1")
+    fb.add_argument("--port", type=int, default=8766)
+    fb.add_argument("--account", default="101-001-0000000-001", help="the account id it serves")
+    fb.add_argument("--state", metavar="FILE", help="save state here; a restart reloads it")
+    fb.add_argument("--token-file", metavar="FILE", help="file holding the bearer token")
+    fb.set_defaults(func=cmd_fake_broker)
 
     c = sub.add_parser("check-config", help="validate a desk config and exit",
                        description="Validate a desk config; exit 0 when valid, 2 with the failing keys.")

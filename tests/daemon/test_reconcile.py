@@ -1,6 +1,10 @@
 """Reconciliation: what it compares, and `deskd reconcile` with its three exit codes."""
 
 import json
+import os
+import socket
+import subprocess
+import urllib.request
 
 import pytest
 from sqlalchemy import insert
@@ -10,7 +14,7 @@ from deskd.daemon.events import Trade
 from deskd.daemon.reconcile import Holding, broker_holdings, reconcile
 from deskd.daemon.store import _trade_row, open_store, positions, sqlite_url
 from tests.adapters.test_fake_v20 import BARS
-from tests.e2e.test_backtest_cli import EXAMPLE, run
+from tests.e2e.test_backtest_cli import EXAMPLE, deskd_cmd, run
 from tests.fake_broker import running
 
 PREFIX = "example-A-"
@@ -83,3 +87,26 @@ def test_reconcile_command_exit_codes_in_sync_then_closed_by_hand_then_unreachab
                          "note": "closed at the broker (by hand, stop-out or margin closeout?)"}]
     p = reconcile_cmd(db, port, b, url="http://127.0.0.1:9")  # nothing listens there
     assert p.returncode == 2 and "could not be read" in p.stderr
+
+
+def test_reconcile_against_the_fake_broker_from_the_command_line(tmp_path):
+    env = {"DESKD_V20_TOKEN": "demo-token", "DESKD_V20_ACCOUNT": "101-001-0000000-001"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    fake = subprocess.Popen(deskd_cmd() + ["fake-broker", "--config", str(EXAMPLE), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **env})
+    try:
+        banner = json.loads(fake.stdout.readline())
+        assert banner["instruments"] == ["EURUSD", "GBPUSD", "USDJPY"]
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/admin/advance", data=b'{"bars": 3}', method="POST")
+        assert json.loads(urllib.request.urlopen(req, timeout=10).read())["released"] == 9
+        db = tmp_path / "empty.db"
+        open_store(sqlite_url(db)).dispose()
+        p = run("reconcile", "--config", str(EXAMPLE), "--store", str(db), check=False,
+                env={**env, "DESKD_V20_URL": f"http://127.0.0.1:{port}"})
+        assert p.returncode == 0 and "in sync: 0 position(s)" in p.stdout, p.stderr
+    finally:
+        fake.terminate()
+        assert fake.wait(timeout=30) == 0
