@@ -53,7 +53,7 @@ def main() -> int:
 
         def timed_submit(order):
             order_ms.append((time.perf_counter() - start[0]) * 1e3)
-            submit(order)
+            return submit(order)
         runner.desk.broker.submit = timed_submit
         bar_ms: list[float] = []
         feed = ReplayFeed(dict(cfg.data.files), cfg.data.timezone, cfg.universe.timeframe_s)
