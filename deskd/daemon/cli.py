@@ -333,6 +333,14 @@ def cmd_check_config(args) -> int:
     return EXIT_OK
 
 
+def _add_config_and_data(p: argparse.ArgumentParser, config_help: str = "desk config YAML") -> None:
+    p.add_argument("--config", required=True, help=config_help)
+    p.add_argument("--data", action="append", metavar="SYMBOL=PATH",
+                   help="bar file for a symbol, overriding data.files (repeatable); CSV, .csv.gz or Parquet")
+    p.add_argument("--data-timezone", metavar="TZ", help="IANA timezone of the bar files' time column, "
+                   "overriding data.timezone (e.g. America/New_York)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deskd", description="Event-driven trading daemon for a systematic FX desk.")
     p.add_argument("--version", action="version", version=f"deskd {__version__}")
@@ -342,11 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Replay bar files through the same handlers the daemon runs, once per "
                                    "cost scenario, and write trades.csv, equity.csv, decisions.csv, "
                                    "report.json and the resolved config.yaml to --out.")
-    b.add_argument("--config", required=True, help="desk config YAML (see configs/examples/desk.yaml)")
-    b.add_argument("--data", action="append", metavar="SYMBOL=PATH",
-                   help="bar file for a symbol, overriding data.files (repeatable); CSV, .csv.gz or Parquet")
-    b.add_argument("--data-timezone", metavar="TZ", help="IANA timezone of the bar files' time column, "
-                   "overriding data.timezone (e.g. America/New_York)")
+    _add_config_and_data(b, "desk config YAML (see configs/examples/desk.yaml)")
     b.add_argument("--scenarios", metavar="A,B,C", help="cost scenarios to run (default: all in the config)")
     b.add_argument("--out", metavar="DIR", help="output folder (default: runs/backtest-<desk>-<UTC time>)")
     b.add_argument("--store", metavar="URL|PATH", help="also record the run in a store: a SQLite file "
@@ -362,9 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "files, paper fills, every bar committed to the store, control API on "
                                    "127.0.0.1. Restarting resumes from the store. SIGTERM/SIGINT finish "
                                    "the bar in flight, commit and exit 0.")
-    r.add_argument("--config", required=True, help="desk config YAML")
-    r.add_argument("--data", action="append", metavar="SYMBOL=PATH", help="bar file for a symbol (repeatable)")
-    r.add_argument("--data-timezone", metavar="TZ", help="IANA timezone of the bar files")
+    _add_config_and_data(r)
     r.add_argument("--store", metavar="URL|PATH",
                    help="store: SQLite file path or SQLAlchemy URL (default $STATE_DIRECTORY/deskd.db "
                         "under systemd, else ./deskd.db)")
@@ -412,9 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "config's bar files; POST /admin/advance {\"bars\": n} moves time, "
                                     "POST /admin/faults injects faults. Token from DESKD_V20_TOKEN or "
                                     "--token-file.")
-    fb.add_argument("--config", required=True, help="desk config YAML (universe and bar files)")
-    fb.add_argument("--data", action="append", metavar="SYMBOL=PATH", help="bar file for a symbol (repeatable)")
-    fb.add_argument("--data-timezone", metavar="TZ", help="IANA timezone of the bar files")
+    _add_config_and_data(fb, "desk config YAML (universe and bar files)")
     fb.add_argument("--host", default="127.0.0.1")
     fb.add_argument("--port", type=int, default=8766)
     fb.add_argument("--account", default="101-001-0000000-001", help="the account id it serves")
