@@ -34,7 +34,7 @@ from aiohttp import web
 
 from deskd.adapters.bars import read_bars
 from deskd.adapters.oanda import parse_time, price_str, rfc3339, to_instrument, to_symbol
-from deskd.risk.money import Instrument
+from deskd.risk.money import Instrument, QuoteConverter
 
 
 @dataclass
@@ -85,6 +85,7 @@ class FakeV20:
         for sym in self.bars:
             self.released.setdefault(sym, 0)
         self.created_ts = min((rows[0][0] for rows in self.bars.values() if rows), default=0)
+        self._conv = QuoteConverter({s: Instrument.parse(s) for s in self.bars})
         if self.state_file and Path(self.state_file).exists():
             self._load()
 
@@ -174,13 +175,14 @@ class FakeV20:
         return tx
 
     def _quote_usd(self, sym: str, price: float) -> float:
-        ins = Instrument.parse(sym)
-        if ins.quote == "USD":
-            return 1.0
-        if ins.base == "USD":
-            return 1.0 / price
-        via = self.last_price(ins.quote + "USD")
-        return via if via else 1.0
+        """USD per quote unit, through deskd's one converter (crosses use their USD leg's
+        last released close)."""
+        conv = self._conv
+        for leg in conv.legs:
+            last = self.last_price(leg)
+            if last is not None:
+                conv.last_price[leg] = last
+        return conv.quote_usd(sym, price)
 
     def _pl(self, t: FakeTrade, price: float) -> float:
         return (price - t.price) * t.units * self._quote_usd(t.symbol, price)
