@@ -2,15 +2,16 @@
 
 It serves the subset of the v20 API deskd uses, with v20's paths, status codes and JSON
 shapes (decimal numbers as strings, RFC 3339 times), so OANDA's own ``v20`` Python client
-can read it. Its market is a set of bar files: ``POST /admin/advance {"bars": n}`` releases
-the next n bars of every instrument (the only way time passes); a market order fills at the
+can read it. Its market is a set of bar files: ``POST /admin/advance {"bars": n}`` moves its clock n
+bar times forward, releasing the bars that open then (the only way time passes); a market order fills at the
 OPEN of the first bar not yet released, as in deskd's contract; stop-loss and take-profit
 orders attached on fill rest at the broker and fill inside released bars (gap through a
 level: at the open; both touched: the stop). Fills are at mid, without spread.
 
 Served: GET /v3/accounts, /v3/accounts/{id}/summary, /openPositions, /positions,
-/openTrades, /trades, /orders/@{clientID}, /transactions/sinceid; POST /v3/accounts/{id}/orders
-(MARKET with stopLossOnFill/takeProfitOnFill/clientExtensions); PUT .../trades/{id}/close;
+/openTrades, /trades, /trades/{id or @clientID}, /orders/@{clientID}, /transactions/sinceid,
+/transactions/{id}; POST /v3/accounts/{id}/orders (MARKET with stopLossOnFill/takeProfitOnFill
+by price or distance, clientExtensions, tradeClientExtensions); PUT .../trades/{id}/close;
 GET /v3/instruments/{instrument}/candles. Every /v3 call needs ``Authorization: Bearer``.
 
 Faults, queued with ``POST /admin/faults {"faults": [{"kind": K, "path": "orders", "count": n,
@@ -19,7 +20,8 @@ Faults, queued with ``POST /admin/faults {"faults": [{"kind": K, "path": "orders
 then the connection is closed: the client never hears), ``reject`` (an order rejected, 400
 with an orderRejectTransaction). ``POST /admin/close {"tradeID": id}`` closes a trade by hand
 at the last price. With ``state_file`` every change is saved and a restarted fake reloads it:
-a restart forgets nothing.
+a restart forgets nothing. Every request is logged in ``requests`` (time, method, path, status)
+for tests.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from aiohttp import web
 
 from deskd.adapters.bars import read_bars
-from deskd.adapters.oanda import parse_time, price_str, rfc3339, to_instrument, to_symbol
+from deskd.adapters.oanda import parse_time, price_str, rfc3339, round_price, to_instrument, to_symbol
 from deskd.risk.money import Instrument, QuoteConverter
 
 
@@ -51,6 +54,7 @@ class FakeTrade:
     close_price: float | None = None
     close_ts: int | None = None
     realized_pl: float = 0.0
+    closing_tx_id: str | None = None
 
 
 @dataclass
@@ -69,6 +73,7 @@ class FakeV20:
     created_ts: int = 0
     faults: list[dict] = field(default_factory=list)
     state_file: str | None = None
+    requests: list[tuple[float, str, str, int]] = field(default_factory=list)  # (monotonic s, method, path, status)
 
     @classmethod
     def from_files(cls, files: dict[str, str], timezone: str, timeframe_s: int, **kw) -> FakeV20:
@@ -123,7 +128,7 @@ class FakeV20:
         t = self.trades[trade_id]
         n = self.released[t.symbol]
         price = self.bars[t.symbol][n - 1][4] if n else t.price
-        return self._close(t, price, self.now_ts(), "TRADE_CLOSE")
+        return self._close(t, price, self.now_ts(), "MARKET_ORDER_TRADE_CLOSE")
 
     # -- market -----------------------------------------------------------------------------
     def now_ts(self) -> int:
@@ -136,17 +141,22 @@ class FakeV20:
         return self.bars[sym][n - 1][4] if n else None
 
     def advance(self, n: int) -> int:
-        """Release the next ``n`` bars of every instrument, filling resting stops and targets
-        inside them. Returns how many bars were released."""
+        """Move the market ``n`` bar times forward: each step releases, for every instrument,
+        the bar opening at the earliest time not yet released (an instrument without a bar at
+        that time releases none), filling resting stops and targets inside it. Returns how
+        many bars were released."""
         count = 0
         for _ in range(n):
+            nxt = [rows[self.released[s]][0] for s, rows in self.bars.items() if self.released[s] < len(rows)]
+            if not nxt:
+                break
+            t = min(nxt)
             for sym, rows in self.bars.items():
                 i = self.released[sym]
-                if i >= len(rows):
-                    continue
-                self.released[sym] = i + 1
-                count += 1
-                self._brackets(sym, rows[i])
+                if i < len(rows) and rows[i][0] == t:
+                    self.released[sym] = i + 1
+                    count += 1
+                    self._brackets(sym, rows[i])
         return count
 
     def _brackets(self, sym: str, bar: tuple) -> None:
@@ -191,11 +201,13 @@ class FakeV20:
         pl = self._pl(t, price)
         t.state, t.close_price, t.close_ts, t.realized_pl = "CLOSED", price, ts, pl
         self.balance += pl
-        return self._tx("ORDER_FILL", ts, instrument=to_instrument(t.symbol), units=str(-t.units),
+        tx = self._tx("ORDER_FILL", ts, instrument=to_instrument(t.symbol), units=str(-t.units),
                         price=price_str(price, t.symbol), reason=reason, pl=f"{pl:.4f}",
                         accountBalance=f"{self.balance:.4f}",
                         tradesClosed=[{"tradeID": str(t.id), "units": str(-t.units),
                                        "price": price_str(price, t.symbol), "realizedPL": f"{pl:.4f}"}])
+        t.closing_tx_id = tx["id"]
+        return tx
 
     def market_order(self, order: dict) -> tuple[int, dict]:
         """A MARKET order body -> (HTTP status, v20 response)."""
@@ -217,15 +229,18 @@ class FakeV20:
                          "relatedTransactionIDs": [create["id"], cancel["id"]],
                          "lastTransactionID": cancel["id"]}
         ts, price = self.bars[sym][i][0], self.bars[sym][i][1]
-        sl = (order.get("stopLossOnFill") or {}).get("price")
-        tp = (order.get("takeProfitOnFill") or {}).get("price")
-        trade = FakeTrade(int(create["id"]), sym, units, price, ts, client_id,
-                          float(sl) if sl else None, float(tp) if tp else None)
+        side = 1 if units > 0 else -1
+        sl = _level(order.get("stopLossOnFill"), price, -side)
+        tp = _level(order.get("takeProfitOnFill"), price, side)
+        trade_ext = order.get("tradeClientExtensions") or order.get("clientExtensions") or {}
+        trade = FakeTrade(int(create["id"]), sym, units, price, ts, trade_ext.get("id"),
+                          None if sl is None else round_price(sl, sym),
+                          None if tp is None else round_price(tp, sym))
         fill = self._tx("ORDER_FILL", ts, orderID=create["id"], instrument=order["instrument"],
                         units=str(units), price=price_str(price, sym), reason="MARKET_ORDER",
                         accountBalance=f"{self.balance:.4f}", pl="0.0000",
                         tradeOpened={"tradeID": str(trade.id), "units": str(units),
-                                     "price": price_str(price, sym), "clientExtensions": order.get("clientExtensions")})
+                                     "price": price_str(price, sym), "clientExtensions": trade_ext or None})
         self.trades[trade.id] = trade
         if client_id:
             self.orders_by_client_id[client_id] = {"id": create["id"], "createTime": create["time"],
@@ -259,6 +274,7 @@ class FakeV20:
         if t.state == "CLOSED":
             out["averageClosePrice"] = price_str(t.close_price, t.symbol)
             out["closeTime"] = rfc3339(t.close_ts)
+            out["closingTransactionIDs"] = [t.closing_tx_id]
         return out
 
     def position_json(self, sym: str) -> dict:
@@ -296,6 +312,16 @@ class FakeV20:
         return str(len(self.transactions))
 
 
+def _level(details: dict | None, fill_price: float, direction: int) -> float | None:
+    """A stopLossOnFill/takeProfitOnFill level: its ``price``, or ``distance`` from the fill
+    (``direction`` -1 below it, +1 above)."""
+    if not details:
+        return None
+    if details.get("price") is not None:
+        return float(details["price"])
+    return fill_price + direction * float(details["distance"])
+
+
 def _err(status: int, message: str, code: str | None = None) -> web.Response:
     body = {"errorMessage": message}
     if code:
@@ -305,6 +331,16 @@ def _err(status: int, message: str, code: str | None = None) -> web.Response:
 
 def build_app(broker: FakeV20) -> web.Application:
     """The aiohttp application serving ``broker``."""
+
+    @web.middleware
+    async def record(request: web.Request, handler):
+        resp = None
+        try:
+            resp = await handler(request)
+            return resp
+        finally:
+            broker.requests.append((time.monotonic(), request.method, request.path,
+                                    resp.status if resp is not None else 0))
 
     @web.middleware
     async def auth_and_faults(request: web.Request, handler):
@@ -380,10 +416,25 @@ def build_app(broker: FakeV20) -> web.Application:
             return _err(404, "The Order specified does not exist", "ORDER_DOESNT_EXIST")
         return ok({"order": got, "lastTransactionID": broker.last_tx_id()})
 
+    def find_trade(spec: str):
+        return next((t for t in broker.trades.values()
+                     if (spec.startswith("@") and t.client_id == spec[1:]) or str(t.id) == spec), None)
+
+    async def get_trade(request):
+        t = find_trade(request.match_info["trade"])
+        if t is None:
+            return _err(404, "The Trade specified does not exist", "TRADE_DOESNT_EXIST")
+        return ok({"trade": broker.trade_json(t), "lastTransactionID": broker.last_tx_id()})
+
+    async def get_transaction(request):
+        try:
+            tx = broker.transactions[int(request.match_info["tx"]) - 1]
+        except (ValueError, IndexError):
+            return _err(404, "The Transaction specified does not exist", "TRANSACTION_DOESNT_EXIST")
+        return ok({"transaction": tx, "lastTransactionID": broker.last_tx_id()})
+
     async def close_trade(request):
-        spec = request.match_info["trade"]
-        t = next((t for t in broker.trades.values()
-                  if (spec.startswith("@") and t.client_id == spec[1:]) or str(t.id) == spec), None)
+        t = find_trade(request.match_info["trade"])
         if t is None or t.state != "OPEN":
             return _err(404, "The Trade specified does not exist", "TRADE_DOESNT_EXIST")
         i = broker.released[t.symbol]
@@ -441,15 +492,16 @@ def build_app(broker: FakeV20) -> web.Application:
         broker.save()
         return ok({"orderFillTransaction": tx})
 
-    app = web.Application(middlewares=[auth_and_faults])
+    app = web.Application(middlewares=[record, auth_and_faults])
     acct = "/v3/accounts/{account}"
     app.add_routes([
         web.get("/v3/accounts", accounts), web.get(acct + "/summary", summary),
         web.get(acct + "/openPositions", positions), web.get(acct + "/positions", positions),
         web.get(acct + "/openTrades", trades), web.get(acct + "/trades", trades),
         web.post(acct + "/orders", create_order), web.get(acct + "/orders/{order}", order_by_client_id),
-        web.put(acct + "/trades/{trade}/close", close_trade),
+        web.get(acct + "/trades/{trade}", get_trade), web.put(acct + "/trades/{trade}/close", close_trade),
         web.get(acct + "/transactions/sinceid", since_id),
+        web.get(acct + "/transactions/{tx}", get_transaction),
         web.get("/v3/instruments/{instrument}/candles", candles),
         web.post("/admin/advance", admin_advance), web.post("/admin/faults", admin_faults),
         web.post("/admin/close", admin_close),

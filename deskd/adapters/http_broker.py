@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 import structlog
 
-from deskd.adapters.oanda import parse_time, price_str, to_instrument
+from deskd.adapters.oanda import parse_time, price_str, rfc3339, to_instrument
 from deskd.daemon.events import BarClosed
 
 log = structlog.get_logger("deskd.broker")
@@ -102,10 +102,12 @@ class V20Client:
     def _acct(self, tail: str) -> str:
         return f"/v3/accounts/{self.creds.account_id}{tail}"
 
-    async def _request(self, method: str, path: str, **kw) -> dict:
-        """One call with retries; returns the JSON body of a 2xx reply."""
+    async def _request(self, method: str, path: str, attempts: int | None = None, **kw) -> dict:
+        """One call with up to ``attempts`` (default ``max_attempts``) tries; returns the JSON
+        body of a 2xx reply. A 429 waits out its Retry-After and counts as a try."""
         last = "no attempt"
-        for attempt in range(self.max_attempts):
+        attempts = attempts or self.max_attempts
+        for attempt in range(attempts):
             if attempt:
                 self.retries += 1
             self.requests += 1
@@ -129,14 +131,19 @@ class V20Client:
                 last = f"{type(e).__name__}"
             log.warning("broker call failed", path=path, error=last, attempt=attempt + 1)
             await asyncio.sleep(random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2 ** attempt)))
-        raise BrokerUnavailable(f"{method} {path}: gave up after {self.max_attempts} attempts ({last})")
+        raise BrokerUnavailable(f"{method} {path}: gave up after {attempts} attempts ({last})")
 
     # -- reads ------------------------------------------------------------------------------
     async def summary(self) -> dict:
         return (await self._request("GET", self._acct("/summary")))["account"]
 
     async def open_trades(self) -> list[dict]:
-        return (await self._request("GET", self._acct("/openTrades")))["trades"]
+        return (await self.open_trades_snapshot())[0]
+
+    async def open_trades_snapshot(self) -> tuple[list[dict], int]:
+        """Open trades and the id of the last transaction they reflect."""
+        body = await self._request("GET", self._acct("/openTrades"))
+        return body["trades"], int(body["lastTransactionID"])
 
     async def open_positions(self) -> list[dict]:
         return (await self._request("GET", self._acct("/openPositions")))["positions"]
@@ -145,14 +152,30 @@ class V20Client:
         body = await self._request("GET", self._acct("/transactions/sinceid"), params={"id": str(tx_id)})
         return body["transactions"], int(body["lastTransactionID"])
 
-    async def candles(self, symbol: str, granularity: str, count: int = 500) -> list[dict]:
-        body = await self._request("GET", f"/v3/instruments/{to_instrument(symbol)}/candles",
-                                   params={"granularity": granularity, "count": str(count), "price": "M"})
+    async def candles(self, symbol: str, granularity: str, count: int = 500,
+                      from_ts: int | None = None) -> list[dict]:
+        """Completed mid candles: the latest ``count``, or the first ``count`` from ``from_ts``
+        (UTC epoch seconds, inclusive)."""
+        params = {"granularity": granularity, "count": str(count), "price": "M"}
+        if from_ts is not None:
+            params["from"] = rfc3339(from_ts)
+        body = await self._request("GET", f"/v3/instruments/{to_instrument(symbol)}/candles", params=params)
         return [c for c in body["candles"] if c.get("complete")]
 
     async def order_by_client_id(self, client_id: str) -> dict | None:
+        """The order with this client id, or None when the broker has never seen it."""
+        return await self._get_or_none(self._acct(f"/orders/@{client_id}"), "order")
+
+    async def trade(self, spec: str) -> dict | None:
+        """One trade (open or closed) by id or ``@clientID``; None when it does not exist."""
+        return await self._get_or_none(self._acct(f"/trades/{spec}"), "trade")
+
+    async def transaction(self, tx_id: str) -> dict:
+        return (await self._request("GET", self._acct(f"/transactions/{tx_id}")))["transaction"]
+
+    async def _get_or_none(self, path: str, key: str) -> dict | None:
         try:
-            return (await self._request("GET", self._acct(f"/orders/@{client_id}")))["order"]
+            return (await self._request("GET", path))[key]
         except BrokerRejected as e:
             if e.status == 404:
                 return None
@@ -160,46 +183,63 @@ class V20Client:
 
     # -- orders -----------------------------------------------------------------------------
     async def market_order(self, symbol: str, units: int, client_id: str,
-                           sl_price: float | None = None, tp_price: float | None = None) -> dict:
-        """Send a market order (units signed: positive buys) with its bracket; idempotent by
-        ``client_id``. Returns {"order_id", "trade_id", "price"} of the fill. Raises
-        BrokerRejected (refused), BrokerUnavailable (unreachable past the bound)."""
+                           sl_price: float | None = None, tp_price: float | None = None,
+                           sl_distance: float | None = None, tp_distance: float | None = None) -> dict:
+        """Send a market order (units signed: positive buys) with its bracket, given as prices
+        or as distances (price units) from the fill; idempotent by ``client_id``, which names
+        both the order and the trade it opens. Returns {"order_id", "trade_id", "price",
+        "time"} of the fill (time in UTC epoch seconds). Raises BrokerRejected (refused or not
+        filled), BrokerUnavailable (unreachable past the bound: the outcome is unknown)."""
+        ext = {"id": client_id}
         order = {"type": "MARKET", "instrument": to_instrument(symbol), "units": str(int(units)),
-                 "timeInForce": "FOK", "positionFill": "DEFAULT", "clientExtensions": {"id": client_id}}
-        if sl_price is not None:
-            order["stopLossOnFill"] = {"price": price_str(sl_price, symbol)}
-        if tp_price is not None:
-            order["takeProfitOnFill"] = {"price": price_str(tp_price, symbol)}
+                 "timeInForce": "FOK", "positionFill": "DEFAULT", "clientExtensions": ext,
+                 "tradeClientExtensions": ext}
+        for key, price, dist in (("stopLossOnFill", sl_price, sl_distance),
+                                 ("takeProfitOnFill", tp_price, tp_distance)):
+            if price is not None:
+                order[key] = {"price": price_str(price, symbol)}
+            elif dist is not None:
+                order[key] = {"distance": price_str(dist, symbol)}
         for attempt in range(self.max_attempts):
             existing = await self.order_by_client_id(client_id) if attempt else None
             if existing is not None:
                 log.info("order found by client id after a lost response", order_id=client_id)
-                return {"order_id": existing["id"], "trade_id": existing.get("tradeOpenedID"), "price": None}
-            try:
-                body = await self._post_once(self._acct("/orders"), {"order": order})
+                if existing.get("fillingTransactionID") is None:
+                    raise BrokerRejected(f"market order {client_id}: {existing.get('state', 'not filled')}",
+                                         201, existing)
+                return _fill_info(existing["id"], await self.transaction(existing["fillingTransactionID"]))
+            try:  # one try per round, never a blind resend: the lookup above comes first
+                body = await self._request("POST", self._acct("/orders"), attempts=1, json={"order": order})
             except BrokerUnavailable:
                 continue  # the outcome is unknown: look the order up before sending again
             fill = body.get("orderFillTransaction")
             if fill is None:
                 reason = body.get("orderCancelTransaction", {}).get("reason", "not filled")
                 raise BrokerRejected(f"market order {client_id}: {reason}", 201, body)
-            return {"order_id": body["orderCreateTransaction"]["id"],
-                    "trade_id": fill["tradeOpened"]["tradeID"], "price": float(fill["price"])}
+            return _fill_info(body["orderCreateTransaction"]["id"], fill)
         raise BrokerUnavailable(f"market order {client_id}: outcome unknown after {self.max_attempts} attempts")
 
-    async def _post_once(self, path: str, payload: dict) -> dict:
-        """POST without blind retries (a retry could duplicate); 429 is safe to wait out."""
-        saved = self.max_attempts
-        self.max_attempts = 1
-        try:
-            return await self._request("POST", path, json=payload)
-        finally:
-            self.max_attempts = saved
+    async def close_trade(self, spec: str) -> dict:
+        """Close a trade (id or ``@clientID``) at market; returns the ORDER_FILL transaction.
+        Not blindly retried: after an unknown outcome the trade is looked up, and a trade
+        found closed returns its closing transaction. Raises BrokerRejected (404 when the
+        trade does not exist or is no longer open), BrokerUnavailable."""
+        path = self._acct(f"/trades/{spec}/close")
+        for attempt in range(self.max_attempts):
+            if attempt:
+                t = await self.trade(spec)
+                if t is not None and t.get("state") == "CLOSED" and t.get("closingTransactionIDs"):
+                    return await self.transaction(t["closingTransactionIDs"][-1])
+            try:
+                return (await self._request("PUT", path, attempts=1, json={"units": "ALL"}))["orderFillTransaction"]
+            except BrokerUnavailable:
+                continue
+        raise BrokerUnavailable(f"close trade {spec}: outcome unknown after {self.max_attempts} attempts")
 
-    async def close_trade(self, trade_id: str) -> dict:
-        """Close a trade at market (``@clientID`` accepted). Raises BrokerRejected when it no
-        longer exists."""
-        return await self._request("PUT", self._acct(f"/trades/{trade_id}/close"), json={"units": "ALL"})
+
+def _fill_info(order_id: str, fill: dict) -> dict:
+    return {"order_id": order_id, "trade_id": (fill.get("tradeOpened") or {}).get("tradeID"),
+            "price": float(fill["price"]), "time": parse_time(fill["time"])}
 
 
 class V20CandleSource:
@@ -213,12 +253,19 @@ class V20CandleSource:
         self.count = count
 
     async def completed_candles(self, symbol: str, since_ts: int | None) -> list[BarClosed]:
-        out = []
-        for c in await self.client.candles(symbol, self.granularity, self.count):
-            ts = parse_time(c["time"])
-            if since_ts is not None and ts <= since_ts:
-                continue
-            m = c["mid"]
-            out.append(BarClosed(symbol, self.tf, ts, float(m["o"]), float(m["h"]), float(m["l"]),
-                                 float(m["c"]), float(c.get("volume", 0))))
-        return out
+        """The latest ``count`` completed bars (``since_ts`` None), or every completed bar
+        opened after ``since_ts``, page by page. Raises BrokerError."""
+        out: list[BarClosed] = []
+        while True:
+            from_ts = None if since_ts is None else since_ts + 1
+            page = await self.client.candles(symbol, self.granularity, self.count, from_ts)
+            for c in page:
+                ts = parse_time(c["time"])
+                if since_ts is not None and ts <= since_ts:
+                    continue
+                m = c["mid"]
+                out.append(BarClosed(symbol, self.tf, ts, float(m["o"]), float(m["h"]), float(m["l"]),
+                                     float(m["c"]), float(c.get("volume", 0))))
+            if since_ts is None or len(page) < self.count or not out:
+                return out
+            since_ts = out[-1].bar_ts  # a full page: there may be more after it

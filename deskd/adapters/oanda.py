@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from deskd.risk.money import Instrument
+
 GRANULARITY = {"M1": "M1", "M5": "M5", "M15": "M15", "M30": "M30", "H1": "H1", "H4": "H4"}
 
 
@@ -38,5 +40,10 @@ def parse_time(text: str) -> int:
 
 
 def price_str(price: float, symbol: str) -> str:
-    """A price as v20 writes it: 5 decimals, 3 for JPY-quoted pairs."""
-    return f"{price:.3f}" if symbol.endswith("JPY") else f"{price:.5f}"
+    """A price as v20 writes it: to a tenth of a pip (5 decimals, 3 for JPY-quoted pairs)."""
+    return f"{price:.{Instrument.parse(symbol).price_decimals}f}"
+
+
+def round_price(price: float, symbol: str) -> float:
+    """A price rounded to what v20 quotes (bracket levels set by distance land on this)."""
+    return Instrument.parse(symbol).round_price(price)

@@ -4,7 +4,7 @@ Fill rules (DESIGN.md, "The bar contract"):
 
 * a market order decided at the close of bar t fills at the OPEN of the symbol's next bar;
 * the bracket (stop-loss, take-profit) is set on the fill, ``sl_pips``/``tp_pips`` away from
-  the fill price, and rests: the entry bar counts (its high/low come after the open fill);
+  the fill price and rounded to the quote grid (a tenth of a pip) as a broker sets it, and rests: the entry bar counts (its high/low come after the open fill);
 * a bar that opens through a level fills at the open (worse than the stop, better than the
   target), never at the level;
 * a bar touching both levels fills the stop (``sl_first``, default), the target
@@ -94,7 +94,8 @@ class PaperBroker:
             raise KeyError(f"paper broker: unknown symbol {order.symbol}")
         if self.reject_next > 0:
             self.reject_next -= 1
-            self.bus.publish(OrderRejected(order.bar_ts, order.client_order_id, self.reject_reason))
+            self.bus.publish(OrderRejected(order.bar_ts, order.client_order_id, self.reject_reason,
+                                            order.symbol, order.intent))
             return False
         self.pending.setdefault(order.symbol, []).append(order)
         self.bus.publish(OrderAccepted(order.bar_ts, order.client_order_id))
@@ -133,13 +134,14 @@ class PaperBroker:
     def _fill_market(self, order: OrderIntent, bar: BarClosed, ref: float, tr_atr: float,
                      exit_reason: str | None) -> None:
         sym = order.symbol
-        pip = self.instruments[sym].pip_size
+        inst = self.instruments[sym]
+        pip = inst.pip_size
         cost = self.cost.side_cost_pips(sym, tr_atr)
         if order.intent is Intent.ENTRY:
             side = order.side
             price = ref + side * cost * pip
-            sl = price - side * order.sl_pips * pip
-            tp = None if order.tp_pips is None else price + side * order.tp_pips * pip
+            sl = inst.round_price(price - side * order.sl_pips * pip)
+            tp = None if order.tp_pips is None else inst.round_price(price + side * order.tp_pips * pip)
             self.positions[sym] = Position(order, side, order.units, sl, tp)
             self.bus.publish(Fill(bar.bar_ts, order.client_order_id, sym, order.strategy_id,
                                   side, order.units, Intent.ENTRY, ref, price, cost,

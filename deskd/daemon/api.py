@@ -9,6 +9,12 @@ GET  /decisions  decisions, newest first (?limit=100, ?symbol=EURUSD)
 POST /halt       {"reason": "..."}                  stop new entries
 POST /resume     {"reason": "...", "force": false}  back to RUNNING (force lifts a DD halt)
 POST /flatten    {"reason": "..."}                  close every position at the next open
+                                                    (with a v20 broker: at market, now)
+POST /reconcile  {"reason": "...", "book_broker_closes": false}
+                 reconcile with the v20 broker now; book_broker_closes first books the closes
+                 the broker reported but the desk could not explain, at the broker's price.
+                 200 {"in_sync": bool, "differences": [...]}; 409 with a paper broker;
+                 502 when the broker cannot be read (the result is unknown)
 
 POSTs need ``Authorization: Bearer <token>``; the token comes from the environment
 (DESKD_API_TOKEN) or a file, never from the desk config. Errors are JSON
@@ -51,6 +57,10 @@ class FlattenBody(_Body):
     pass
 
 
+class ReconcileBody(_Body):
+    book_broker_closes: bool = False
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
@@ -62,9 +72,10 @@ def _num(x: float | None, nd: int = 2) -> float | None:
 class ControlAPI:
     """Routes bound to one running desk."""
 
-    def __init__(self, runner: DeskRunner, token: str | None):
+    def __init__(self, runner: DeskRunner, token: str | None, session=None):
         self.runner = runner
         self.token = token
+        self.session = session  # the LiveSession with a v20 broker, else None
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -73,6 +84,7 @@ class ControlAPI:
             web.get("/positions", self.positions), web.get("/trades", self.trades),
             web.get("/decisions", self.decisions), web.post("/halt", self.halt),
             web.post("/resume", self.resume), web.post("/flatten", self.flatten),
+            web.post("/reconcile", self.reconcile),
         ])
         return app
 
@@ -105,7 +117,18 @@ class ControlAPI:
             "last_bar": {s: iso(ts) for s, ts in sorted(gate.last.items())},
             "feed": {"live_bars": self.runner.stats.live, "warm_up_bars": self.runner.stats.warmed,
                      "duplicates": gate.duplicates, "gaps": gate.gaps, "late": gate.late},
+            "broker": self._broker_status(),
         })
+
+    def _broker_status(self) -> dict:
+        if self.session is None:
+            return {"kind": "paper"}
+        last = self.session.last_reconcile
+        b = self.session.broker
+        return {"kind": "http", "ticks": self.session.ticks, "last_transaction_id": b.last_tx_id,
+                "reconciled_clean": self.runner.desk.state.reconciled_clean,
+                "last_reconcile_differences": None if last is None else [d.as_dict() for d in last.diffs],
+                "unexplained_closes": sorted(b.unexplained)}
 
     async def positions(self, request: web.Request) -> web.Response:
         return web.json_response(self._positions())
@@ -178,7 +201,25 @@ class ControlAPI:
             return body
         closing = self.runner.desk.flatten(body.reason)
         self.runner.writer.commit()
+        if self.session is not None:
+            await self.session.send_now()
+            return web.json_response({"closing": closing, "fills_at": "market, now"})
         return web.json_response({"closing": closing, "fills_at": "next open of each symbol"})
+
+    async def reconcile(self, request: web.Request) -> web.Response:
+        from deskd.adapters.http_broker import BrokerError
+
+        body = await self._authorized_body(request, ReconcileBody)
+        if isinstance(body, web.Response):
+            return body
+        if self.session is None:
+            return _error(409, "the paper broker has nothing to reconcile against")
+        try:
+            diffs = await self.session.reconcile_now(body.book_broker_closes)
+        except BrokerError as e:
+            return _error(502, f"the broker could not be read: {e}")
+        return web.json_response({"in_sync": not diffs, "state": self.runner.desk.state.state.value,
+                                  "differences": [d.as_dict() for d in diffs]})
 
 
 async def start_api(api: ControlAPI, host: str, port: int) -> web.AppRunner:

@@ -144,39 +144,75 @@ def cmd_run(args) -> int:
 
     configure_logging(args.log_level)
     cfg = _load(args)
-    check_inputs(cfg, [args.scenario])
     token = _token(args)
-    runner = DeskRunner(cfg, _store_url(args.store or _default_store()), args.scenario)
+    store = _store_url(args.store or _default_store())
+    if args.broker == "http":
+        if args.exit_at_end:
+            raise InputError("--exit-at-end is for replayed bar files (--broker paper); a live desk "
+                             "is stopped with SIGTERM and flattened with `deskd flatten`")
+        if args.scenario not in cfg.costs.scenarios:
+            raise InputError(f"--scenario {args.scenario}: the config defines {', '.join(cfg.costs.scenarios)}")
+        runner, session = _live_session(cfg, store, args)
+        feed = None
+    else:
+        check_inputs(cfg, [args.scenario])
+        runner = DeskRunner(cfg, store, args.scenario)
+        files = {s: cfg.data.files[s] for s in cfg.universe.symbols}
+        feed = PacedReplayFeed(ReplayFeed(files, cfg.data.timezone, cfg.universe.timeframe_s),
+                               cfg.universe.timeframe_s, args.speed)
+        session = None
     EventLogger(runner.desk.bus)
-    files = {s: cfg.data.files[s] for s in cfg.universe.symbols}
-    feed = PacedReplayFeed(ReplayFeed(files, cfg.data.timezone, cfg.universe.timeframe_s),
-                           cfg.universe.timeframe_s, args.speed)
     try:
-        return asyncio.run(_serve(runner, feed, args, token))
+        return asyncio.run(_serve(runner, feed, session, args, token))
     finally:
         runner.close()
 
 
-async def _serve(runner, feed, args, token) -> int:
+def _live_session(cfg: DeskConfig, store: str, args):
+    """The runner and LiveSession of ``deskd run --broker http``."""
+    from deskd.adapters.http_broker import V20CandleSource, V20Client, credentials_from_env
+    from deskd.adapters.oanda import GRANULARITY
+    from deskd.daemon.live import HttpBroker, LiveSession
+    from deskd.daemon.run import DeskRunner
+    from deskd.daemon.scheduler import CandlePoller
+    from deskd.risk.money import Instrument
+
+    try:
+        creds = credentials_from_env()
+    except (ValueError, OSError) as e:
+        raise InputError(str(e)) from None
+    if not 2 <= args.warmup_bars <= 5000:
+        raise InputError("--warmup-bars: between 2 and 5000 (v20 serves at most 5000 candles)")
+    client = V20Client(creds, timeout_s=args.broker_timeout)
+    instruments = {s: Instrument.parse(s) for s in cfg.universe.symbols}
+    runner = DeskRunner(cfg, store, args.scenario, make_broker=lambda bus: HttpBroker(bus, instruments, client))
+    tf = cfg.universe.timeframe_s
+    poller = CandlePoller(runner, V20CandleSource(client, GRANULARITY[cfg.universe.timeframe], tf, args.warmup_bars),
+                          list(cfg.universe.symbols), tf, wall_clock=args.poll_interval is None)
+    return runner, LiveSession(runner, poller, adopt=args.adopt, reconcile_every_s=args.reconcile_every)
+
+
+async def _serve(runner, feed, session, args, token) -> int:
     import asyncio
 
     import structlog
 
+    from deskd.adapters.http_broker import BrokerError
     from deskd.daemon.api import ControlAPI, start_api
-    from deskd.daemon.run import serve
+    from deskd.daemon.run import serve, serve_live
     from deskd.daemon.systemd import notify, watchdog_interval_s, watchdog_pings
 
     log = structlog.get_logger("deskd.run")
     api = None
     if not args.no_api:
         try:
-            api = await start_api(ControlAPI(runner, token), args.api_host, args.api_port)
+            api = await start_api(ControlAPI(runner, token, session), args.api_host, args.api_port)
         except OSError as e:
             raise InputError(f"--api-port {args.api_port}: cannot listen on "
                              f"{args.api_host}: {e.strerror}") from None
-    log.info("deskd running", desk=runner.cfg.desk, scenario=runner.desk.scenario,
+    log.info("deskd running", desk=runner.cfg.desk, scenario=runner.desk.scenario, broker=args.broker,
              api=None if api is None else f"http://{args.api_host}:{args.api_port}",
-             api_actions=bool(token), speed=args.speed)
+             api_actions=bool(token), speed=args.speed if session is None else None)
     interval = watchdog_interval_s()
     dog = asyncio.create_task(watchdog_pings(interval)) if interval else None
 
@@ -185,7 +221,15 @@ async def _serve(runner, feed, args, token) -> int:
         log.info("recovered; trading", open_positions=len(runner.desk.ledger.open),
                  state=runner.desk.state.state.value, warm_up_bars=runner.stats.warmed)
     try:
-        return await serve(runner, feed, args.exit_at_end, on_ready=ready)
+        if session is None:
+            return await serve(runner, feed, args.exit_at_end, on_ready=ready)
+        try:
+            async with session.client:
+                return await serve_live(session, args.poll_interval, on_ready=ready)
+        except BrokerError as e:
+            log.error("the broker could not be read at start-up; not trading blind", error=str(e))
+            print(f"deskd: error: the broker could not be read at start-up: {e}", file=sys.stderr)
+            return EXIT_INPUT
     finally:
         notify("STOPPING=1")
         if dog is not None:
@@ -361,20 +405,39 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the output folder and overall metrics as JSON")
     b.set_defaults(func=cmd_backtest)
 
-    r = sub.add_parser("run", help="run the paper-trading daemon",
-                       description="Run the desk as a daemon: bars from a paced replay of the config's "
-                                   "files, paper fills, every bar committed to the store, control API on "
-                                   "127.0.0.1. Restarting resumes from the store. SIGTERM/SIGINT finish "
-                                   "the bar in flight, commit and exit 0.")
+    r = sub.add_parser("run", help="run the trading daemon (paper replay or a v20 broker)",
+                       description="Run the desk as a daemon, every bar committed to the store, control API "
+                                   "on 127.0.0.1; restarting resumes from the store; SIGTERM/SIGINT finish "
+                                   "the bar in flight, commit and exit 0. --broker paper (default): bars "
+                                   "from a paced replay of the config's files, paper fills. --broker http: "
+                                   "bars, fills and positions from an OANDA v20 REST broker (account from "
+                                   "DESKD_V20_URL, DESKD_V20_ACCOUNT, DESKD_V20_TOKEN or DESKD_V20_TOKEN_FILE), "
+                                   "reconciled before any trading, on a schedule and on demand.")
     _add_config_and_data(r)
+    r.add_argument("--broker", choices=["paper", "http"], default="paper",
+                   help="paper: replayed files and simulated fills; http: a v20 broker (default paper)")
     r.add_argument("--store", metavar="URL|PATH",
                    help="store: SQLite file path or SQLAlchemy URL (default $STATE_DIRECTORY/deskd.db "
                         "under systemd, else ./deskd.db)")
-    r.add_argument("--scenario", default="A", help="cost scenario of the paper fills (default A)")
+    r.add_argument("--scenario", default="A",
+                   help="cost scenario of the paper fills; with http, only a name in client order ids (default A)")
     r.add_argument("--speed", type=float, default=1.0,
-                   help="replay clock speed: 1 = real time, 100 = 100x faster, 0 = as fast as possible")
+                   help="paper: replay clock speed: 1 = real time, 100 = 100x faster, 0 = as fast as possible")
     r.add_argument("--exit-at-end", action="store_true",
-                   help="at the end of the data close out positions (EOD), commit and exit 0")
+                   help="paper: at the end of the data close out positions (EOD), commit and exit 0")
+    r.add_argument("--warmup-bars", type=int, default=500, metavar="N",
+                   help="http: candles per symbol read at start-up to warm the indicators (default 500)")
+    r.add_argument("--poll-interval", type=float, metavar="SECONDS",
+                   help="http: poll the broker every SECONDS instead of at each bar close (the fake "
+                        "broker, demos); the broker's clock is then not checked against the wall clock")
+    r.add_argument("--broker-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="http: timeout of one broker request; timeouts are retried with backoff (default 5)")
+    r.add_argument("--reconcile-every", type=float, default=300.0, metavar="SECONDS",
+                   help="http: reconcile with the broker this often between ticks (default 300)")
+    r.add_argument("--adopt", action="store_true",
+                   help="http: at start-up take over broker trades the store does not know (one per "
+                        "symbol, with a stop-loss); without it they are reported and the desk waits "
+                        "in SAFE_MODE")
     r.add_argument("--api-host", default="127.0.0.1", help="control API address (default 127.0.0.1)")
     r.add_argument("--api-port", type=int, default=8765, help="control API port (default 8765)")
     r.add_argument("--no-api", action="store_true", help="do not serve the control API")

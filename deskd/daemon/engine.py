@@ -43,12 +43,15 @@ class Desk:
     """One desk on one bus: strategies, risk, guard, state machine, broker and ledger.
 
     ``scenario`` names the cost scenario (a key of ``cfg.costs.scenarios``); it is part of
-    every client order id, so scenarios of one backtest never share ids.
+    every client order id, so scenarios of one backtest never share ids. ``broker`` replaces
+    the paper broker (the live HTTP broker, :class:`deskd.daemon.live.HttpBroker`, built on
+    the same ``bus``); it answers ``submit``, ``on_bar``, ``pending``, ``positions``,
+    ``last_bar``, ``cancel_pending`` and ``close_at_last`` as the paper broker does.
     Raises KeyError for an unknown scenario, ValueError for a universe whose quote currencies
     cannot be converted to USD.
     """
 
-    def __init__(self, cfg: DeskConfig, scenario: str = "A", bus: Bus | None = None):
+    def __init__(self, cfg: DeskConfig, scenario: str = "A", bus: Bus | None = None, broker=None):
         self.cfg = cfg
         self.scenario = scenario
         self.bus = bus or Bus()
@@ -79,9 +82,9 @@ class Desk:
                                    risk.dd_day_limit_frac, risk.dd_week_limit_frac)
         self.allocator = Allocator(risk, self.instruments, self.conv)
         self.resolve = ConflictResolver(risk.conflict_policy, risk.priority)
-        self.broker = PaperBroker(self.bus, self.instruments,
-                                  CostModel(cfg.costs, cfg.costs.scenarios[scenario]), cost_atr,
-                                  cfg.bar_contract.intrabar_policy)
+        self.broker = broker or PaperBroker(self.bus, self.instruments,
+                                            CostModel(cfg.costs, cfg.costs.scenarios[scenario]),
+                                            cost_atr, cfg.bar_contract.intrabar_policy)
         self.ledger = Ledger(self.bus, self.instruments, self.conv,
                              cfg.account.starting_equity_usd, self.tf_s)
         self._entry_pending: dict[str, str] = {}
@@ -91,6 +94,9 @@ class Desk:
         self._per_symbol = {s: (self.books[s].update, tuple(self.strategies[s])) for s in syms}
         self._open = self.ledger.open
         self.last_bar_ts: int | None = None
+        # set by a live feed while it catches up on bars a newer bar has already superseded:
+        # their signals are journaled but never traded
+        self.entries_blocked: str | None = None
 
         b = self.bus
         b.subscribe(BarClosed, self.on_bar_open)
@@ -195,6 +201,10 @@ class Desk:
             for s in signals:
                 self._record(s, SKIPPED, "position_open")
             return
+        if self.entries_blocked is not None:
+            for s in signals:
+                self._record(s, SKIPPED, self.entries_blocked)
+            return
         winner, losers = self.resolve(signals)
         for s, why in losers:
             self._record(s, SKIPPED, why)
@@ -207,14 +217,17 @@ class Desk:
         if not self.state.allows_entries:
             self._record(winner, SKIPPED, f"state:{self.state.state.value}")
             return
-        alloc = self.allocator.size(sym, winner.strategy_id, winner.sl_pips, bar.close,
+        # stops go to the broker as whole tenths of a pip
+        sl_pips = max(round(winner.sl_pips, 1), 0.1)
+        tp_pips = None if winner.tp_pips is None else round(winner.tp_pips, 1)
+        alloc = self.allocator.size(sym, winner.strategy_id, sl_pips, bar.close,
                                     self.ledger.equity_usd, self.state.risk_scale)
         if alloc.skip is not None:
             self._record(winner, SKIPPED, alloc.skip)
             return
         oid = self.order_id(sym, bar.bar_ts, "ENTRY")
         order = OrderIntent(oid, bar.bar_ts, sym, winner.strategy_id, winner.side, alloc.units,
-                            Intent.ENTRY, winner.sl_pips, winner.tp_pips, alloc.risk_usd,
+                            Intent.ENTRY, sl_pips, tp_pips, alloc.risk_usd,
                             notional_usd=alloc.notional_usd, regime=winner.regime, why=winner.why)
         self.bus.publish(order)
         if not self.broker.submit(order):
@@ -274,17 +287,22 @@ class Desk:
         for order in [o for orders in self.broker.pending.values() for o in orders
                       if o.intent is Intent.ENTRY]:
             self.broker.pending[order.symbol].remove(order)
-            self.allocator.release(order.client_order_id)
-            self.ledger.forget(order.client_order_id)
-            self._entry_pending.pop(order.symbol, None)
-            self.bus.publish(OrderCancelled(self.last_bar_ts or 0, order.client_order_id,
-                                            f"flatten: {reason}"))
+            self.cancel_entry(order, f"flatten: {reason}")
         closing = []
         for sym, t in self.ledger.open.items():
             if sym not in self._exit_pending:
                 self._exit(self.broker.last_bar[sym], t.strategy_id, t.side, t.units, "FLATTEN")
             closing.append(sym)
         return closing
+
+    def cancel_entry(self, order: OrderIntent, reason: str) -> None:
+        """Withdraw an unfilled entry the broker no longer holds: caps and the ledger's
+        expectation are released, OrderCancelled is published."""
+        self.allocator.release(order.client_order_id)
+        self.ledger.forget(order.client_order_id)
+        if self._entry_pending.get(order.symbol) == order.client_order_id:
+            del self._entry_pending[order.symbol]
+        self.bus.publish(OrderCancelled(self.last_bar_ts or 0, order.client_order_id, reason))
 
     # -- broker reports ---------------------------------------------------------------------
     def on_fill(self, f: Fill) -> None:
@@ -295,8 +313,29 @@ class Desk:
             self._exit_pending.discard(f.symbol)
 
     def on_rejected(self, ev: OrderRejected) -> None:
-        """A rejected order is an execution error: DEGRADED, then HALTED at the limit."""
+        """A rejected order is an execution error: DEGRADED, then HALTED at the limit. An
+        entry refused after it was booked (a live broker answers after the bar) gives back its
+        caps; a refused exit is sent again at the next close."""
+        sym = ev.symbol
+        if sym is not None:
+            if self._entry_pending.get(sym) == ev.client_order_id:
+                del self._entry_pending[sym]
+                self.allocator.release(ev.client_order_id)
+                self.ledger.forget(ev.client_order_id)
+            elif ev.intent is Intent.EXIT:
+                self._exit_pending.discard(sym)
         self._emit(self.state.execution_error(ev.bar_ts, f"{ev.client_order_id}: {ev.reason}"))
+
+    def broker_error(self, reason: str) -> None:
+        """The broker could not be reached past the retry bound (not about one order): an
+        execution error all the same."""
+        self._emit(self.state.execution_error(self.last_bar_ts or 0, reason))
+
+    def reconcile_mismatch(self, reason: str) -> None:
+        """Reconciliation (or a broker report) found an unexplained difference: SAFE_MODE
+        until a clean reconciliation and an operator's resume."""
+        self.state.reconciled_clean = False
+        self._emit(self.state.fire(Trigger.RECONCILE_MISMATCH, self.last_bar_ts or 0, reason))
 
     def on_position_closed(self, ev: PositionClosed) -> None:
         self.allocator.release(ev.trade.client_order_id)

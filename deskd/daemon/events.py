@@ -101,9 +101,13 @@ class OrderAccepted:
 
 @dataclass(frozen=True, slots=True)
 class OrderRejected:
+    """The broker refused an order, or could not be reached about it (an execution error)."""
+
     bar_ts: int
     client_order_id: str
     reason: str
+    symbol: str | None = None
+    intent: Intent | None = None
 
 
 @dataclass(frozen=True, slots=True)

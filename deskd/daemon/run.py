@@ -22,6 +22,7 @@ import structlog
 
 from deskd.adapters.replay import ReplayFeed
 from deskd.configs.models import DeskConfig
+from deskd.daemon.bus import Bus
 from deskd.daemon.engine import Desk
 from deskd.daemon.events import BarClosed
 from deskd.daemon.journal import iso
@@ -88,16 +89,18 @@ class RunStats:
 class DeskRunner:
     """The daemon's synchronous core: store, recovery and the per-bar pipeline.
 
+    ``make_broker(bus)`` builds the desk's broker (default: the paper broker).
     ``feed(bar)`` for every bar from the start of the data: bars the store has processed are
     warm-up; the first later bar restores the snapshot and trading resumes. Each live bar
     commits on its own. Raises StoreError, ValueError (a snapshot the config cannot hold).
     """
 
-    def __init__(self, cfg: DeskConfig, store_url: str, scenario: str = "A"):
+    def __init__(self, cfg: DeskConfig, store_url: str, scenario: str = "A", make_broker=None):
         self.cfg = cfg
         self.engine = open_store(store_url)
         self.conn = self.engine.connect()
-        self.desk = Desk(cfg, scenario)
+        bus = Bus()
+        self.desk = Desk(cfg, scenario, bus, make_broker(bus) if make_broker else None)
         self.checkpointer = WalCheckpointer(self.engine, self.conn) if self.engine.dialect.name == "sqlite" else None
         self.snapshot = load_snapshot(self.conn, cfg.desk, scenario)
         self.cursor = dict(self.snapshot.cursor) if self.snapshot else {}
@@ -117,21 +120,23 @@ class DeskRunner:
             self.desk.warm_up(bar)
             self.stats.warmed += 1
             return
-        if not self._restored:
-            restore(self.desk, self.snapshot)
-            self._restored = True
-            log.info("recovered from the store", warm_up_bars=self.stats.warmed,
-                     open_positions=len(self.desk.ledger.open), state=self.desk.state.state.value)
+        self.ensure_restored()
         if not self.gate.admit(bar, now_ts):
             return
         self.desk.bus.publish(bar)  # the StoreWriter commits at the end of the bar
         self.stats.live += 1
 
-    def end_of_data(self) -> None:
-        """Close out as a backtest does at the end of replayed data, and commit."""
+    def ensure_restored(self) -> None:
+        """Put the store's snapshot back into the desk, once, after warm-up."""
         if not self._restored:
             restore(self.desk, self.snapshot)
             self._restored = True
+            log.info("recovered from the store", warm_up_bars=self.stats.warmed,
+                     open_positions=len(self.desk.ledger.open), state=self.desk.state.state.value)
+
+    def end_of_data(self) -> None:
+        """Close out as a backtest does at the end of replayed data, and commit."""
+        self.ensure_restored()
         self.desk.finish()
         self.writer.commit()
 
@@ -209,6 +214,23 @@ class PacedReplayFeed:
             yield bar, now_sim
 
 
+class _Signals:
+    """SIGTERM/SIGINT set ``stop`` while inside the block."""
+
+    def __init__(self, stop: asyncio.Event):
+        self.stop = stop
+
+    def __enter__(self):
+        self.loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.stop.set)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.remove_signal_handler(sig)
+
+
 async def serve(runner: DeskRunner, feed: PacedReplayFeed, exit_at_end: bool,
                 on_ready=None, stop: asyncio.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT (finish the bar in flight, commit, exit 0) or, with
@@ -222,10 +244,7 @@ async def serve(runner: DeskRunner, feed: PacedReplayFeed, exit_at_end: bool,
         if ready[0] is not None:
             ready[0]()
             ready[0] = None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    with _Signals(stop):
         async for bar, now_sim in feed.bars(runner.is_warm_up, stop):
             if stop.is_set():
                 break
@@ -242,6 +261,33 @@ async def serve(runner: DeskRunner, feed: PacedReplayFeed, exit_at_end: bool,
             return 0
         await stop.wait()
         return 0
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+
+
+async def serve_live(session, poll_interval_s: float | None, on_ready=None,
+                     stop: asyncio.Event | None = None) -> int:
+    """The live daemon (:class:`deskd.daemon.live.LiveSession`): start-up and reconciliation
+    before any trading, then a tick at every bar close (``poll_interval_s`` None) or every
+    ``poll_interval_s`` seconds, until SIGTERM/SIGINT; the tick in flight finishes and is
+    committed before returning 0. Raises BrokerError when the broker cannot be read at
+    start-up."""
+    stop = stop or asyncio.Event()
+    with _Signals(stop):
+        await session.start()
+        if on_ready is not None:
+            on_ready()
+        scheduler = None
+        if poll_interval_s is None:
+            scheduler = session.poller.start(session.tick)
+            await stop.wait()
+        else:
+            while not stop.is_set():
+                await session.tick()
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=poll_interval_s)
+                except TimeoutError:
+                    pass
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        async with session.lock:  # a tick in flight finishes first
+            log.info("stopping on signal; every processed bar and order is committed")
+        return 0

@@ -45,35 +45,66 @@ def bar_close_trigger(timeframe_s: int, settle_s: int = 2) -> CronTrigger:
     return CronTrigger(hour=hours, minute=0, second=settle_s, timezone="UTC")
 
 
+SUPERSEDED = "feed:superseded_bar"
+
+
 class CandlePoller:
-    """Polls ``source`` at bar closes and feeds new bars to ``runner`` (a DeskRunner)."""
+    """Polls ``source`` and feeds new bars to ``runner`` (a DeskRunner).
+
+    A poll that returns several bars of one symbol (start-up, a missed poll, a restart after
+    downtime) feeds them all in time order, but only the newest of each symbol may open a
+    position: a signal on a bar that a later bar has already superseded comes too late to
+    trade, and is journaled as SKIPPED ``feed:superseded_bar``. With ``wall_clock`` the gate
+    reports bars released long after their close as late; a broker whose clock is not the
+    wall clock (the fake broker) runs without it.
+    """
 
     def __init__(self, runner, source: CandleSource, symbols: list[str], timeframe_s: int,
-                 settle_s: int = 2):
+                 settle_s: int = 2, wall_clock: bool = True):
         self.runner = runner
         self.source = source
         self.symbols = symbols
         self.tf = timeframe_s
-        self.trigger = bar_close_trigger(timeframe_s, settle_s)
+        self.trigger = bar_close_trigger(timeframe_s, settle_s)  # ValueError now, not at start
+        self.wall_clock = wall_clock
         self.scheduler: AsyncIOScheduler | None = None
+
+    async def fetch(self, since_last: bool = True) -> list[BarClosed]:
+        """Every completed bar since the last one fed (all the source's recent bars without
+        ``since_last``: start-up warm-up), all symbols, in (time, universe) order."""
+        got: list[BarClosed] = []
+        for sym in self.symbols:
+            since = self.runner.gate.last.get(sym) if since_last else None
+            got.extend(await self.source.completed_candles(sym, since))
+        order = {s: i for i, s in enumerate(self.symbols)}
+        got.sort(key=lambda b: (b.bar_ts, order[b.symbol]))
+        return got
+
+    def feed(self, bars: list[BarClosed]) -> None:
+        """Feed ``bars`` (from :meth:`fetch`) to the runner, superseded ones without entries."""
+        newest = {b.symbol: b.bar_ts for b in bars}
+        desk = self.runner.desk
+        now = time.time() if self.wall_clock else None
+        try:
+            for bar in bars:
+                desk.entries_blocked = None if bar.bar_ts == newest[bar.symbol] else SUPERSEDED
+                self.runner.feed(bar, now)
+        finally:
+            desk.entries_blocked = None
 
     async def poll(self) -> int:
         """One run: fetch and feed every completed bar since the last; returns how many."""
-        got: list[BarClosed] = []
-        for sym in self.symbols:
-            got.extend(await self.source.completed_candles(sym, self.runner.gate.last.get(sym)))
-        order = {s: i for i, s in enumerate(self.symbols)}
-        got.sort(key=lambda b: (b.bar_ts, order[b.symbol]))
-        now = time.time()
-        for bar in got:
-            self.runner.feed(bar, now)
-        return len(got)
+        bars = await self.fetch()
+        self.feed(bars)
+        return len(bars)
 
-    def start(self) -> AsyncIOScheduler:
-        """Schedule :meth:`poll` on the running event loop."""
+    def start(self, job=None) -> AsyncIOScheduler:
+        """Schedule ``job`` (a coroutine function; default :meth:`poll`) at every bar close
+        plus ``settle_s``, on the running event loop."""
         self.scheduler = AsyncIOScheduler(timezone="UTC")
-        self.scheduler.add_job(self.poll, self.trigger, id="bar-close-poll", coalesce=True,
-                               max_instances=1, misfire_grace_time=max(1, self.tf // 2))
+        self.scheduler.add_job(job or self.poll, self.trigger,
+                               id="bar-close-poll", coalesce=True, max_instances=1,
+                               misfire_grace_time=max(1, self.tf // 2))
         self.scheduler.start()
         log.info("bar-close polling scheduled", timeframe_s=self.tf,
                  next_run=str(self.scheduler.get_job("bar-close-poll").next_run_time))

@@ -35,6 +35,15 @@ class Instrument:
         quote = symbol[3:]
         return cls(symbol, symbol[:3], quote, 0.01 if quote == "JPY" else 0.0001)
 
+    @property
+    def price_decimals(self) -> int:
+        """Decimals of a quoted price: a tenth of a pip (5, or 3 for JPY-quoted pairs)."""
+        return 3 if self.quote == "JPY" else 5
+
+    def round_price(self, price: float) -> float:
+        """``price`` on the quote grid (a tenth of a pip): where a broker puts a stop or target."""
+        return round(price, self.price_decimals)
+
 
 class QuoteConverter:
     """Value in USD of one unit of each instrument's quote currency, from the latest prices.
