@@ -217,6 +217,12 @@ class FakeV20:
         units = int(float(order["units"]))
         client_id = (order.get("clientExtensions") or {}).get("id")
         now = self.now_ts()
+        if client_id and client_id in self.orders_by_client_id:
+            tx = self._tx("MARKET_ORDER_REJECT", now, rejectReason="CLIENT_ORDER_ID_ALREADY_EXISTS",
+                          clientExtensions=order.get("clientExtensions"))
+            return 400, {"orderRejectTransaction": tx, "errorCode": "CLIENT_ORDER_ID_ALREADY_EXISTS",
+                         "errorMessage": "The client order ID specified is already assigned",
+                         "lastTransactionID": tx["id"]}
         create = self._tx("MARKET_ORDER", now, instrument=order["instrument"], units=str(units),
                           timeInForce=order.get("timeInForce", "FOK"), positionFill="DEFAULT",
                           reason="CLIENT_ORDER", clientExtensions=order.get("clientExtensions"),

@@ -212,6 +212,10 @@ class V20Client:
                 body = await self._request("POST", self._acct("/orders"), attempts=1, json={"order": order})
             except BrokerUnavailable:
                 continue  # the outcome is unknown: look the order up before sending again
+            except BrokerRejected as e:
+                if e.body.get("errorCode") == "CLIENT_ORDER_ID_ALREADY_EXISTS" and attempt + 1 < self.max_attempts:
+                    continue  # an earlier try got through after all: the lookup finds it
+                raise
             fill = body.get("orderFillTransaction")
             if fill is None:
                 reason = body.get("orderCancelTransaction", {}).get("reason", "not filled")

@@ -10,10 +10,12 @@ POST /halt       {"reason": "..."}                  stop new entries
 POST /resume     {"reason": "...", "force": false}  back to RUNNING (force lifts a DD halt)
 POST /flatten    {"reason": "..."}                  close every position at the next open
                                                     (with a v20 broker: at market, now)
+POST /poll       {"reason": "..."}  v20 broker: run a tick now (transactions, bars, orders)
+                 and answer when it is done: {"bars": n, "state": ...}; 409 with a paper broker
 POST /reconcile  {"reason": "...", "book_broker_closes": false}
                  reconcile with the v20 broker now; book_broker_closes first books the closes
                  the broker reported but the desk could not explain, at the broker's price.
-                 200 {"in_sync": bool, "differences": [...]}; 409 with a paper broker;
+                 200 {"in_sync": bool, "positions": n, "differences": [...]}; 409 with a paper broker;
                  502 when the broker cannot be read (the result is unknown)
 
 POSTs need ``Authorization: Bearer <token>``; the token comes from the environment
@@ -57,6 +59,10 @@ class FlattenBody(_Body):
     pass
 
 
+class PollBody(_Body):
+    pass
+
+
 class ReconcileBody(_Body):
     book_broker_closes: bool = False
 
@@ -84,7 +90,7 @@ class ControlAPI:
             web.get("/positions", self.positions), web.get("/trades", self.trades),
             web.get("/decisions", self.decisions), web.post("/halt", self.halt),
             web.post("/resume", self.resume), web.post("/flatten", self.flatten),
-            web.post("/reconcile", self.reconcile),
+            web.post("/reconcile", self.reconcile), web.post("/poll", self.poll),
         ])
         return app
 
@@ -206,6 +212,15 @@ class ControlAPI:
             return web.json_response({"closing": closing, "fills_at": "market, now"})
         return web.json_response({"closing": closing, "fills_at": "next open of each symbol"})
 
+    async def poll(self, request: web.Request) -> web.Response:
+        body = await self._authorized_body(request, PollBody)
+        if isinstance(body, web.Response):
+            return body
+        if self.session is None:
+            return _error(409, "the paper broker's bars come from the replay; there is nothing to poll")
+        n = await self.session.tick()
+        return web.json_response({"bars": n, "state": self.runner.desk.state.state.value})
+
     async def reconcile(self, request: web.Request) -> web.Response:
         from deskd.adapters.http_broker import BrokerError
 
@@ -219,6 +234,7 @@ class ControlAPI:
         except BrokerError as e:
             return _error(502, f"the broker could not be read: {e}")
         return web.json_response({"in_sync": not diffs, "state": self.runner.desk.state.state.value,
+                                  "positions": len(self.runner.desk.ledger.open),
                                   "differences": [d.as_dict() for d in diffs]})
 
 

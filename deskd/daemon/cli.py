@@ -238,7 +238,9 @@ async def _serve(runner, feed, session, args, token) -> int:
             await api.cleanup()
 
 
-def _call_api(args, method: str, path: str, body: dict | None = None) -> int:
+def _api_request(args, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    """(HTTP status, JSON body) of a call to the daemon's API. Raises InputError when the
+    daemon cannot be reached or no token is set for a POST."""
     import urllib.error
     import urllib.request
 
@@ -252,19 +254,25 @@ def _call_api(args, method: str, path: str, body: dict | None = None) -> int:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            print(json.dumps(json.loads(resp.read()), indent=2))
-            return EXIT_OK
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as e:
         try:
-            msg = json.loads(e.read()).get("error", e.reason)
+            return e.code, json.loads(e.read())
         except ValueError:
-            msg = e.reason
-        print(f"deskd: {method} {path} refused ({e.code}): {msg}", file=sys.stderr)
-        return EXIT_INTERNAL
+            return e.code, {"error": e.reason}
     except (urllib.error.URLError, OSError) as e:
         raise InputError(f"cannot reach the daemon at {args.api}: "
                          f"{getattr(e, 'reason', e)}") from None
+
+
+def _call_api(args, method: str, path: str, body: dict | None = None) -> int:
+    status, reply = _api_request(args, method, path, body)
+    if status >= 300:
+        print(f"deskd: {method} {path} refused ({status}): {reply.get('error', reply)}", file=sys.stderr)
+        return EXIT_INTERNAL
+    print(json.dumps(reply, indent=2))
+    return EXIT_OK
 
 
 def cmd_status(args) -> int:
@@ -284,7 +292,33 @@ def cmd_flatten(args) -> int:
 
 
 def cmd_reconcile(args) -> int:
-    """Store vs broker: exit 0 in sync, 1 with differences, 2 when the broker is unreachable."""
+    """Store vs broker (or the running daemon's reconciliation with --daemon): exit 0 in sync,
+    1 with differences, 2 when the broker (or the daemon) cannot be reached."""
+    cfg = load_config(args.config)
+    if args.daemon:
+        status, reply = _api_request(args, "POST", "/reconcile",
+                                     {"reason": args.reason, "book_broker_closes": args.book_broker_closes})
+        if status == 502:
+            print(f"deskd: reconcile: {reply.get('error')}", file=sys.stderr)
+            return EXIT_INPUT
+        if status != 200:
+            print(f"deskd: POST /reconcile refused ({status}): {reply.get('error', reply)}", file=sys.stderr)
+            return EXIT_INTERNAL
+        diffs, n = reply["differences"], reply["positions"]
+    else:
+        if args.book_broker_closes:
+            raise InputError("--book-broker-closes books fills in the running desk: use it with --daemon")
+        got = _reconcile_store(cfg, args)
+        if got is None:
+            return EXIT_INPUT
+        diffs, n = got
+    _print_diffs(cfg, args, diffs, n)
+    return EXIT_OK if not diffs else EXIT_INTERNAL
+
+
+def _reconcile_store(cfg: DeskConfig, args) -> tuple[list[dict], int] | None:
+    """(differences between the store's positions and the broker's open trades, positions
+    in the store); None when the broker could not be read."""
     import asyncio
 
     from sqlalchemy import select
@@ -293,7 +327,6 @@ def cmd_reconcile(args) -> int:
     from deskd.daemon.reconcile import Holding, broker_holdings, reconcile
     from deskd.daemon.store import open_store, positions
 
-    cfg = load_config(args.config)
     try:
         creds = credentials_from_env()
     except (ValueError, OSError) as e:
@@ -312,22 +345,24 @@ def cmd_reconcile(args) -> int:
         trades = asyncio.run(fetch())
     except BrokerError as e:
         print(f"deskd: reconcile: the broker could not be read: {e}", file=sys.stderr)
-        return EXIT_INPUT
-    held, foreign = broker_holdings(trades, f"{cfg.desk}-{args.scenario}-")
-    diffs = reconcile(expected, held, foreign)
+        return None
+    held, foreign = broker_holdings(trades, f"{cfg.desk}-{args.scenario}-", {r["client_order_id"] for r in rows})
+    return [d.as_dict() for d in reconcile(expected, held, foreign)], len(expected)
+
+
+def _print_diffs(cfg: DeskConfig, args, diffs: list[dict], n_positions: int) -> None:
     if args.json:
         print(json.dumps({"in_sync": not diffs, "desk": cfg.desk, "scenario": args.scenario,
-                          "differences": [d.as_dict() for d in diffs]}, indent=2))
+                          "differences": diffs}, indent=2))
     elif not diffs:
-        print(f"in sync: {len(expected)} position(s) of desk {cfg.desk} match the broker")
+        print(f"in sync: {n_positions} position(s) of desk {cfg.desk} match the broker")
     else:
         table = Table(title=f"reconcile {cfg.desk}/{args.scenario}: {len(diffs)} difference(s)")
         for col in ("symbol", "field", "expected (store)", "broker", "note"):
             table.add_column(col)
         for d in diffs:
-            table.add_row(d.symbol, d.field, d.expected, d.broker, d.note)
+            table.add_row(d["symbol"], d["field"], d["expected"], d["broker"], d["note"])
         Console(width=160).print(table)
-    return EXIT_OK if not diffs else EXIT_INTERNAL
 
 
 def cmd_fake_broker(args) -> int:
@@ -465,11 +500,22 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Compare the desk's open positions in the store with the broker's open "
                                     "trades (side, units, average price, stop and target). Broker from "
                                     "DESKD_V20_URL, DESKD_V20_ACCOUNT, DESKD_V20_TOKEN[_FILE]. Exit 0 in "
-                                    "sync, 1 on differences, 2 when the broker cannot be reached.")
+                                    "sync, 1 on differences, 2 when the broker cannot be reached. With "
+                                    "--daemon the running daemon reconciles (and its desk state follows).")
     rc.add_argument("--config", required=True, help="desk config YAML (names the desk)")
     rc.add_argument("--store", metavar="URL|PATH", help="store (default as deskd run)")
     rc.add_argument("--scenario", default="A", help="the run's scenario key in the store (default A)")
     rc.add_argument("--json", action="store_true", help="print the differences as JSON")
+    rc.add_argument("--daemon", action="store_true",
+                    help="ask the running daemon to reconcile now (its API, token as for `deskd halt`); "
+                         "a clean result lets `deskd resume` leave SAFE_MODE")
+    rc.add_argument("--book-broker-closes", action="store_true",
+                    help="with --daemon: first book the closes the broker reported but the desk could "
+                         "not explain (by hand on the platform), at the broker's price")
+    rc.add_argument("--reason", default="operator reconcile", help="with --daemon: why, for the journal")
+    rc.add_argument("--api", default=os.environ.get("DESKD_API", "http://127.0.0.1:8765"),
+                    help="with --daemon: daemon API URL (default $DESKD_API or http://127.0.0.1:8765)")
+    rc.add_argument("--token-file", metavar="FILE", help="with --daemon: bearer token file (default $DESKD_API_TOKEN)")
     rc.set_defaults(func=cmd_reconcile)
 
     fb = sub.add_parser("fake-broker", help="serve a fake OANDA v20 broker over the config's bar files",

@@ -41,7 +41,7 @@ from deskd.daemon.bus import Bus
 from deskd.daemon.events import (BarClosed, Fill, Intent, OrderCancelled, OrderIntent, OrderRejected,
                                  Trade)
 from deskd.daemon.journal import iso
-from deskd.daemon.reconcile import Holding, ReconcileDiff, broker_holdings, reconcile
+from deskd.daemon.reconcile import FOREIGN_ID, Holding, ReconcileDiff, broker_holdings, client_id, reconcile
 from deskd.risk.money import Instrument
 
 log = structlog.get_logger("deskd.live")
@@ -50,7 +50,6 @@ log = structlog.get_logger("deskd.live")
 EXPLAINED_CLOSES = {"STOP_LOSS_ORDER": "SL", "TAKE_PROFIT_ORDER": "TP",
                     "MARKET_ORDER_MARGIN_CLOSEOUT": "MARGIN_CLOSEOUT"}
 ADOPTED = "adopted"
-FOREIGN_ID = "broker-trade-"  # client order id of an adopted trade that had none
 
 
 class HttpBroker:
@@ -107,17 +106,21 @@ class HttpBroker:
         return {s for s, fills in self.exits_due.items() if fills}
 
     # -- orders (async, after the bar) ----------------------------------------------------------
-    async def send(self) -> int:
-        """Send every queued order; publish each outcome. Returns how many were sent."""
+    async def send(self, withdraw=None) -> int:
+        """Send every queued order; publish each outcome. ``withdraw(order) -> bool`` is asked
+        before each entry goes out and may withdraw it (the desk stopped allowing entries
+        while earlier orders failed). Returns how many were sent."""
         n = 0
         while self.pending:
             sym = next(iter(self.pending))
             for order in self.pending.pop(sym):
-                n += 1
                 if order.intent is Intent.ENTRY:
+                    if withdraw is not None and withdraw(order):
+                        continue
                     await self._send_entry(order)
                 else:
                     await self._send_exit(order)
+                n += 1
         return n
 
     async def _send_entry(self, order: OrderIntent) -> None:
@@ -296,8 +299,13 @@ class LiveSession:
             r.gate.last.update(r.cursor)
             await self._settle_restored()
             diffs = await self._reconcile(adopt=self.adopt)
+            unknown = [x for x in diffs if x.field == "foreign_trade" or x.expected == "flat"]
+            if unknown and not self.adopt:
+                log.warning("broker trades this desk's store does not know were NOT adopted; they are "
+                            "reported until settled at the broker, or restart with --adopt to take them over",
+                            symbols=sorted({x.symbol for x in unknown}))
             self.poller.feed([bar for bar in bars if not r.is_warm_up(bar)])
-            await b.send()
+            await b.send(self._withdraw)
             r.writer.commit()
             return diffs
 
@@ -352,7 +360,7 @@ class LiveSession:
                 self.runner.writer.commit()
                 return 0
             self.poller.feed(bars)
-            await self.broker.send()
+            await self.broker.send(self._withdraw)
             self.runner.writer.commit()
             due = self.last_reconcile is None or \
                 time.monotonic() - self.last_reconcile.at >= self.reconcile_every_s
@@ -364,10 +372,18 @@ class LiveSession:
                 d.broker_error(f"reconciliation could not read the broker: {e}")
         return len(bars)
 
+    def _withdraw(self, order: OrderIntent) -> bool:
+        """An entry still queued when the desk no longer allows entries is cancelled."""
+        d = self.desk
+        if d.state.allows_entries:
+            return False
+        d.cancel_entry(order, f"not sent: desk {d.state.state.value}")
+        return True
+
     async def send_now(self) -> None:
         """Send orders queued outside a tick (an operator's flatten), and commit."""
         async with self.lock:
-            await self.broker.send()
+            await self.broker.send(self._withdraw)
             self.runner.writer.commit()
 
     # -- reconciliation ---------------------------------------------------------------------
@@ -396,12 +412,8 @@ class LiveSession:
         due = b.open_exit_due()
         expected = {s: Holding(s, t.side, t.units, t.entry_price, t.sl_price, t.tp_price)
                     for s, t in d.ledger.open.items() if s not in due}
-        held, foreign = broker_holdings(trades, self.prefix)
-        for s, t in d.ledger.open.items():  # trades the desk adopted carry no desk client id
-            if t.strategy_id == ADOPTED and s not in held:
-                mine = [x for x in foreign if x["id"] == b.trade_ids.get(s)]
-                held.update(broker_holdings(mine, "")[0])
-                foreign = [x for x in foreign if x not in mine]
+        held, foreign = broker_holdings(trades, self.prefix,
+                                        {t.client_order_id for t in d.ledger.open.values()})
         diffs = reconcile(expected, held, foreign)
         if not diffs:
             d.state.reconciled_clean = True
@@ -429,8 +441,7 @@ class LiveSession:
         known = {t.client_order_id for t in d.ledger.open.values()}
         by_sym: dict[str, list[dict]] = {}
         for t in trades:
-            cid = (t.get("clientExtensions") or {}).get("id")
-            if cid not in known:
+            if client_id(t) not in known:
                 by_sym.setdefault(to_symbol(t["instrument"]), []).append(t)
         for sym, ts in sorted(by_sym.items()):
             t = ts[0]
@@ -455,7 +466,7 @@ class LiveSession:
         price, sl = float(t["price"]), float(t["stopLossOrder"]["price"])
         tp = float(t["takeProfitOrder"]["price"]) if t.get("takeProfitOrder") else None
         risk_usd = abs(price - sl) * abs(units) * d.conv.quote_usd(sym, price)
-        cid = (t.get("clientExtensions") or {}).get("id") or f"{FOREIGN_ID}{t['id']}"
+        cid = client_id(t)
         ts = parse_time(t["openTime"])
         trade = Trade(d.ledger.next_trade_id, sym, ADOPTED, side, abs(units), ts, ts, price, price, sl, tp,
                       risk_usd, 0.0, "", "adopted from the broker", cid)

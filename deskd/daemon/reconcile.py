@@ -39,14 +39,27 @@ class ReconcileDiff:
         return asdict(self)
 
 
-def broker_holdings(trades: list[dict], desk_prefix: str) -> tuple[dict[str, Holding], list[dict]]:
+FOREIGN_ID = "broker-trade-"  # the client order id the desk gives a broker trade that had none
+
+
+def client_id(trade: dict) -> str:
+    """A v20 trade's client id, or ``broker-trade-<id>`` when it has none."""
+    return (trade.get("clientExtensions") or {}).get("id") or f"{FOREIGN_ID}{trade['id']}"
+
+
+def broker_holdings(trades: list[dict], desk_prefix: str,
+                    known_ids: set[str] = frozenset()) -> tuple[dict[str, Holding], list[dict]]:
     """Net the broker's open trades (v20 JSON) per symbol; returns (holdings of this desk,
-    trades not opened by it: no client id starting with ``desk_prefix``)."""
+    trades not opened by it). The desk's are those whose client id starts with
+    ``desk_prefix`` or is one of ``known_ids`` (trades it adopted)."""
     mine: dict[str, list[dict]] = {}
     foreign = []
     for t in trades:
-        cid = (t.get("clientExtensions") or {}).get("id", "")
-        (mine.setdefault(to_symbol(t["instrument"]), []) if cid.startswith(desk_prefix) else foreign).append(t)
+        cid = client_id(t)
+        if cid.startswith(desk_prefix) or cid in known_ids:
+            mine.setdefault(to_symbol(t["instrument"]), []).append(t)
+        else:
+            foreign.append(t)
     out = {}
     for sym, ts in mine.items():
         units = sum(float(t["currentUnits"]) for t in ts)

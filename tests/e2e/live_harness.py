@@ -1,8 +1,9 @@
 """A fake v20 broker in a thread and the real `deskd run --broker http` against it.
 
-Time only moves when a test advances the fake; :meth:`Live.advance` then waits until the
-daemon has finished a whole tick that started after the bars were released, so every step
-is deterministic.
+Time only moves when a test advances the fake, and the daemon only polls when told to
+(``POST /poll``, its timer set to an hour): :meth:`Live.advance` releases a bar time, then
+runs one whole tick, so no bar is released while a tick is in flight and every step is
+deterministic.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ TF = 900
 API_TOKEN = "live-test-api-token"
 
 
-def write_live_config(d: Path, bars: int) -> Path:
+def write_live_config(d: Path, bars: int, **risk) -> Path:
     """The example desk on the first ``bars`` bars of the sample, with a cost-free scenario M
     (the fake fills at mid), wide drawdown limits and a 24-bar time stop, so a few hundred
-    bars give dozens of trades."""
+    bars give dozens of trades. ``risk`` overrides risk keys."""
     cfg = yaml.safe_load(EXAMPLE.read_text())
     for sym in SYMBOLS:
         with gzip.open(SAMPLE / f"{sym}_M15.csv.gz", "rt") as fh:
@@ -46,7 +47,7 @@ def write_live_config(d: Path, bars: int) -> Path:
     cfg["costs"] = {"spread_pips": {s: 0 for s in SYMBOLS}, "default_spread_pips": 0,
                     "slippage": {"slip_base_pips": 0, "slip_k_pips": 0},
                     "scenarios": {"M": {"spread_mult": 1.0, "slippage_mult": 0}}}
-    cfg["risk"].update(dd_day_limit_frac=0.5, dd_week_limit_frac=0.5, max_hold_bars=24)
+    cfg["risk"].update(dd_day_limit_frac=0.5, dd_week_limit_frac=0.5, max_hold_bars=24, **risk)
     path = d / "live.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -108,7 +109,7 @@ class Live:
         self.log = open(self.tmp / "daemon.log", "a")
         self.proc = subprocess.Popen(
             deskd_cmd() + ["run", "--config", str(self.cfg), "--broker", "http", "--scenario", "M",
-                           "--store", str(self.db), "--poll-interval", "0.02", "--reconcile-every", "0.5",
+                           "--store", str(self.db), "--poll-interval", "3600", "--reconcile-every", "0",
                            "--broker-timeout", "0.5", "--api-port", str(self.api_port),
                            "--token-file", str(self.tmp / "api.token"), *extra],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
@@ -137,16 +138,11 @@ class Live:
     def action(self, path: str, body: dict) -> tuple[int, dict]:
         return _http("POST", f"http://127.0.0.1:{self.api_port}{path}", body, API_TOKEN)
 
-    def sync(self, timeout_s: float = 30.0) -> dict:
-        """Wait for a whole daemon tick that started after now; returns /status."""
-        t0 = self.status()["broker"]["ticks"]
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            st = self.status()
-            if st["broker"]["ticks"] >= t0 + 2:
-                return st
-            time.sleep(0.01)
-        raise AssertionError(f"the daemon did not tick:\n{self.daemon_log()[-3000:]}")
+    def sync(self) -> dict:
+        """One whole daemon tick (reconciliation included), now; returns /status."""
+        code, reply = self.action("/poll", {"reason": "test step"})
+        assert code == 200, (reply, self.daemon_log()[-3000:])
+        return self.status()
 
     # -- the broker -----------------------------------------------------------------------------
     def admin(self, path: str, body: dict) -> dict:
@@ -170,6 +166,11 @@ class Live:
             if cond(st):
                 return st
         raise AssertionError(f"condition not reached in {limit} bars")
+
+    def v20(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        """A v20 call on the fake as another client would make it (a trader's platform)."""
+        return _http(method, f"http://127.0.0.1:{self.port}/v3/accounts/{self.broker.account_id}{path}",
+                     body, self.broker.token)
 
     def fault(self, **f) -> None:
         self.admin("faults", {"faults": [f]})
