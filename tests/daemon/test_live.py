@@ -1,0 +1,85 @@
+"""HttpBroker's bookkeeping of broker reports, without a server: which closes are booked, when,
+at what price, and which are left for the operator."""
+
+import asyncio
+
+from deskd.adapters.oanda import rfc3339
+from deskd.daemon.bus import Bus
+from deskd.daemon.events import BarClosed, Fill, Intent, OrderIntent
+from deskd.daemon.live import HttpBroker
+from deskd.risk.money import Instrument
+
+T = 1_768_000_000 - 1_768_000_000 % 900
+
+
+class Client:
+    """The two calls the tested paths make, from canned transactions."""
+
+    def __init__(self, txs):
+        self.txs = txs
+
+    async def transactions_since(self, tx_id):
+        got = [t for t in self.txs if int(t["id"]) > tx_id]
+        return got, int(self.txs[-1]["id"]) if self.txs else tx_id
+
+
+def broker_with_long(txs=()):
+    bus = Bus()
+    fills = []
+    bus.subscribe(Fill, fills.append)
+    b = HttpBroker(bus, {"EURUSD": Instrument.parse("EURUSD")}, Client(list(txs)))
+    order = OrderIntent("d-A-EURUSD-1-ENTRY", T, "EURUSD", "S1", 1, 10_000, Intent.ENTRY, 20.0, 30.0, 20.0)
+    b.last_bar["EURUSD"] = BarClosed("EURUSD", 900, T, 1.1, 1.1, 1.1, 1.1000, 0)
+    b.entry_filled(order, {"price": 1.10012, "time": T + 900, "trade_id": "7"})
+    return b, fills
+
+
+def close_tx(tx_id, reason, price, ts, trade_id="7"):
+    return {"id": str(tx_id), "type": "ORDER_FILL", "reason": reason, "time": rfc3339(ts), "price": f"{price:.5f}",
+            "tradesClosed": [{"tradeID": trade_id, "units": "-10000", "price": f"{price:.5f}"}]}
+
+
+def test_entry_fill_sets_the_bracket_from_the_fill_and_pays_against_the_decision_close():
+    b, fills = broker_with_long()
+    (f,) = fills
+    assert (f.price, f.ref_price, f.sl_price, f.tp_price) == (1.10012, 1.1, 1.09812, 1.10312)
+    assert f.cost_pips == (1.10012 - 1.1) / 0.0001
+
+
+def test_stop_fill_waits_for_its_bar_then_books_at_the_broker_price_against_the_level():
+    b, fills = broker_with_long([close_tx(5, "STOP_LOSS_ORDER", 1.09805, T + 1800)])
+    assert asyncio.run(b.poll_transactions()) == []
+    assert len(fills) == 1 and b.open_exit_due() == {"EURUSD"}  # the bar of the fill is not in yet
+    b.on_bar(BarClosed("EURUSD", 900, T + 900, 1.1, 1.1, 1.1, 1.1, 0))
+    assert len(fills) == 1
+    b.on_bar(BarClosed("EURUSD", 900, T + 1800, 1.1, 1.1, 1.09, 1.095, 0))
+    exit_fill = fills[1]
+    assert (exit_fill.exit_reason, exit_fill.price, exit_fill.ref_price, exit_fill.bar_ts) == \
+        ("SL", 1.09805, 1.09812, T + 1800)
+    assert round(exit_fill.cost_pips, 6) == 0.7 and b.positions == {} and b.trade_ids == {}
+
+
+def test_a_close_by_hand_is_not_booked_and_is_reported():
+    b, fills = broker_with_long([close_tx(5, "MARKET_ORDER_TRADE_CLOSE", 1.1003, T + 900)])
+    (found,) = asyncio.run(b.poll_transactions())
+    assert "EURUSD" in found and "not booked" in found
+    assert len(fills) == 1 and "EURUSD" in b.unexplained and "EURUSD" in b.positions
+    b.book_unexplained("EURUSD")
+    assert (fills[1].exit_reason, fills[1].price) == ("BROKER_CLOSE", 1.1003)
+
+
+def test_transactions_after_a_snapshot_are_left_for_the_next_poll():
+    b, fills = broker_with_long([close_tx(5, "TAKE_PROFIT_ORDER", 1.10312, T + 900), {"id": "6", "type": "DAILY_FINANCING"}])
+    b.last_tx_id = "4"
+    asyncio.run(b.poll_transactions(until_id=4))
+    assert b.last_tx_id == "4" and b.open_exit_due() == set()
+    asyncio.run(b.poll_transactions())
+    assert b.last_tx_id == "6" and b.open_exit_due() == {"EURUSD"}
+
+
+def test_other_desks_and_repeated_transactions_are_ignored():
+    tx = close_tx(5, "STOP_LOSS_ORDER", 1.098, T + 900)
+    b, fills = broker_with_long([tx, close_tx(6, "STOP_LOSS_ORDER", 1.2, T + 900, trade_id="99")])
+    asyncio.run(b.poll_transactions())
+    assert b.on_transaction(tx) == []
+    assert [len(v) for v in b.exits_due.values()] == [1]
