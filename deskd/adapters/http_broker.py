@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,18 @@ def credentials_from_env(env: dict[str, str] | None = None) -> Credentials:
     return Credentials(env["DESKD_V20_URL"].rstrip("/"), env["DESKD_V20_ACCOUNT"], token)
 
 
+def endpoint_of(method: str, path: str) -> str:
+    """A bounded label for a request: 'GET candles', 'POST orders', 'PUT trades/close', ..."""
+    parts = path.strip("/").split("/")
+    if len(parts) >= 4 and parts[1] == "instruments":
+        return f"{method} {parts[-1]}"
+    tail = parts[3:] if len(parts) > 3 and parts[1] == "accounts" else parts[1:]
+    name = tail[0] if tail else "accounts"
+    if len(tail) > 2 or (len(tail) == 2 and tail[1] in ("close", "sinceid")):
+        name += "/" + tail[-1]
+    return f"{method} {name}"
+
+
 class V20Client:
     """One account at one v20 server. Use as ``async with V20Client(creds) as c: ...``."""
 
@@ -88,6 +101,9 @@ class V20Client:
         self._session: aiohttp.ClientSession | None = None
         self.requests = 0
         self.retries = 0
+        # observer(endpoint, seconds, outcome) after every try: outcome ok, 429, 5xx, timeout,
+        # connection or rejected (the daemon's metrics)
+        self.observer = None
 
     async def __aenter__(self) -> V20Client:
         self._session = aiohttp.ClientSession(
@@ -107,31 +123,47 @@ class V20Client:
         body of a 2xx reply. A 429 waits out its Retry-After and counts as a try."""
         last = "no attempt"
         attempts = attempts or self.max_attempts
+        endpoint = endpoint_of(method, path)
         for attempt in range(attempts):
             if attempt:
                 self.retries += 1
             self.requests += 1
+            t0 = time.perf_counter()
+            outcome = "ok"
             try:
                 async with self._session.request(method, self.creds.base_url + path, **kw) as r:
                     body = await r.json(content_type=None) if r.content_length != 0 else {}
                     if r.status < 300:
                         return body or {}
                     if r.status == 429:
+                        outcome = "429"
                         wait = min(float(r.headers.get("Retry-After", "1")), self.max_retry_after_s)
                         last = f"429, Retry-After {wait:g} s"
                         log.warning("broker rate limit", path=path, retry_after_s=wait, attempt=attempt + 1)
+                        self._observe(endpoint, t0, outcome)
                         await asyncio.sleep(wait)
                         continue
                     if r.status >= 500:
+                        outcome = "5xx"
                         last = f"HTTP {r.status}"
                     else:
+                        outcome = "rejected"
                         msg = (body or {}).get("errorMessage", f"HTTP {r.status}")
                         raise BrokerRejected(f"{method} {path}: {msg}", r.status, body or {})
-            except (TimeoutError, aiohttp.ClientError) as e:
-                last = f"{type(e).__name__}"
+            except TimeoutError:
+                outcome = last = "timeout"
+            except aiohttp.ClientError as e:
+                outcome, last = "connection", type(e).__name__
+            finally:
+                if outcome != "429":
+                    self._observe(endpoint, t0, outcome)
             log.warning("broker call failed", path=path, error=last, attempt=attempt + 1)
             await asyncio.sleep(random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2 ** attempt)))
         raise BrokerUnavailable(f"{method} {path}: gave up after {attempts} attempts ({last})")
+
+    def _observe(self, endpoint: str, t0: float, outcome: str) -> None:
+        if self.observer is not None:
+            self.observer(endpoint, time.perf_counter() - t0, outcome)
 
     # -- reads ------------------------------------------------------------------------------
     async def summary(self) -> dict:

@@ -45,7 +45,11 @@ def load_config(path: str | Path) -> DeskConfig:
             lines.append(f"{path}: {_loc(err['loc'])}: {msg}")
         raise ConfigError("\n".join(lines)) from None
     files = {s: str((path.parent / f).resolve()) for s, f in cfg.data.files.items()}
-    return cfg.model_copy(update={"data": cfg.data.model_copy(update={"files": files})})
+    update = {"data": cfg.data.model_copy(update={"files": files})}
+    if cfg.health.reference_report:
+        ref = str((path.parent / cfg.health.reference_report).resolve())
+        update["health"] = cfg.health.model_copy(update={"reference_report": ref})
+    return cfg.model_copy(update=update)
 
 
 def dump_config(cfg: DeskConfig) -> str:

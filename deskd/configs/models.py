@@ -293,6 +293,30 @@ class CostsConfig(Strict):
         return v
 
 
+class HealthConfig(Strict):
+    """Strategy health: each strategy's last ``window_trades`` closed trades against a
+    reference profile (a backtest's report.json, or the strategy's own earlier trades).
+    z-scores of the window's mean R-multiple and win rate against the profile: WEAKENING at
+    z <= -weakening_z, OUT_OF_PROFILE at |z| >= out_of_profile_z (either side: a live
+    strategy far better than its backtest is as suspect as one far worse)."""
+
+    window_trades: int = Field(30, ge=5)
+    min_trades: int = Field(10, ge=2)
+    weakening_z: float = Field(1.0, gt=0)
+    out_of_profile_z: float = Field(2.0, gt=0)
+    reference_report: str | None = None   # report.json of a backtest; relative to the config file
+    reference_scenario: str = "A"
+    snapshot_every_s: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.min_trades > self.window_trades:
+            raise ValueError("min_trades must not exceed window_trades")
+        if self.out_of_profile_z <= self.weakening_z:
+            raise ValueError("out_of_profile_z must be larger than weakening_z")
+        return self
+
+
 class DeskConfig(Strict):
     """The whole desk config (one YAML file). ``desk`` names the desk in client order ids, so
     it is restricted to letters, digits, ``_ . -`` (as are scenario names)."""
@@ -306,6 +330,7 @@ class DeskConfig(Strict):
     strategies: StrategiesConfig = StrategiesConfig()
     risk: RiskConfig = RiskConfig()
     costs: CostsConfig = CostsConfig()
+    health: HealthConfig = HealthConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self):

@@ -1,6 +1,7 @@
 """The control API (aiohttp), on 127.0.0.1 by default.
 
 GET  /health     liveness: {"status": "ok", "state": ...}
+GET  /metrics    Prometheus exposition (see deskd.daemon.metrics)
 GET  /status     state, equity, drawdown (day, week, from peak), open positions, last bar
                  per symbol, feed checks
 GET  /positions  open positions
@@ -78,15 +79,18 @@ def _num(x: float | None, nd: int = 2) -> float | None:
 class ControlAPI:
     """Routes bound to one running desk."""
 
-    def __init__(self, runner: DeskRunner, token: str | None, session=None):
+    def __init__(self, runner: DeskRunner, token: str | None, session=None, metrics=None, health=None):
         self.runner = runner
         self.token = token
         self.session = session  # the LiveSession with a v20 broker, else None
+        self.metrics = metrics  # DeskMetrics, or None: no /metrics
+        self.health_monitor = health  # HealthMonitor, or None
 
     def app(self) -> web.Application:
         app = web.Application()
         app.add_routes([
             web.get("/health", self.health), web.get("/status", self.status),
+            web.get("/metrics", self.prometheus),
             web.get("/positions", self.positions), web.get("/trades", self.trades),
             web.get("/decisions", self.decisions), web.post("/halt", self.halt),
             web.post("/resume", self.resume), web.post("/flatten", self.flatten),
@@ -97,6 +101,12 @@ class ControlAPI:
     # -- reads ------------------------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "state": self.runner.desk.state.state.value})
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        if self.metrics is None:
+            return _error(404, "metrics are not enabled")
+        return web.Response(body=self.metrics.render(),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     def _positions(self) -> list[dict]:
         lg = self.runner.desk.ledger
@@ -124,6 +134,7 @@ class ControlAPI:
             "feed": {"live_bars": self.runner.stats.live, "warm_up_bars": self.runner.stats.warmed,
                      "duplicates": gate.duplicates, "gaps": gate.gaps, "late": gate.late},
             "broker": self._broker_status(),
+            "strategy_health": None if self.health_monitor is None else self.health_monitor.snapshot(),
         })
 
     def _broker_status(self) -> dict:

@@ -199,14 +199,17 @@ async def _serve(runner, feed, session, args, token) -> int:
 
     from deskd.adapters.http_broker import BrokerError
     from deskd.daemon.api import ControlAPI, start_api
+    from deskd.daemon.metrics import DeskMetrics
     from deskd.daemon.run import serve, serve_live
     from deskd.daemon.systemd import notify, watchdog_interval_s, watchdog_pings
 
     log = structlog.get_logger("deskd.run")
+    health = _health_monitor(runner)
     api = None
     if not args.no_api:
         try:
-            api = await start_api(ControlAPI(runner, token, session), args.api_host, args.api_port)
+            api = await start_api(ControlAPI(runner, token, session, DeskMetrics(runner, session, health), health),
+                                  args.api_host, args.api_port)
         except OSError as e:
             raise InputError(f"--api-port {args.api_port}: cannot listen on "
                              f"{args.api_host}: {e.strerror}") from None
@@ -215,6 +218,9 @@ async def _serve(runner, feed, session, args, token) -> int:
              api_actions=bool(token), speed=args.speed if session is None else None)
     interval = watchdog_interval_s()
     dog = asyncio.create_task(watchdog_pings(interval)) if interval else None
+    store_path = args.store if args.store and "://" not in args.store else _default_store()
+    health_file = args.health_file or str(Path(store_path).with_name("deskd-health.json"))
+    snapshots = asyncio.create_task(_write_health(health, health_file, runner.cfg.health.snapshot_every_s))
 
     def ready() -> None:
         notify("READY=1")
@@ -232,6 +238,8 @@ async def _serve(runner, feed, session, args, token) -> int:
             return EXIT_INPUT
     finally:
         notify("STOPPING=1")
+        snapshots.cancel()
+        _write_health_once(health, health_file)
         if dog is not None:
             dog.cancel()
         if api is not None:
@@ -264,6 +272,38 @@ def _api_request(args, method: str, path: str, body: dict | None = None) -> tupl
     except (urllib.error.URLError, OSError) as e:
         raise InputError(f"cannot reach the daemon at {args.api}: "
                          f"{getattr(e, 'reason', e)}") from None
+
+
+def _health_monitor(runner):
+    """The strategy-health monitor of a running desk, seeded with the store's closed trades.
+    Raises InputError for an unreadable reference report."""
+    from deskd.daemon.health import HealthMonitor, load_history, profiles_from_report
+
+    hc = runner.cfg.health
+    reference = None
+    if hc.reference_report:
+        try:
+            reference = profiles_from_report(hc.reference_report, hc.reference_scenario)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+    return HealthMonitor(hc, list(runner.cfg.strategies.enabled()), runner.desk.bus, reference,
+                         load_history(runner.conn, runner.cfg.desk, runner.desk.scenario))
+
+
+def _write_health_once(health, path: str) -> None:
+    import structlog
+    try:
+        health.write(path, datetime.now(UTC).isoformat(timespec="seconds"))
+    except OSError as e:
+        structlog.get_logger("deskd.run").error("cannot write the health snapshot", path=path, error=str(e))
+
+
+async def _write_health(health, path: str, every_s: float) -> None:
+    """The JSON health snapshot, every ``every_s`` seconds."""
+    import asyncio
+    while True:
+        _write_health_once(health, path)
+        await asyncio.sleep(every_s)
 
 
 def _call_api(args, method: str, path: str, body: dict | None = None) -> int:
@@ -478,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-api", action="store_true", help="do not serve the control API")
     r.add_argument("--token-file", metavar="FILE", help="file holding the API bearer token "
                    "(default: $DESKD_API_TOKEN); without one, the API is read-only")
+    r.add_argument("--health-file", metavar="PATH",
+                   help="strategy-health JSON snapshot, rewritten every health.snapshot_every_s "
+                        "(default: deskd-health.json beside the SQLite store)")
     r.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     r.set_defaults(func=cmd_run)
 

@@ -97,6 +97,7 @@ class Desk:
         # set by a live feed while it catches up on bars a newer bar has already superseded:
         # their signals are journaled but never traded
         self.entries_blocked: str | None = None
+        self.execution_errors_total = 0  # for metrics; the state machine's count resets
 
         b = self.bus
         b.subscribe(BarClosed, self.on_bar_open)
@@ -324,11 +325,13 @@ class Desk:
                 self.ledger.forget(ev.client_order_id)
             elif ev.intent is Intent.EXIT:
                 self._exit_pending.discard(sym)
+        self.execution_errors_total += 1
         self._emit(self.state.execution_error(ev.bar_ts, f"{ev.client_order_id}: {ev.reason}"))
 
     def broker_error(self, reason: str) -> None:
         """The broker could not be reached past the retry bound (not about one order): an
         execution error all the same."""
+        self.execution_errors_total += 1
         self._emit(self.state.execution_error(self.last_bar_ts or 0, reason))
 
     def reconcile_mismatch(self, reason: str) -> None:

@@ -277,6 +277,9 @@ class LiveSession:
         self.reconcile_every_s = reconcile_every_s
         self.lock = asyncio.Lock()
         self.ticks = 0
+        self.reconcile_counts = {"in_sync": 0, "differences": 0, "unknown": 0}
+        if not poller.wall_clock:  # the broker's clock is not ours (the fake): the newest bar is now
+            runner.clock = lambda: max((t + runner.desk.tf_s for t in runner.gate.last.values()), default=0)
         self.last_reconcile: ReconcileResult | None = None
         self.prefix = f"{runner.cfg.desk}-{runner.desk.scenario}-"
 
@@ -398,6 +401,9 @@ class LiveSession:
                     self.broker.book_unexplained(sym)
             try:
                 return await self._reconcile(adopt=False)
+            except BrokerError:
+                self.reconcile_counts["unknown"] += 1
+                raise
             finally:
                 self.runner.writer.commit()
 
@@ -415,6 +421,7 @@ class LiveSession:
         held, foreign = broker_holdings(trades, self.prefix,
                                         {t.client_order_id for t in d.ledger.open.values()})
         diffs = reconcile(expected, held, foreign)
+        self.reconcile_counts["differences" if diffs else "in_sync"] += 1
         if not diffs:
             d.state.reconciled_clean = True
         self.last_reconcile = ReconcileResult(diffs, time.monotonic())

@@ -109,6 +109,8 @@ class DeskRunner:
         self.gate.last.update(self.cursor)
         self._restored = self.snapshot is None
         self.stats = RunStats()
+        self.bar_started: float | None = None  # perf_counter() while a bar is in the pipeline
+        self.clock = time.time  # the feed's clock, UTC epoch seconds (a paced replay's own)
         if self.snapshot is None:
             self.writer.commit()  # the desk exists in the store from its first moment
 
@@ -123,7 +125,11 @@ class DeskRunner:
         self.ensure_restored()
         if not self.gate.admit(bar, now_ts):
             return
-        self.desk.bus.publish(bar)  # the StoreWriter commits at the end of the bar
+        self.bar_started = time.perf_counter()
+        try:
+            self.desk.bus.publish(bar)  # the StoreWriter commits at the end of the bar
+        finally:
+            self.bar_started = None
         self.stats.live += 1
 
     def ensure_restored(self) -> None:
@@ -185,12 +191,22 @@ class PacedReplayFeed:
         self.feed = feed
         self.tf = timeframe_s
         self.speed = speed
+        self._t0: tuple[float, int] | None = None  # (wall monotonic, simulated) at the first paced bar
+        self._last_close: float | None = None
+
+    def now(self) -> float:
+        """The simulated clock (UTC epoch seconds): the close of the last bar released while
+        warming up or at speed 0, else extrapolated at ``speed`` x real time."""
+        if self._t0 is None or self.speed <= 0:
+            return self._last_close if self._last_close is not None else time.time()
+        return self._t0[1] + (time.monotonic() - self._t0[0]) * self.speed
 
     async def bars(self, skip_pacing, stop: asyncio.Event) -> AsyncIterator[tuple[BarClosed, float]]:
         """Yield (bar, simulated now in UTC epoch seconds); return early once ``stop`` is set,
         even in the middle of waiting for a bar's close."""
         t0_wall = t0_sim = None
         for i, bar in enumerate(replay_bars(self.feed, self.tf)):
+            self._last_close = float(bar.close_ts)
             if skip_pacing(bar):
                 if i % 5000 == 0:
                     await asyncio.sleep(0)
@@ -198,6 +214,7 @@ class PacedReplayFeed:
                 continue
             if t0_wall is None:
                 t0_wall, t0_sim = time.monotonic(), bar.close_ts
+                self._t0 = (t0_wall, t0_sim)
             if self.speed > 0:
                 due = t0_wall + (bar.close_ts - t0_sim) / self.speed
                 delay = due - time.monotonic()
@@ -239,6 +256,7 @@ async def serve(runner: DeskRunner, feed: PacedReplayFeed, exit_at_end: bool,
     nothing new)."""
     stop = stop or asyncio.Event()
     ready = [on_ready]
+    runner.clock = feed.now
 
     def mark_ready() -> None:
         if ready[0] is not None:

@@ -25,6 +25,7 @@ Definitions (money in USD, distances in pips):
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 
 from deskd.daemon.events import Trade
@@ -122,6 +123,7 @@ def trade_metrics(trades: Sequence[Trade], starting_equity_usd: float,
         "gross_loss_usd": _r(gross_loss, 2),
         "profit_factor": _r(gross_profit / -gross_loss, 4) if losses else None,
         "avg_r_multiple": _r(mean([t.r_multiple for t in trades]), 4),
+        "sd_r_multiple": _r(statistics.stdev([t.r_multiple for t in trades]), 4) if n > 1 else None,
         "cost_pips": _r(math.fsum(t.cost_pips for t in trades), 2),
         "max_drawdown_usd": _r(dd_usd, 2),
         "max_drawdown_frac": _r(dd_frac, 6),
