@@ -11,7 +11,8 @@ Per bar of symbol S (handlers of BarClosed, in this order):
                       state -> allocator and caps -> order to the broker. Every signal becomes
                       a Decision event: TRADED, or SKIPPED with its reason.
 
-The same Desk runs a backtest (replay feed + paper broker) and, later, the live daemon.
+The same Desk runs a backtest (replay feed + paper broker), the paper daemon, and the live
+daemon (broker candles + :class:`deskd.daemon.live.HttpBroker`).
 """
 
 from __future__ import annotations

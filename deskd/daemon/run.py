@@ -1,4 +1,4 @@
-"""``deskd run``: the paper-trading daemon.
+"""``deskd run``: the daemon (paced replay and paper fills here; a v20 broker via live.py).
 
 One process: a feed releases bars as they close, each bar goes through the same Desk as a
 backtest, and the store commits every bar. Start-up and crash recovery are one path
