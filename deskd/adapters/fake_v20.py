@@ -16,9 +16,9 @@ GET /v3/instruments/{instrument}/candles. Every /v3 call needs ``Authorization: 
 
 Faults, queued with ``POST /admin/faults {"faults": [{"kind": K, "path": "orders", "count": n,
 ...}]}``: ``latency`` (``delay_s``, then served), ``5xx`` (503), ``429`` (``retry_after_s``),
-``drop`` (connection closed, nothing done), ``lose_response`` (the request is carried out,
-then the connection is closed: the client never hears), ``reject`` (an order rejected, 400
-with an orderRejectTransaction). ``POST /admin/close {"tradeID": id}`` closes a trade by hand
+``drop`` (connection closed, nothing done), ``malformed`` (a 200 whose body is not JSON),
+``lose_response`` (the request is carried out, then the connection is closed: the client
+never hears), ``reject`` (an order rejected, 400 with an orderRejectTransaction). ``POST /admin/close {"tradeID": id}`` closes a trade by hand
 at the last price. With ``state_file`` every change is saved and a restarted fake reloads it:
 a restart forgets nothing. Every request is logged in ``requests`` (time, method, path, status)
 for tests.
@@ -367,6 +367,8 @@ def build_app(broker: FakeV20) -> web.Application:
             resp = _err(429, "Too many requests (injected)")
             resp.headers["Retry-After"] = str(fault.get("retry_after_s", 1))
             return resp
+        elif kind == "malformed":
+            return web.Response(status=200, text="<html>502 Bad Gateway</html>", content_type="text/html")
         elif kind == "drop":
             request.transport.close()
             return web.Response(status=500)

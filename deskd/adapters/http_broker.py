@@ -101,7 +101,7 @@ class V20Client:
         self._session: aiohttp.ClientSession | None = None
         self.requests = 0
         self.retries = 0
-        # observer(endpoint, seconds, outcome) after every try: outcome ok, 429, 5xx, timeout,
+        # observer(endpoint, seconds, outcome) after every try: outcome ok, 429, 5xx, timeout, malformed,
         # connection or rejected (the daemon's metrics)
         self.observer = None
 
@@ -152,6 +152,8 @@ class V20Client:
                         raise BrokerRejected(f"{method} {path}: {msg}", r.status, body or {})
             except TimeoutError:
                 outcome = last = "timeout"
+            except ValueError:  # a body that is not JSON (a proxy's error page, a cut reply)
+                outcome, last = "malformed", "reply is not JSON"
             except aiohttp.ClientError as e:
                 outcome, last = "connection", type(e).__name__
             finally:

@@ -346,9 +346,11 @@ class LiveSession:
 
     # -- the tick ---------------------------------------------------------------------------
     async def tick(self) -> int:
-        """Transactions, then the bars closed since the last tick through the pipeline, then
-        the orders they produced, then commit; reconciliation when due. A broker that cannot
-        be read is an execution error (no bars are fed blind). Returns the bars fed."""
+        """The candles closed since the last tick, the transactions since the last one seen
+        (so every fill inside those bars is known before they are fed), the bars through the
+        pipeline, the orders they produced, commit; reconciliation when due. A broker that
+        cannot be read, or answers what cannot be parsed, is an execution error and nothing
+        is fed blind (the next tick fetches the same bars again). Returns the bars fed."""
         async with self.lock:
             self.ticks += 1
             d = self.desk
@@ -357,8 +359,8 @@ class LiveSession:
                 found = await self.broker.poll_transactions()
                 if found:
                     self._mismatch(found)
-            except BrokerError as e:
-                log.error("broker unreachable this tick", error=str(e))
+            except (BrokerError, KeyError, ValueError, TypeError) as e:
+                log.error("broker unreachable this tick", error=f"{type(e).__name__}: {e}")
                 d.broker_error(f"broker unreachable: {e}")
                 self.runner.writer.commit()
                 return 0

@@ -19,7 +19,7 @@ scrapes, so the per-bar path pays nothing for metrics.
 | deskd_orders_submitted_total, deskd_orders_filled_total, deskd_orders_rejected_total | counter | intent | orders decided, filled, refused/failed |
 | deskd_execution_errors_total | counter | | execution errors counted by the state machine |
 | deskd_broker_request_duration_seconds | histogram | endpoint | each try of a broker request |
-| deskd_broker_request_errors_total | counter | endpoint, outcome | tries that failed: timeout, connection, 5xx, 429, rejected |
+| deskd_broker_request_errors_total | counter | endpoint, outcome | tries that failed: timeout, connection, malformed, 5xx, 429, rejected |
 | deskd_bar_to_order_seconds | histogram | | bar entering the pipeline to the order leaving the desk |
 | deskd_last_bar_timestamp_seconds | gauge | symbol | open time of the last bar processed |
 | deskd_bar_age_seconds | gauge | symbol | feed clock minus the last bar's close (stale feed) |

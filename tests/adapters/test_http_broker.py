@@ -113,3 +113,14 @@ def test_candle_source_feeds_the_bar_close_poller_completed_bars_once(tmp_path):
     assert asyncio.run(go()) == (6, 4, 0)
     assert runner.gate.last["EURUSD"] == BARS["EURUSD"][4][0] and runner.gate.duplicates == 0
     assert runner.stats.live == 10
+
+
+def test_a_reply_that_is_not_json_is_retried_and_reported_to_the_observer():
+    seen = []
+
+    async def scenario(c):
+        c.observer = lambda endpoint, s, outcome: seen.append((endpoint, outcome))
+        return await c.summary()
+    broker, summary, client = run(scenario, [{"kind": "malformed", "path": "summary", "count": 1}])
+    assert summary["balance"] == "100000.0000" and client.retries == 1
+    assert seen == [("GET summary", "malformed"), ("GET summary", "ok")]
