@@ -183,6 +183,11 @@ def _live_session(cfg: DeskConfig, store: str, args):
         raise InputError(str(e)) from None
     if not 2 <= args.warmup_bars <= 5000:
         raise InputError("--warmup-bars: between 2 and 5000 (v20 serves at most 5000 candles)")
+    for flag, v, low in (("--poll-interval", args.poll_interval, 0.0), ("--broker-timeout", args.broker_timeout, 0.0)):
+        if v is not None and not v > low:
+            raise InputError(f"{flag}: must be a positive number of seconds, not {v:g}")
+    if args.reconcile_every < 0:
+        raise InputError(f"--reconcile-every: must be 0 (every tick) or more seconds, not {args.reconcile_every:g}")
     client = V20Client(creds, timeout_s=args.broker_timeout)
     instruments = {s: Instrument.parse(s) for s in cfg.universe.symbols}
     runner = DeskRunner(cfg, store, args.scenario, make_broker=lambda bus: HttpBroker(bus, instruments, client))
