@@ -11,6 +11,7 @@ scrapes, so the per-bar path pays nothing for metrics.
 | metric | type | labels | meaning |
 |---|---|---|---|
 | deskd_desk_state | gauge | state | 1 for the current state, 0 for the others |
+| deskd_state_transitions_total | counter | from, to, trigger | state machine transitions |
 | deskd_equity_usd, deskd_balance_usd | gauge | | MTM equity, realised balance |
 | deskd_drawdown_ratio | gauge | window=day,week,peak | fall from the day/week anchor or the running peak |
 | deskd_drawdown_limit_ratio | gauge | window=day,week | the configured halt limits |
@@ -39,7 +40,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from deskd.daemon.events import Fill, OrderIntent, OrderRejected
+from deskd.daemon.events import Fill, OrderIntent, OrderRejected, StateChanged
 from deskd.daemon.health import STATUSES
 from deskd.daemon.state import DeskState
 
@@ -65,6 +66,8 @@ class DeskMetrics:
                                         ["endpoint"], buckets=BROKER_BUCKETS_S, registry=r)
         self.broker_errors = Counter("deskd_broker_request_errors", "Broker request tries that failed",
                                      ["endpoint", "outcome"], registry=r)
+        self.transitions = Counter("deskd_state_transitions", "State machine transitions",
+                                   ["from", "to", "trigger"], registry=r)
         self.bar_to_order = Histogram("deskd_bar_to_order_seconds",
                                       "Bar entering the pipeline to the order leaving the desk",
                                       buckets=LATENCY_BUCKETS_S, registry=r)
@@ -76,6 +79,7 @@ class DeskMetrics:
         bus.subscribe(OrderIntent, self._on_order)
         bus.subscribe(Fill, lambda f: self.filled.labels(f.intent.value).inc())
         bus.subscribe(OrderRejected, self._on_rejected)
+        bus.subscribe(StateChanged, lambda e: self.transitions.labels(e.old, e.new, e.trigger).inc())
         if session is not None:
             session.client.observer = self._on_broker_request
 

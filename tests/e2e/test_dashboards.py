@@ -115,6 +115,7 @@ def test_metrics_move_when_the_desk_trades_and_halts(paper_scrapes):
     assert value(later, "deskd_desk_state", state="RUNNING") == 1
     assert value(halted, "deskd_desk_state", state="HALTED") == 1
     assert value(halted, "deskd_desk_state", state="RUNNING") == 0
+    assert value(halted, "deskd_state_transitions_total", to="HALTED", trigger="OPERATOR_HALT") == 1
     risk = value(later, "deskd_open_risk_usd")
     positions = value(later, "deskd_open_positions")
     assert (risk > 0) == (positions > 0)
