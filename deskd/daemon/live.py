@@ -201,9 +201,11 @@ class HttpBroker:
         moment of a broker snapshot); returns the unexplained closes found (descriptions).
         Raises BrokerError."""
         txs, last = await self.client.transactions_since(int(self.last_tx_id))
+        if txs:  # a page may stop short of the account's last transaction: go on from it next time
+            last = max(int(tx["id"]) for tx in txs)
         if until_id is not None:
             txs = [tx for tx in txs if int(tx["id"]) <= until_id]
-            last = max(until_id, int(self.last_tx_id))
+            last = max(min(last, until_id), int(self.last_tx_id))
         found = []
         for tx in txs:
             found += self.on_transaction(tx)

@@ -83,3 +83,18 @@ def test_other_desks_and_repeated_transactions_are_ignored():
     asyncio.run(b.poll_transactions())
     assert b.on_transaction(tx) == []
     assert [len(v) for v in b.exits_due.values()] == [1]
+
+
+def test_a_short_page_of_transactions_is_continued_not_skipped():
+    class Paged(Client):
+        async def transactions_since(self, tx_id):  # one per page, the account is at 7
+            got = [t for t in self.txs if int(t["id"]) > tx_id][:1]
+            return got, 7
+
+    b, fills = broker_with_long()
+    b.client = Paged([{"id": "5", "type": "DAILY_FINANCING"}, close_tx(6, "TAKE_PROFIT_ORDER", 1.10312, T + 900)])
+    b.last_tx_id = "4"
+    asyncio.run(b.poll_transactions())
+    assert b.last_tx_id == "5" and b.open_exit_due() == set()
+    asyncio.run(b.poll_transactions())
+    assert b.last_tx_id == "6" and b.open_exit_due() == {"EURUSD"}
