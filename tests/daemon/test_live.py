@@ -98,3 +98,10 @@ def test_a_short_page_of_transactions_is_continued_not_skipped():
     assert b.last_tx_id == "5" and b.open_exit_due() == set()
     asyncio.run(b.poll_transactions())
     assert b.last_tx_id == "6" and b.open_exit_due() == {"EURUSD"}
+
+
+def test_a_margin_closeout_is_booked_as_such_at_the_broker_price():
+    b, fills = broker_with_long([close_tx(5, "MARKET_ORDER_MARGIN_CLOSEOUT", 1.0950, T + 900)])
+    assert asyncio.run(b.poll_transactions()) == []
+    b.on_bar(BarClosed("EURUSD", 900, T + 900, 1.1, 1.1, 1.09, 1.095, 0))
+    assert (fills[1].exit_reason, fills[1].price, fills[1].cost_pips) == ("MARGIN_CLOSEOUT", 1.095, 0.0)
