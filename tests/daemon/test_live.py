@@ -105,3 +105,48 @@ def test_a_margin_closeout_is_booked_as_such_at_the_broker_price():
     assert asyncio.run(b.poll_transactions()) == []
     b.on_bar(BarClosed("EURUSD", 900, T + 900, 1.1, 1.1, 1.09, 1.095, 0))
     assert (fills[1].exit_reason, fills[1].price, fills[1].cost_pips) == ("MARGIN_CLOSEOUT", 1.095, 0.0)
+
+
+def test_serve_live_on_the_bar_close_schedule_starts_reconciled_and_stops_cleanly(tmp_path):
+    """The production path (no --poll-interval): start-up, then APScheduler owns the tick."""
+    from aiohttp.test_utils import TestServer
+
+    from deskd.adapters.fake_v20 import FakeV20, build_app
+    from deskd.adapters.http_broker import Credentials, V20CandleSource, V20Client
+    from deskd.daemon.live import LiveSession
+    from deskd.daemon.run import DeskRunner, serve_live
+    from deskd.daemon.scheduler import CandlePoller
+    from deskd.daemon.store import sqlite_url
+    from tests.adapters.test_fake_v20 import BARS
+    from tests.daemon.helpers import config
+
+    fake = FakeV20({k: list(v) for k, v in BARS.items()}, 900)
+    fake.advance(30)
+
+    async def go():
+        server = TestServer(build_app(fake))
+        await server.start_server()
+        client = V20Client(Credentials(str(server.make_url("")).rstrip("/"), fake.account_id, fake.token))
+        instruments = {s: Instrument.parse(s) for s in ("EURUSD", "USDJPY")}
+        runner = DeskRunner(config(), sqlite_url(tmp_path / "d.db"),
+                            make_broker=lambda bus: HttpBroker(bus, instruments, client))
+        poller = CandlePoller(runner, V20CandleSource(client, "M15", 900, 20), ["EURUSD", "USDJPY"], 900)
+        session = LiveSession(runner, poller)
+        stop = asyncio.Event()
+        ready = asyncio.Event()
+        try:
+            async with client:
+                task = asyncio.create_task(serve_live(session, None, on_ready=ready.set, stop=stop))
+                await asyncio.wait_for(ready.wait(), 10)
+                job = poller.scheduler.get_job("bar-close-poll")
+                state = (job.func == session.tick, session.last_reconcile.diffs, runner.stats.warmed,
+                         runner.gate.last == {"EURUSD": BARS["EURUSD"][29][0], "USDJPY": BARS["USDJPY"][29][0]})
+                stop.set()
+                rc = await asyncio.wait_for(task, 10)
+                return state, rc, poller.scheduler.running
+        finally:
+            runner.close()
+            await server.close()
+    (scheduled, diffs, warmed, caught_up), rc, running = asyncio.run(go())
+    assert scheduled and diffs == [] and warmed == 40 and caught_up
+    assert rc == 0 and not running
