@@ -28,6 +28,7 @@ does not yield), and every action is committed to the store before the reply.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import math
@@ -74,6 +75,18 @@ def _error(status: int, message: str) -> web.Response:
 
 def _num(x: float | None, nd: int = 2) -> float | None:
     return None if x is None or not math.isfinite(x) else round(x, nd)
+
+
+def _action(model: type[BaseModel]):
+    """An action handler: the bearer token is checked and the body validated as ``model``
+    before ``handler(self, body)`` runs; otherwise the error response is returned."""
+    def wrap(handler):
+        @functools.wraps(handler)
+        async def route(self, request: web.Request) -> web.Response:
+            body = await self._authorized_body(request, model)
+            return body if isinstance(body, web.Response) else await handler(self, body)
+        return route
+    return wrap
 
 
 class ControlAPI:
@@ -193,18 +206,14 @@ class ControlAPI:
             where = ".".join(str(p) for p in err["loc"]) or "body"
             return _error(400, f"{where}: {err['msg']}")
 
-    async def halt(self, request: web.Request) -> web.Response:
-        body = await self._authorized_body(request, HaltBody)
-        if isinstance(body, web.Response):
-            return body
+    @_action(HaltBody)
+    async def halt(self, body: HaltBody) -> web.Response:
         self.runner.desk.operator_halt(body.reason)
         self.runner.writer.commit()
         return web.json_response({"state": self.runner.desk.state.state.value})
 
-    async def resume(self, request: web.Request) -> web.Response:
-        body = await self._authorized_body(request, ResumeBody)
-        if isinstance(body, web.Response):
-            return body
+    @_action(ResumeBody)
+    async def resume(self, body: ResumeBody) -> web.Response:
         try:
             self.runner.desk.operator_resume(body.reason, body.force)
         except TransitionRefused as e:
@@ -212,10 +221,8 @@ class ControlAPI:
         self.runner.writer.commit()
         return web.json_response({"state": self.runner.desk.state.state.value})
 
-    async def flatten(self, request: web.Request) -> web.Response:
-        body = await self._authorized_body(request, FlattenBody)
-        if isinstance(body, web.Response):
-            return body
+    @_action(FlattenBody)
+    async def flatten(self, body: FlattenBody) -> web.Response:
         closing = self.runner.desk.flatten(body.reason)
         self.runner.writer.commit()
         if self.session is not None:
@@ -223,21 +230,17 @@ class ControlAPI:
             return web.json_response({"closing": closing, "fills_at": "market, now"})
         return web.json_response({"closing": closing, "fills_at": "next open of each symbol"})
 
-    async def poll(self, request: web.Request) -> web.Response:
-        body = await self._authorized_body(request, PollBody)
-        if isinstance(body, web.Response):
-            return body
+    @_action(PollBody)
+    async def poll(self, body: PollBody) -> web.Response:
         if self.session is None:
             return _error(409, "the paper broker's bars come from the replay; there is nothing to poll")
         n = await self.session.tick()
         return web.json_response({"bars": n, "state": self.runner.desk.state.state.value})
 
-    async def reconcile(self, request: web.Request) -> web.Response:
+    @_action(ReconcileBody)
+    async def reconcile(self, body: ReconcileBody) -> web.Response:
         from deskd.adapters.http_broker import BrokerError
 
-        body = await self._authorized_body(request, ReconcileBody)
-        if isinstance(body, web.Response):
-            return body
         if self.session is None:
             return _error(409, "the paper broker has nothing to reconcile against")
         try:

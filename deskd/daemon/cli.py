@@ -465,6 +465,14 @@ def _add_config_and_data(p: argparse.ArgumentParser, config_help: str = "desk co
                    "overriding data.timezone (e.g. America/New_York)")
 
 
+def _add_api_args(p: argparse.ArgumentParser, token: bool, prefix: str = "") -> None:
+    """--api (and --token-file) of the commands that talk to a running daemon."""
+    p.add_argument("--api", default=os.environ.get("DESKD_API", "http://127.0.0.1:8765"),
+                   help=f"{prefix}daemon API URL (default $DESKD_API or http://127.0.0.1:8765)")
+    if token:
+        p.add_argument("--token-file", metavar="FILE", help=f"{prefix}bearer token file (default $DESKD_API_TOKEN)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deskd", description="Event-driven trading daemon for a systematic FX desk.")
     p.add_argument("--version", action="version", version=f"deskd {__version__}")
@@ -535,11 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  ("flatten", cmd_flatten, "close every position at the next open")):
         v = sub.add_parser(name, help=helptext, description=f"{helptext[0].upper()}{helptext[1:]}, "
                            "through the daemon's control API.")
-        v.add_argument("--api", default=os.environ.get("DESKD_API", "http://127.0.0.1:8765"),
-                       help="daemon API URL (default $DESKD_API or http://127.0.0.1:8765)")
+        _add_api_args(v, token=name != "status")
         if name != "status":
             v.add_argument("--reason", required=True, help="why, for the journal")
-            v.add_argument("--token-file", metavar="FILE", help="bearer token file (default $DESKD_API_TOKEN)")
         if name == "resume":
             v.add_argument("--force", action="store_true", help="also lift a drawdown halt before its anchor")
         v.set_defaults(func=func)
@@ -561,9 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --daemon: first book the closes the broker reported but the desk could "
                          "not explain (by hand on the platform), at the broker's price")
     rc.add_argument("--reason", default="operator reconcile", help="with --daemon: why, for the journal")
-    rc.add_argument("--api", default=os.environ.get("DESKD_API", "http://127.0.0.1:8765"),
-                    help="with --daemon: daemon API URL (default $DESKD_API or http://127.0.0.1:8765)")
-    rc.add_argument("--token-file", metavar="FILE", help="with --daemon: bearer token file (default $DESKD_API_TOKEN)")
+    _add_api_args(rc, token=True, prefix="with --daemon: ")
     rc.set_defaults(func=cmd_reconcile)
 
     fb = sub.add_parser("fake-broker", help="serve a fake OANDA v20 broker over the config's bar files",

@@ -125,10 +125,10 @@ class HttpBroker:
 
     async def _send_entry(self, order: OrderIntent) -> None:
         sym = order.symbol
-        sl_dist, tp_dist = self._distances(order)
+        sl_dist_price, tp_dist_price = self._distances(order)
         try:
             got = await self.client.market_order(sym, order.side * int(order.units), order.client_order_id,
-                                                 sl_distance=sl_dist, tp_distance=tp_dist)
+                                                 sl_distance=sl_dist_price, tp_distance=tp_dist_price)
         except BrokerError as e:
             self._reject(order, str(e))
             return
@@ -144,10 +144,10 @@ class HttpBroker:
         """Publish the entry Fill of ``order`` from the broker's answer ({"price", "time",
         "trade_id"}); its bracket levels are the fill price -/+ the distances sent."""
         sym, side = order.symbol, order.side
-        sl_dist, tp_dist = self._distances(order)
+        sl_dist_price, tp_dist_price = self._distances(order)
         price = got["price"]
-        sl = round_price(price - side * sl_dist, sym)
-        tp = None if tp_dist is None else round_price(price + side * tp_dist, sym)
+        sl = round_price(price - side * sl_dist_price, sym)
+        tp = None if tp_dist_price is None else round_price(price + side * tp_dist_price, sym)
         self.trade_ids[sym] = got["trade_id"]
         self.positions[sym] = Position(order, side, order.units, sl, tp)
         bar = self.last_bar.get(sym)

@@ -150,13 +150,12 @@ class Live:
         assert status == 200, reply
         return reply
 
-    def advance(self, n: int = 1, sync: bool = True) -> dict | None:
-        """Release ``n`` bars of every symbol, one at a time, syncing with the daemon after each."""
+    def advance(self, n: int = 1) -> dict | None:
+        """Release ``n`` bar times, one at a time, with a daemon tick after each; the last /status."""
         st = None
         for _ in range(n):
             self.admin("advance", {"bars": 1})
-            if sync:
-                st = self.sync()
+            st = self.sync()
         return st
 
     def advance_until(self, cond, limit: int = 400) -> dict:
