@@ -131,3 +131,14 @@ def test_bad_data_arguments_exit_2_with_a_plain_message(tmp_path):
     p = run("backtest", "--config", str(EXAMPLE), "--data", f"AUDUSD={tmp_path}/x.csv",
             "--out", str(tmp_path / "o"), check=False)
     assert p.returncode == 2 and "AUDUSD not in universe.symbols" in p.stderr
+
+
+def test_sample_backtest_outputs_are_byte_identical_to_the_recorded_ones(run1):
+    """The re-cut of #9 (and any later refactor) must not change what a backtest writes.
+    tests/golden/sample_outputs.json was recorded from main at c964979, before the re-cut;
+    a deliberate behaviour change re-records it (make_fingerprint.py) and says why."""
+    from tests.golden.make_fingerprint import fingerprint
+
+    out, _ = run1
+    expected = json.loads((ROOT / "tests" / "golden" / "sample_outputs.json").read_text())
+    assert fingerprint(out) == expected
