@@ -23,11 +23,11 @@ from pathlib import Path
 
 from deskd.adapters.replay import ReplayFeed
 from deskd.configs.loader import load_config
-from deskd.daemon.health import HealthMonitor
 from deskd.daemon.logs import configure_logging
-from deskd.daemon.metrics import DeskMetrics
-from deskd.daemon.run import DeskRunner, replay_bars
-from deskd.daemon.store import sqlite_url
+from deskd.daemon.prometheus import DeskMetrics
+from deskd.daemon.runner import DeskRunner, replay_bars
+from deskd.daemon.strategy_health import HealthMonitor
+from deskd.persistence.store import sqlite_url
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "deskd" / "configs" / "examples" / "desk.yaml"
 

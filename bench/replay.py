@@ -27,9 +27,9 @@ from pathlib import Path
 
 from deskd.adapters.replay import ReplayFeed
 from deskd.configs.models import DeskConfig
-from deskd.daemon.engine import Desk
-from deskd.daemon.events import Decision
-from deskd.daemon.journal import DecisionWriter, write_decision_header
+from deskd.core.events import Decision
+from deskd.desk.desk import Desk
+from deskd.research.outputs import DecisionWriter, write_decision_header
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fx_m1"
 

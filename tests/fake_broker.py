@@ -8,7 +8,7 @@ import threading
 
 from aiohttp import web
 
-from deskd.adapters.fake_v20 import FakeV20, build_app
+from deskd.testing.fake_v20 import FakeV20, build_app
 
 
 @contextlib.contextmanager

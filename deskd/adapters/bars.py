@@ -14,9 +14,9 @@ that were silently re-sorted or de-duplicated; fix the file (the message says wh
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd

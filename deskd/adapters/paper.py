@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from deskd.configs.models import CostsConfig, ScenarioConfig
-from deskd.daemon.bus import Bus
-from deskd.daemon.events import BarClosed, Fill, Intent, OrderAccepted, OrderIntent, OrderRejected
-from deskd.risk.money import Instrument
+from deskd.core.bus import Bus
+from deskd.core.events import BarClosed, Fill, Intent, OrderAccepted, OrderIntent, OrderRejected
+from deskd.core.money import Instrument
 from deskd.strategies.indicators import ATR, true_range
 
 

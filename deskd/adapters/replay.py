@@ -6,9 +6,9 @@ deterministic. Memory is bounded by the chunk size, not by the length of the fil
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 
 import numpy as np
 

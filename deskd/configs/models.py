@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deskd.risk.money import Instrument
+from deskd.core.money import Instrument
 
 TIMEFRAME_SECONDS: dict[str, int] = {
     "M1": 60, "M5": 300, "M15": 900, "M30": 1800, "H1": 3600, "H4": 14400,

@@ -1,7 +1,7 @@
 """The control API (aiohttp), on 127.0.0.1 by default.
 
 GET  /health     liveness: {"status": "ok", "state": ...}
-GET  /metrics    Prometheus exposition (see deskd.daemon.metrics)
+GET  /metrics    Prometheus exposition (see deskd.daemon.prometheus)
 GET  /status     state, equity, drawdown (day, week, from peak), open positions, last bar
                  per symbol, feed checks
 GET  /positions  open positions
@@ -37,11 +37,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
-from deskd.daemon.events import SIDE_NAME
-from deskd.daemon.journal import iso
-from deskd.daemon.run import DeskRunner
-from deskd.daemon.state import TransitionRefused
-from deskd.daemon.store import decisions, trades
+from deskd.core.events import SIDE_NAME
+from deskd.core.time import iso
+from deskd.daemon.runner import DeskRunner
+from deskd.desk.state import TransitionRefused
+from deskd.persistence.store import decisions, trades
 
 
 class _Body(BaseModel):
@@ -239,7 +239,7 @@ class ControlAPI:
 
     @_action(ReconcileBody)
     async def reconcile(self, body: ReconcileBody) -> web.Response:
-        from deskd.adapters.http_broker import BrokerError
+        from deskd.adapters.v20.client import BrokerError
 
         if self.session is None:
             return _error(409, "the paper broker has nothing to reconcile against")

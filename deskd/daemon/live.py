@@ -1,23 +1,4 @@
-"""``deskd run --broker http``: the desk trading through an OANDA v20 REST broker.
-
-:class:`HttpBroker` is the Desk's broker, as the paper broker is in a backtest: the bar
-pipeline stays synchronous and only queues orders; after the bar (committed, order rows
-SUBMITTED), :meth:`HttpBroker.send` sends them and publishes what the broker answered -
-a Fill with the broker's price, or OrderRejected (an execution error for the state machine).
-
-Prices and costs of live fills. Entries: ``ref_price`` is the close of the decision bar,
-``price`` the broker's fill; ``cost_pips`` = side x (price - ref) / pip is what the trader
-paid against the price the signal saw (spread, slippage and the move while the order was in
-flight; negative when the market moved his way). Stop-loss and take-profit: ``ref_price`` is
-the level, so ``cost_pips`` is the slippage past it. Brackets are sent as distances from the
-fill (``stopLossOnFill.distance``), as the desk's contract sets them from the fill price.
-
-Broker-side closes are learned from the transactions since the last one seen: a stop-loss,
-take-profit or margin closeout of a desk trade is booked as an exit at the broker's price,
-during the bar it happened in (as the paper broker books a bracket fill). Any other close of
-a desk trade (by hand on the platform) is unexplained: it is NOT booked, the desk goes to
-SAFE_MODE, and reconciliation reports it until an operator books it
-(``POST /reconcile {"book_broker_closes": true}``) or settles it at the broker.
+"""``deskd run --broker http``: the live node around the v20 broker.
 
 :class:`LiveSession` runs the daemon around it: start-up (warm-up from the broker's candles,
 restore from the store, orders a crash left unanswered, positions closed while the daemon
@@ -34,225 +15,23 @@ from dataclasses import dataclass
 
 import structlog
 
-from deskd.adapters.http_broker import BrokerError, BrokerRejected, V20Client
-from deskd.adapters.oanda import parse_time, price_str, round_price, to_symbol
-from deskd.adapters.paper import Position
-from deskd.daemon.bus import Bus
-from deskd.daemon.events import (BarClosed, Fill, Intent, OrderCancelled, OrderIntent, OrderRejected,
-                                 Trade)
-from deskd.daemon.journal import iso
-from deskd.daemon.reconcile import FOREIGN_ID, Holding, ReconcileDiff, broker_holdings, client_id, reconcile
-from deskd.risk.money import Instrument
+from deskd.adapters.v20.broker import HttpBroker
+from deskd.adapters.v20.client import BrokerError
+from deskd.adapters.v20.naming import parse_time, to_symbol
+from deskd.adapters.v20.reconcile import (
+    FOREIGN_ID,
+    Holding,
+    ReconcileDiff,
+    broker_holdings,
+    client_id,
+    reconcile,
+)
+from deskd.core.events import Intent, OrderIntent, Trade
+from deskd.core.time import iso
 
 log = structlog.get_logger("deskd.live")
 
-#: v20 ORDER_FILL reasons the desk books by itself, and the exit reason it records
-EXPLAINED_CLOSES = {"STOP_LOSS_ORDER": "SL", "TAKE_PROFIT_ORDER": "TP",
-                    "MARKET_ORDER_MARGIN_CLOSEOUT": "MARGIN_CLOSEOUT"}
 ADOPTED = "adopted"
-
-
-class HttpBroker:
-    """The Desk's broker over a :class:`V20Client` (see the module docstring).
-
-    ``pending`` holds orders decided but not yet sent; ``positions`` the desk's open trades
-    with their brackets; ``trade_ids`` the broker's trade id per symbol. Raises KeyError on an
-    order for a symbol outside ``instruments``.
-    """
-
-    def __init__(self, bus: Bus, instruments: dict[str, Instrument], client: V20Client):
-        self.bus = bus
-        self.instruments = instruments
-        self.client = client
-        self.pending: dict[str, list[OrderIntent]] = {}
-        self.positions: dict[str, Position] = {}
-        self.last_bar: dict[str, BarClosed] = {}
-        self.trade_ids: dict[str, str] = {}
-        self.exits_due: dict[str, list[Fill]] = {}   # broker-side exits waiting for their bar
-        self.unexplained: dict[str, dict] = {}       # symbol -> closing transaction not booked
-        self.booked_tx: set[str] = set()             # transaction ids already booked
-        self.last_tx_id = "0"
-
-    # -- the Desk's side (synchronous) ----------------------------------------------------
-    def submit(self, order: OrderIntent) -> bool:
-        """Queue ``order`` for :meth:`send` (after the bar); always True."""
-        if order.symbol not in self.instruments:
-            raise KeyError(f"http broker: unknown symbol {order.symbol}")
-        self.pending.setdefault(order.symbol, []).append(order)
-        return True
-
-    def on_bar(self, bar: BarClosed) -> None:
-        """Book broker-side exits that happened before this bar's close."""
-        sym = bar.symbol
-        self.last_bar[sym] = bar
-        due = self.exits_due.get(sym)
-        while due and due[0].bar_ts < bar.close_ts:
-            self.bus.publish(due.pop(0))
-
-    def cancel_pending(self, symbol: str | None = None) -> list[OrderIntent]:
-        """Drop unsent orders (all symbols when ``symbol`` is None); returns them."""
-        if symbol is None:
-            out = [o for orders in self.pending.values() for o in orders]
-            self.pending.clear()
-            return out
-        return self.pending.pop(symbol, [])
-
-    def close_at_last(self, reason: str = "EOD") -> None:
-        raise RuntimeError("a live broker has no end of data: flatten closes positions")
-
-    def open_exit_due(self) -> set[str]:
-        """Symbols whose position the broker closed (explained) but the ledger has not booked
-        yet: reconciliation expects them flat."""
-        return {s for s, fills in self.exits_due.items() if fills}
-
-    # -- orders (async, after the bar) ----------------------------------------------------------
-    async def send(self, withdraw=None) -> int:
-        """Send every queued order; publish each outcome. ``withdraw(order) -> bool`` is asked
-        before each entry goes out and may withdraw it (the desk stopped allowing entries
-        while earlier orders failed). Returns how many were sent."""
-        n = 0
-        while self.pending:
-            sym = next(iter(self.pending))
-            for order in self.pending.pop(sym):
-                if order.intent is Intent.ENTRY:
-                    if withdraw is not None and withdraw(order):
-                        continue
-                    await self._send_entry(order)
-                else:
-                    await self._send_exit(order)
-                n += 1
-        return n
-
-    async def _send_entry(self, order: OrderIntent) -> None:
-        sym = order.symbol
-        sl_dist_price, tp_dist_price = self._distances(order)
-        try:
-            got = await self.client.market_order(sym, order.side * int(order.units), order.client_order_id,
-                                                 sl_distance=sl_dist_price, tp_distance=tp_dist_price)
-        except BrokerError as e:
-            self._reject(order, str(e))
-            return
-        self.entry_filled(order, got)
-
-    def _distances(self, order: OrderIntent) -> tuple[float, float | None]:
-        """Bracket distances in price units, as v20 will read them (a tenth of a pip)."""
-        sym, pip = order.symbol, self.instruments[order.symbol].pip_size
-        sl = float(price_str(order.sl_pips * pip, sym))
-        return sl, None if order.tp_pips is None else float(price_str(order.tp_pips * pip, sym))
-
-    def entry_filled(self, order: OrderIntent, got: dict) -> None:
-        """Publish the entry Fill of ``order`` from the broker's answer ({"price", "time",
-        "trade_id"}); its bracket levels are the fill price -/+ the distances sent."""
-        sym, side = order.symbol, order.side
-        sl_dist_price, tp_dist_price = self._distances(order)
-        price = got["price"]
-        sl = round_price(price - side * sl_dist_price, sym)
-        tp = None if tp_dist_price is None else round_price(price + side * tp_dist_price, sym)
-        self.trade_ids[sym] = got["trade_id"]
-        self.positions[sym] = Position(order, side, order.units, sl, tp)
-        bar = self.last_bar.get(sym)
-        ref = bar.close if bar is not None else price
-        pip = self.instruments[sym].pip_size
-        log.info("entry filled", symbol=sym, order_id=order.client_order_id, trade_id=got["trade_id"],
-                 price=price, sl_price=sl, tp_price=tp)
-        self.bus.publish(Fill(got["time"], order.client_order_id, sym, order.strategy_id, side,
-                              order.units, Intent.ENTRY, ref, price, side * (price - ref) / pip,
-                              sl_price=sl, tp_price=tp))
-
-    async def _send_exit(self, order: OrderIntent) -> None:
-        sym = order.symbol
-        tid = self.trade_ids.get(sym)
-        if tid is None or sym in self.unexplained or sym not in self.positions:
-            self.bus.publish(OrderCancelled(order.bar_ts, order.client_order_id,
-                                            "no open desk trade at the broker to close"))
-            return
-        try:
-            tx = await self.client.close_trade(tid)
-        except BrokerRejected as e:
-            if e.status == 404:  # closed at the broker already; its transaction explains how
-                self.bus.publish(OrderCancelled(order.bar_ts, order.client_order_id,
-                                                f"trade {tid} already closed at the broker"))
-                return
-            self._reject(order, str(e))
-            return
-        except BrokerError as e:
-            self._reject(order, str(e))
-            return
-        self.booked_tx.add(tx["id"])
-        bar = self.last_bar[sym]
-        reason = EXPLAINED_CLOSES.get(tx.get("reason", ""), order.exit_reason or "MARKET")
-        self.bus.publish(self._exit_fill(sym, tx, float(tx["price"]), order.client_order_id, reason, bar.close))
-
-    def _reject(self, order: OrderIntent, reason: str) -> None:
-        log.error("order failed", symbol=order.symbol, order_id=order.client_order_id, error=reason)
-        self.bus.publish(OrderRejected(order.bar_ts, order.client_order_id, reason, order.symbol, order.intent))
-
-    def _exit_fill(self, sym: str, tx: dict, price: float, order_id: str, reason: str, ref: float) -> Fill:
-        """The exit Fill of the desk's position on ``sym`` (which leaves ``positions``)."""
-        pos = self.positions.pop(sym)
-        self.trade_ids.pop(sym, None)
-        pip = self.instruments[sym].pip_size
-        return Fill(parse_time(tx["time"]), order_id, sym, pos.order.strategy_id, -pos.side, pos.units,
-                    Intent.EXIT, ref, price, pos.side * (ref - price) / pip, exit_reason=reason)
-
-    # -- what happened at the broker ------------------------------------------------------
-    async def poll_transactions(self, until_id: int | None = None) -> list[str]:
-        """Read the transactions since the last one seen (up to ``until_id`` when given: the
-        moment of a broker snapshot); returns the unexplained closes found (descriptions).
-        Raises BrokerError."""
-        txs, last = await self.client.transactions_since(int(self.last_tx_id))
-        if txs:  # a page may stop short of the account's last transaction: go on from it next time
-            last = max(int(tx["id"]) for tx in txs)
-        if until_id is not None:
-            txs = [tx for tx in txs if int(tx["id"]) <= until_id]
-            last = max(min(last, until_id), int(self.last_tx_id))
-        found = []
-        for tx in txs:
-            found += self.on_transaction(tx)
-        self.last_tx_id = str(last)
-        return found
-
-    def on_transaction(self, tx: dict) -> list[str]:
-        """Book a broker-side close of a desk trade (stop-loss, take-profit, margin
-        closeout) at the broker's price, in the bar it happened; remember any other close
-        as unexplained. Returns descriptions of the unexplained ones."""
-        if tx.get("type") != "ORDER_FILL" or tx["id"] in self.booked_tx:
-            return []
-        by_trade = {tid: sym for sym, tid in self.trade_ids.items()}
-        touched = list(tx.get("tradesClosed") or [])
-        if tx.get("tradeReduced"):
-            touched.append(tx["tradeReduced"])
-        found = []
-        for closed in touched:
-            sym = by_trade.get(closed.get("tradeID"))
-            if sym is None:
-                continue
-            self.booked_tx.add(tx["id"])
-            price = float(closed.get("price") or tx["price"])
-            reason = EXPLAINED_CLOSES.get(tx.get("reason", ""))
-            if reason is None or closed is tx.get("tradeReduced"):
-                self.unexplained[sym] = {**tx, "tradeID": closed["tradeID"], "closePrice": price}
-                found.append(f"{sym}: trade {closed['tradeID']} closed at the broker "
-                             f"({tx.get('reason', '?')}, transaction {tx['id']}, price {price:g}); not booked")
-                continue
-            pos = self.positions[sym]
-            ref = pos.sl_price if reason == "SL" else pos.tp_price if reason == "TP" else price
-            fill = self._exit_fill(sym, tx, price, f"{pos.order.client_order_id}:{reason}", reason, ref)
-            log.info("broker-side exit", symbol=sym, reason=reason, price=price, transaction=tx["id"])
-            bar = self.last_bar.get(sym)
-            if bar is not None and bar.close_ts > fill.bar_ts:
-                self.bus.publish(fill)  # its bar is already behind us
-            else:
-                self.exits_due.setdefault(sym, []).append(fill)
-        return found
-
-    def book_unexplained(self, sym: str) -> None:
-        """An operator accepts the broker's close of ``sym``: book it at the broker's price
-        (exit reason BROKER_CLOSE)."""
-        tx = self.unexplained.pop(sym)
-        pos = self.positions[sym]
-        self.bus.publish(self._exit_fill(sym, tx, tx["closePrice"], f"{pos.order.client_order_id}:BROKER_CLOSE",
-                                         "BROKER_CLOSE", tx["closePrice"]))
 
 
 @dataclass

@@ -12,10 +12,17 @@ import sys
 
 import structlog
 
-from deskd.daemon.bus import Bus
-from deskd.daemon.events import (SIDE_NAME, Decision, Fill, OrderCancelled, OrderIntent,
-                                 PositionClosed, StateChanged)
-from deskd.daemon.journal import iso
+from deskd.core.bus import Bus
+from deskd.core.events import (
+    SIDE_NAME,
+    Decision,
+    Fill,
+    OrderCancelled,
+    OrderIntent,
+    PositionClosed,
+    StateChanged,
+)
+from deskd.core.time import iso
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -17,7 +17,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from deskd.daemon.events import BarClosed
+from deskd.core.events import BarClosed
 
 log = structlog.get_logger("deskd.scheduler")
 

@@ -28,7 +28,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 
-from deskd.daemon.events import Trade
+from deskd.core.events import Trade
 
 ANNUALISATION_DAYS = 252
 

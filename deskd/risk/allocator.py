@@ -2,7 +2,7 @@
 
 risk_usd = r_base x equity_usd x state_scale;
 units = floor(risk_usd / (sl_pips x pip_size x quote_usd)), quote_usd being the USD value of
-one unit of the quote currency (:mod:`deskd.risk.money`); the booked risk_usd is recomputed
+one unit of the quote currency (:mod:`deskd.core.money`); the booked risk_usd is recomputed
 from the whole units. Notional (USD) = units x price x quote_usd.
 
 Caps bound OPEN risk: the initial risk of open positions and pending entries plus the new
@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from deskd.configs.models import RiskConfig
-from deskd.risk.money import Instrument, QuoteConverter
+from deskd.core.money import Instrument, QuoteConverter
 
 # Caps are compared with this relative slack, so that an order sized to exactly the cap
 # (r_base equal to a cap fraction) is not refused by floating-point rounding.

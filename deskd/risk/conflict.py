@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from deskd.daemon.events import SignalIntent
+from deskd.core.events import SignalIntent
 
 
 class ConflictResolver:

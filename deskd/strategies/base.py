@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from deskd.configs.models import StopsConfig
-from deskd.daemon.events import BarClosed, SignalIntent
+from deskd.core.events import BarClosed, SignalIntent
 from deskd.strategies.regime import RegimeTagger
 
 _new = tuple.__new__  # builds the NamedTuple without its Python-level __new__ (hot path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from deskd.configs.models import S3_ID, S3Config
-from deskd.daemon.events import LONG, SHORT, BarClosed, SignalIntent
+from deskd.core.events import LONG, SHORT, BarClosed, SignalIntent
 from deskd.strategies.base import Strategy
 from deskd.strategies.indicators import IndicatorBook
 from deskd.strategies.regime import RegimeTagger

@@ -7,8 +7,9 @@ import urllib.request
 
 import pytest
 import v20
-from deskd.adapters.fake_v20 import FakeV20
-from deskd.adapters.oanda import parse_time, rfc3339
+
+from deskd.adapters.v20.naming import parse_time, rfc3339
+from deskd.testing.fake_v20 import FakeV20
 from tests.fake_broker import running
 
 T0 = 1_768_000_000

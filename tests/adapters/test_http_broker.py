@@ -7,9 +7,14 @@ import time
 import pytest
 from aiohttp.test_utils import TestServer
 
-from deskd.adapters.fake_v20 import FakeV20, build_app
-from deskd.adapters.http_broker import (BrokerRejected, BrokerUnavailable, Credentials, V20Client,
-                                        credentials_from_env)
+from deskd.adapters.v20.client import (
+    BrokerRejected,
+    BrokerUnavailable,
+    Credentials,
+    V20Client,
+    credentials_from_env,
+)
+from deskd.testing.fake_v20 import FakeV20, build_app
 from tests.adapters.test_fake_v20 import BARS
 
 
@@ -86,10 +91,10 @@ def test_credentials_come_from_the_environment_and_never_print_the_token(tmp_pat
 
 
 def test_candle_source_feeds_the_bar_close_poller_completed_bars_once(tmp_path):
-    from deskd.adapters.http_broker import V20CandleSource
-    from deskd.daemon.run import DeskRunner
+    from deskd.adapters.v20.candles import V20CandleSource
+    from deskd.daemon.runner import DeskRunner
     from deskd.daemon.scheduler import CandlePoller
-    from deskd.daemon.store import sqlite_url
+    from deskd.persistence.store import sqlite_url
     from tests.daemon.helpers import config
 
     broker = FakeV20({k: list(v) for k, v in BARS.items()}, 900)

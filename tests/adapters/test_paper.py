@@ -4,9 +4,9 @@ import pytest
 
 from deskd.adapters.paper import CostModel, PaperBroker
 from deskd.configs.models import CostsConfig, ScenarioConfig, SlippageConfig
-from deskd.daemon.bus import Bus
-from deskd.daemon.events import LONG, SHORT, BarClosed, Fill, Intent, OrderIntent
-from deskd.risk.money import Instrument
+from deskd.core.bus import Bus
+from deskd.core.events import LONG, SHORT, BarClosed, Fill, Intent, OrderIntent
+from deskd.core.money import Instrument
 from deskd.strategies.indicators import ATR
 
 PIP = 0.0001

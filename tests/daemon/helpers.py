@@ -1,8 +1,8 @@
 """Hand-made desks and bars for engine tests."""
 
 from deskd.configs.models import DeskConfig
-from deskd.daemon.engine import Desk
-from deskd.daemon.events import BarClosed, Decision, SignalIntent, StateChanged
+from deskd.core.events import BarClosed, Decision, SignalIntent, StateChanged
+from deskd.desk.desk import Desk
 
 TF = 900
 T0 = 1_767_996_000  # 2026-01-09 22:00 UTC = 17:00 New York: a trading-day roll

@@ -7,11 +7,11 @@ import sqlite3
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from deskd.core.events import BarClosed
 from deskd.daemon.api import ControlAPI
-from deskd.daemon.events import BarClosed
-from deskd.daemon.run import DeskRunner
-from deskd.daemon.store import sqlite_url
-from tests.daemon.helpers import TF, T0, Scripted, config
+from deskd.daemon.runner import DeskRunner
+from deskd.persistence.store import sqlite_url
+from tests.daemon.helpers import T0, TF, Scripted, config
 
 TOKEN = "t0ken-for-tests"
 S1 = "S1_TREND_EMA_ATR_ADX"

@@ -5,8 +5,8 @@ import asyncio
 
 import pytest
 
-from deskd.daemon.bus import Bus
-from deskd.daemon.events import OrderAccepted, OrderRejected
+from deskd.core.bus import Bus
+from deskd.core.events import OrderAccepted, OrderRejected
 
 
 def test_inline_handlers_run_in_subscription_order_and_only_for_their_type():

@@ -3,8 +3,8 @@ drawdown halts, sizing and the one-position-per-symbol rule."""
 
 import pytest
 
-from deskd.daemon.events import LONG, SHORT, OrderIntent
-from tests.daemon.helpers import TF, T0, Harness, Scripted
+from deskd.core.events import LONG, SHORT, OrderIntent
+from tests.daemon.helpers import T0, TF, Harness, Scripted
 
 
 def test_signal_at_close_fills_at_next_open_and_is_journaled_as_traded():
@@ -142,9 +142,9 @@ def test_time_stop_applies_to_a_strategy_the_config_does_not_enable():
 
 
 def test_ledger_tracks_deepest_drawdown_fraction_even_when_smaller_in_usd():
-    from deskd.daemon.bus import Bus
-    from deskd.daemon.ledger import Ledger
-    from deskd.risk.money import QuoteConverter
+    from deskd.core.bus import Bus
+    from deskd.core.money import QuoteConverter
+    from deskd.desk.ledger import Ledger
     lg = Ledger(Bus(), {}, QuoteConverter({}), 1000.0, TF)
     for e in (500.0, 3000.0, 2000.0):
         lg.equity_usd = e
@@ -153,7 +153,7 @@ def test_ledger_tracks_deepest_drawdown_fraction_even_when_smaller_in_usd():
 
 
 def test_degraded_state_scales_risk_and_safe_mode_skips_entries():
-    from deskd.daemon.state import Trigger
+    from deskd.desk.state import Trigger
     h = Harness(r_base=0.01)
     orders = []
     h.desk.bus.subscribe(OrderIntent, orders.append)

@@ -1,9 +1,9 @@
 """The live feed's bar gate: duplicates dropped, real gaps and late bars logged, weekends not."""
 
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
-from deskd.daemon.events import BarClosed
-from deskd.daemon.run import BarGate
+from deskd.core.events import BarClosed
+from deskd.daemon.runner import BarGate
 from deskd.risk.guard import TradingCalendar
 
 

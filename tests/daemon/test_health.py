@@ -6,9 +6,9 @@ import math
 import pytest
 
 from deskd.configs.models import HealthConfig
-from deskd.daemon.bus import Bus
-from deskd.daemon.events import PositionClosed, Trade
-from deskd.daemon.health import HealthMonitor, Profile, profiles_from_report
+from deskd.core.bus import Bus
+from deskd.core.events import PositionClosed, Trade
+from deskd.daemon.strategy_health import HealthMonitor, Profile, profiles_from_report
 
 S1 = "S1_TREND_EMA_ATR_ADX"
 CFG = HealthConfig(window_trades=20, min_trades=10)

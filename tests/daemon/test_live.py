@@ -3,11 +3,11 @@ at what price, and which are left for the operator."""
 
 import asyncio
 
-from deskd.adapters.oanda import rfc3339
-from deskd.daemon.bus import Bus
-from deskd.daemon.events import BarClosed, Fill, Intent, OrderIntent
-from deskd.daemon.live import HttpBroker
-from deskd.risk.money import Instrument
+from deskd.adapters.v20.broker import HttpBroker
+from deskd.adapters.v20.naming import rfc3339
+from deskd.core.bus import Bus
+from deskd.core.events import BarClosed, Fill, Intent, OrderIntent
+from deskd.core.money import Instrument
 
 T = 1_768_000_000 - 1_768_000_000 % 900
 
@@ -111,12 +111,13 @@ def test_serve_live_on_the_bar_close_schedule_starts_reconciled_and_stops_cleanl
     """The production path (no --poll-interval): start-up, then APScheduler owns the tick."""
     from aiohttp.test_utils import TestServer
 
-    from deskd.adapters.fake_v20 import FakeV20, build_app
-    from deskd.adapters.http_broker import Credentials, V20CandleSource, V20Client
+    from deskd.adapters.v20.candles import V20CandleSource
+    from deskd.adapters.v20.client import Credentials, V20Client
     from deskd.daemon.live import LiveSession
-    from deskd.daemon.run import DeskRunner, serve_live
+    from deskd.daemon.runner import DeskRunner, serve_live
     from deskd.daemon.scheduler import CandlePoller
-    from deskd.daemon.store import sqlite_url
+    from deskd.persistence.store import sqlite_url
+    from deskd.testing.fake_v20 import FakeV20, build_app
     from tests.adapters.test_fake_v20 import BARS
     from tests.daemon.helpers import config
 

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from deskd.configs.models import DeskConfig
-from deskd.daemon.engine import Desk
-from deskd.daemon.events import BarClosed, Decision
+from deskd.core.events import BarClosed, Decision
+from deskd.desk.desk import Desk
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deskd" / "data" / "sample" / "EURUSD_M15.csv.gz"
 

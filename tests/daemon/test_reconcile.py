@@ -9,10 +9,10 @@ import urllib.request
 import pytest
 from sqlalchemy import insert
 
-from deskd.adapters.fake_v20 import FakeV20
-from deskd.daemon.events import Trade
-from deskd.daemon.reconcile import Holding, broker_holdings, reconcile
-from deskd.daemon.store import _trade_row, open_store, positions, sqlite_url
+from deskd.adapters.v20.reconcile import Holding, broker_holdings, reconcile
+from deskd.core.events import Trade
+from deskd.persistence.store import _trade_row, open_store, positions, sqlite_url
+from deskd.testing.fake_v20 import FakeV20
 from tests.adapters.test_fake_v20 import BARS
 from tests.e2e.test_backtest_cli import EXAMPLE, deskd_cmd, run
 from tests.fake_broker import running

@@ -6,9 +6,9 @@ from sqlalchemy import select
 
 from deskd.adapters.replay import ReplayFeed
 from deskd.configs.loader import load_config
-from deskd.daemon.engine import Desk
-from deskd.daemon.run import DeskRunner, replay_bars
-from deskd.daemon.store import sqlite_url, trades
+from deskd.daemon.runner import DeskRunner, replay_bars
+from deskd.desk.desk import Desk
+from deskd.persistence.store import sqlite_url, trades
 from tests.e2e.test_backtest_cli import EXAMPLE
 
 KEY = ("trade_id", "symbol", "strategy_id", "side", "units", "fill_ts", "entry_price", "exit_ts",

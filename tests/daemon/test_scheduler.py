@@ -2,15 +2,15 @@
 duplicates."""
 
 import asyncio
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 
 import pytest
 
-from deskd.daemon.events import BarClosed
-from deskd.daemon.run import DeskRunner
+from deskd.core.events import BarClosed
+from deskd.daemon.runner import DeskRunner
 from deskd.daemon.scheduler import CandlePoller, bar_close_trigger
-from deskd.daemon.store import sqlite_url
-from tests.daemon.helpers import TF, T0, config
+from deskd.persistence.store import sqlite_url
+from tests.daemon.helpers import T0, TF, config
 
 UTC = UTC
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from deskd.daemon.state import TRANSITIONS, DeskState, StateMachine, TransitionRefused, Trigger
+from deskd.desk.state import TRANSITIONS, DeskState, StateMachine, TransitionRefused, Trigger
 
 S, T = DeskState, Trigger
 

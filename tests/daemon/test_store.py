@@ -12,9 +12,18 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select
 
-from deskd.daemon.store import (StoreError, StoreWriter, bar_cursor, decisions, desk_state, metadata,
-                                open_store, positions, sqlite_url)
-from tests.daemon.helpers import TF, T0, Harness, Scripted
+from deskd.persistence.store import (
+    StoreError,
+    StoreWriter,
+    bar_cursor,
+    decisions,
+    desk_state,
+    metadata,
+    open_store,
+    positions,
+    sqlite_url,
+)
+from tests.daemon.helpers import T0, TF, Harness, Scripted
 from tests.e2e.test_backtest_cli import EXAMPLE, run
 
 

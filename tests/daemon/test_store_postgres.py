@@ -17,9 +17,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, select, text
 
 from deskd.adapters.replay import ReplayFeed
-from deskd.daemon.engine import Desk
-from deskd.daemon.run import DeskRunner, replay_bars
-from deskd.daemon.store import metadata, open_store, trades
+from deskd.daemon.runner import DeskRunner, replay_bars
+from deskd.desk.desk import Desk
+from deskd.persistence.store import metadata, open_store, trades
 from tests.daemon.test_recovery import KEY, cfg  # noqa: F401  (fixture)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from deskd.adapters.fake_v20 import FakeV20
+from deskd.testing.fake_v20 import FakeV20
 from tests.e2e.test_backtest_cli import EXAMPLE, deskd_cmd
 from tests.fake_broker import running
 

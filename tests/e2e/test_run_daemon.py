@@ -46,7 +46,7 @@ def backtest_trades(short_data, tmp_path_factory):
 
 
 def store_trades(db):
-    from deskd.daemon.journal import iso
+    from deskd.core.time import iso
     with sqlite3.connect(db) as c:
         rows = c.execute("select symbol, side, units, fill_ts, entry_price, exit_ts, exit_reason, pnl_usd "
                          "from trades").fetchall()

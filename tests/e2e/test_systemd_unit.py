@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deskd.daemon.cli import build_parser
+from deskd.cli import build_parser
 from tests.e2e.test_backtest_cli import deskd_cmd
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "deskd.service"

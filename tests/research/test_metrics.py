@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from deskd.daemon.events import Trade
+from deskd.core.events import Trade
 from deskd.research.metrics import cvar, ratio_stats, trade_metrics
 
 

@@ -1,8 +1,8 @@
 import pytest
 
 from deskd.configs.models import RiskConfig
+from deskd.core.money import Instrument, QuoteConverter
 from deskd.risk.allocator import Allocator
-from deskd.risk.money import Instrument, QuoteConverter
 
 
 def make(**kw):

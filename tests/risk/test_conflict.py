@@ -1,6 +1,6 @@
-from deskd.daemon.events import LONG, SHORT, SignalIntent
 import pytest
 
+from deskd.core.events import LONG, SHORT, SignalIntent
 from deskd.risk.conflict import ConflictResolver
 
 PRIO = ["S1_TREND_EMA_ATR_ADX", "S3_BREAKOUT_ATR_REGIME_EMA200", "S2_MR_ZSCORE_EMA_REGIME"]

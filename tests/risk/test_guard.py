@@ -1,4 +1,4 @@
-from datetime import date, datetime, UTC
+from datetime import UTC, date, datetime
 
 from deskd.risk.guard import DrawdownGuard, TradingCalendar
 

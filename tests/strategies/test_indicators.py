@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deskd.strategies.indicators import (ADX, ATR, EMA, IndicatorBook, PriorRange, RollingSlope,
-                                         RollingZScore)
+from deskd.strategies.indicators import ADX, ATR, EMA, IndicatorBook, PriorRange, RollingSlope, RollingZScore
 from tests.strategies import oracles
 from tests.strategies.conftest import ohlc, values
 

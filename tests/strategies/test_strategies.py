@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deskd.configs.models import S1Config, S2Config, S3Config, S2Params, StopsConfig
-from deskd.daemon.events import LONG, SHORT, BarClosed
+from deskd.configs.models import S1Config, S2Config, S2Params, S3Config, StopsConfig
+from deskd.core.events import LONG, SHORT, BarClosed
 from deskd.strategies import STRATEGY_CLASSES
 from deskd.strategies.indicators import IndicatorBook
 from deskd.strategies.regime import RegimeTagger

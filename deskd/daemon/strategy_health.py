@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deskd.configs.models import HealthConfig
-from deskd.daemon.bus import Bus
-from deskd.daemon.events import PositionClosed
+from deskd.core.bus import Bus
+from deskd.core.events import PositionClosed
 
 OK, WEAKENING, OUT_OF_PROFILE = "OK", "WEAKENING", "OUT_OF_PROFILE"
 STATUSES = (OK, WEAKENING, OUT_OF_PROFILE)
@@ -92,7 +92,7 @@ def load_history(conn, desk: str, scenario: str) -> list[tuple[str, float, float
     """The desk's closed trades in the store, oldest first: (strategy, r_multiple, pnl_usd)."""
     from sqlalchemy import select
 
-    from deskd.daemon.store import trades
+    from deskd.persistence.store import trades
     q = (select(trades.c.strategy_id, trades.c.r_multiple, trades.c.pnl_usd)
          .filter_by(desk=desk, scenario=scenario).order_by(trades.c.trade_id))
     return [tuple(r) for r in conn.execute(q).all()]

@@ -20,8 +20,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import (BigInteger, Column, Connection, Engine, Float, Integer, MetaData,
-                        SmallInteger, String, Table, bindparam, create_engine, event)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+)
 
 metadata = MetaData()
 
@@ -196,7 +209,7 @@ def open_store(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     cfg = Config()
-    cfg.set_main_option("script_location", "deskd.daemon:migrations")
+    cfg.set_main_option("script_location", "deskd.persistence:migrations")
     try:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
@@ -242,8 +255,16 @@ class StoreWriter:
 
     def __init__(self, conn: Connection, desk, commit_every_bars: int = 1,
                  flush_every_bars: int = 50_000, on_existing: str = "refuse"):
-        from deskd.daemon.events import (BarClosed, Decision, Fill, OrderCancelled, OrderIntent,
-                                         OrderRejected, PositionClosed, StateChanged)
+        from deskd.core.events import (
+            BarClosed,
+            Decision,
+            Fill,
+            OrderCancelled,
+            OrderIntent,
+            OrderRejected,
+            PositionClosed,
+            StateChanged,
+        )
 
         self.desk = desk
         self.key = {"desk": desk.cfg.desk, "scenario": desk.scenario}

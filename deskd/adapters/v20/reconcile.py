@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from deskd.adapters.oanda import to_symbol
-from deskd.risk.money import Instrument
+from deskd.adapters.v20.naming import to_symbol
+from deskd.core.money import Instrument
 
 
 @dataclass(frozen=True)

@@ -40,9 +40,9 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from deskd.daemon.events import Fill, OrderIntent, OrderRejected, StateChanged
-from deskd.daemon.health import STATUSES
-from deskd.daemon.state import DeskState
+from deskd.core.events import Fill, OrderIntent, OrderRejected, StateChanged
+from deskd.daemon.strategy_health import STATUSES
+from deskd.desk.state import DeskState
 
 LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 BROKER_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -6,7 +6,7 @@ import os
 from alembic import context
 from sqlalchemy import create_engine
 
-from deskd.daemon.store import metadata
+from deskd.persistence.store import metadata
 
 config = context.config
 

@@ -36,8 +36,8 @@ from pathlib import Path
 from aiohttp import web
 
 from deskd.adapters.bars import read_bars
-from deskd.adapters.oanda import parse_time, price_str, rfc3339, round_price, to_instrument, to_symbol
-from deskd.risk.money import Instrument, QuoteConverter
+from deskd.adapters.v20.naming import parse_time, price_str, rfc3339, round_price, to_instrument, to_symbol
+from deskd.core.money import Instrument, QuoteConverter
 
 
 @dataclass

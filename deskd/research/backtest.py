@@ -16,10 +16,10 @@ import os
 import shutil
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
-from collections.abc import Callable
 
 from sqlalchemy import Connection
 
@@ -27,12 +27,19 @@ from deskd import __version__
 from deskd.adapters.replay import ReplayFeed
 from deskd.configs.loader import dump_config
 from deskd.configs.models import DeskConfig
-from deskd.daemon.engine import Desk
-from deskd.daemon.events import Decision, StateChanged, Trade
-from deskd.daemon.store import StoreWriter, open_store
-from deskd.daemon.journal import (EQUITY_COLUMNS, TRADE_COLUMNS, CsvJournal, DecisionWriter,
-                                  iso, trade_row, write_decision_header)
+from deskd.core.events import Decision, StateChanged, Trade
+from deskd.core.time import iso
+from deskd.desk.desk import Desk
+from deskd.persistence.store import StoreWriter, open_store
 from deskd.research.metrics import trade_metrics
+from deskd.research.outputs import (
+    EQUITY_COLUMNS,
+    TRADE_COLUMNS,
+    CsvJournal,
+    DecisionWriter,
+    trade_row,
+    write_decision_header,
+)
 
 
 class BacktestInputError(ValueError):

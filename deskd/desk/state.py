@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from deskd.daemon.events import StateChanged
+from deskd.core.events import StateChanged
 
 
 class DeskState(StrEnum):

@@ -10,22 +10,21 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from deskd import __version__
 from deskd.adapters.bars import BarFileError
-from deskd.configs.loader import ConfigError, load_config
-from pydantic import ValidationError
-
-from deskd.configs.models import DataConfig, DeskConfig
 from deskd.adapters.replay import ReplayFeed
-from deskd.daemon.backtest import BacktestInputError, check_inputs, run_backtest
-from deskd.daemon.store import StoreError, sqlite_url
+from deskd.configs.loader import ConfigError, load_config
+from deskd.configs.models import DataConfig, DeskConfig
+from deskd.persistence.store import StoreError, sqlite_url
+from deskd.research.backtest import BacktestInputError, check_inputs, run_backtest
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 
@@ -140,7 +139,7 @@ def cmd_run(args) -> int:
     import asyncio
 
     from deskd.daemon.logs import EventLogger, configure_logging
-    from deskd.daemon.run import DeskRunner, PacedReplayFeed
+    from deskd.daemon.runner import DeskRunner, PacedReplayFeed
 
     configure_logging(args.log_level)
     cfg = _load(args)
@@ -170,12 +169,14 @@ def cmd_run(args) -> int:
 
 def _live_session(cfg: DeskConfig, store: str, args):
     """The runner and LiveSession of ``deskd run --broker http``."""
-    from deskd.adapters.http_broker import V20CandleSource, V20Client, credentials_from_env
-    from deskd.adapters.oanda import GRANULARITY
-    from deskd.daemon.live import HttpBroker, LiveSession
-    from deskd.daemon.run import DeskRunner
+    from deskd.adapters.v20.broker import HttpBroker
+    from deskd.adapters.v20.candles import V20CandleSource
+    from deskd.adapters.v20.client import V20Client, credentials_from_env
+    from deskd.adapters.v20.naming import GRANULARITY
+    from deskd.core.money import Instrument
+    from deskd.daemon.live import LiveSession
+    from deskd.daemon.runner import DeskRunner
     from deskd.daemon.scheduler import CandlePoller
-    from deskd.risk.money import Instrument
 
     try:
         creds = credentials_from_env()
@@ -202,10 +203,10 @@ async def _serve(runner, feed, session, args, token) -> int:
 
     import structlog
 
-    from deskd.adapters.http_broker import BrokerError
+    from deskd.adapters.v20.client import BrokerError
     from deskd.daemon.api import ControlAPI, start_api
-    from deskd.daemon.metrics import DeskMetrics
-    from deskd.daemon.run import serve, serve_live
+    from deskd.daemon.prometheus import DeskMetrics
+    from deskd.daemon.runner import serve, serve_live
     from deskd.daemon.systemd import notify, watchdog_interval_s, watchdog_pings
 
     log = structlog.get_logger("deskd.run")
@@ -282,7 +283,7 @@ def _api_request(args, method: str, path: str, body: dict | None = None) -> tupl
 def _health_monitor(runner):
     """The strategy-health monitor of a running desk, seeded with the store's closed trades.
     Raises InputError for an unreadable reference report."""
-    from deskd.daemon.health import HealthMonitor, load_history, profiles_from_report
+    from deskd.daemon.strategy_health import HealthMonitor, load_history, profiles_from_report
 
     hc = runner.cfg.health
     reference = None
@@ -368,9 +369,9 @@ def _reconcile_store(cfg: DeskConfig, args) -> tuple[list[dict], int] | None:
 
     from sqlalchemy import select
 
-    from deskd.adapters.http_broker import BrokerError, V20Client, credentials_from_env
-    from deskd.daemon.reconcile import Holding, broker_holdings, reconcile
-    from deskd.daemon.store import open_store, positions
+    from deskd.adapters.v20.client import BrokerError, V20Client, credentials_from_env
+    from deskd.adapters.v20.reconcile import Holding, broker_holdings, reconcile
+    from deskd.persistence.store import open_store, positions
 
     try:
         creds = credentials_from_env()
@@ -417,7 +418,7 @@ def cmd_fake_broker(args) -> int:
 
     from aiohttp import web
 
-    from deskd.adapters.fake_v20 import FakeV20, build_app
+    from deskd.testing.fake_v20 import FakeV20, build_app
 
     cfg = _load(args)
     check_inputs(cfg, [next(iter(cfg.costs.scenarios))])

@@ -12,7 +12,7 @@ Per bar of symbol S (handlers of BarClosed, in this order):
                       a Decision event: TRADED, or SKIPPED with its reason.
 
 The same Desk runs a backtest (replay feed + paper broker), the paper daemon, and the live
-daemon (broker candles + :class:`deskd.daemon.live.HttpBroker`).
+daemon (broker candles + :class:`deskd.adapters.v20.broker.HttpBroker`).
 """
 
 from __future__ import annotations
@@ -22,15 +22,26 @@ from collections.abc import Callable
 from deskd.adapters.paper import CostModel, PaperBroker, Position
 from deskd.adapters.replay import ReplayFeed
 from deskd.configs.models import DeskConfig
-from deskd.daemon.bus import Bus
-from deskd.daemon.events import (BarClosed, Decision, Fill, Intent, OrderCancelled, OrderIntent,
-                                 OrderRejected, PositionClosed, SignalIntent, StateChanged, Trade)
-from deskd.daemon.ledger import Ledger
-from deskd.daemon.state import StateMachine, TransitionRefused, Trigger
+from deskd.core.bus import Bus
+from deskd.core.events import (
+    BarClosed,
+    Decision,
+    Fill,
+    Intent,
+    OrderCancelled,
+    OrderIntent,
+    OrderRejected,
+    PositionClosed,
+    SignalIntent,
+    StateChanged,
+    Trade,
+)
+from deskd.core.money import Instrument, QuoteConverter
+from deskd.desk.ledger import Ledger
+from deskd.desk.state import StateMachine, TransitionRefused, Trigger
 from deskd.risk.allocator import Allocator
 from deskd.risk.conflict import ConflictResolver
 from deskd.risk.guard import ALLOW, DrawdownGuard, TradingCalendar
-from deskd.risk.money import Instrument, QuoteConverter
 from deskd.strategies import STRATEGY_CLASSES
 from deskd.strategies.indicators import IndicatorBook
 from deskd.strategies.regime import RegimeTagger
@@ -45,7 +56,7 @@ class Desk:
 
     ``scenario`` names the cost scenario (a key of ``cfg.costs.scenarios``); it is part of
     every client order id, so scenarios of one backtest never share ids. ``broker`` replaces
-    the paper broker (the live HTTP broker, :class:`deskd.daemon.live.HttpBroker`, built on
+    the paper broker (the live HTTP broker, :class:`deskd.adapters.v20.broker.HttpBroker`, built on
     the same ``bus``); it answers ``submit``, ``on_bar``, ``pending``, ``positions``,
     ``last_bar``, ``cancel_pending`` and ``close_at_last`` as the paper broker does.
     Raises KeyError for an unknown scenario, ValueError for a universe whose quote currencies

@@ -7,7 +7,7 @@
 3. :func:`restore` puts the snapshot back into the ledger, allocator, paper broker, guard and
    state machine. Bars after the cursor then go through the normal pipeline.
 
-Every bar commits whole (see :mod:`deskd.daemon.store`), so the snapshot is always the state
+Every bar commits whole (see :mod:`deskd.persistence.store`), so the snapshot is always the state
 at the end of some bar: nothing of a half-processed bar can survive a crash.
 """
 
@@ -18,10 +18,10 @@ from datetime import date
 
 from sqlalchemy import Connection, select
 
-from deskd.daemon.engine import Desk
-from deskd.daemon.events import Intent, OrderIntent, Trade
-from deskd.daemon.state import DeskState, Trigger
-from deskd.daemon.store import bar_cursor, dd_guard, desk_state, orders, positions
+from deskd.core.events import Intent, OrderIntent, Trade
+from deskd.desk.desk import Desk
+from deskd.desk.state import DeskState, Trigger
+from deskd.persistence.store import bar_cursor, dd_guard, desk_state, orders, positions
 from deskd.risk.guard import ALLOW, GuardVerdict
 
 

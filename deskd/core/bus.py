@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections import defaultdict
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 
 class Bus:

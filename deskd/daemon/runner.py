@@ -2,7 +2,7 @@
 
 One process: a feed releases bars as they close, each bar goes through the same Desk as a
 backtest, and the store commits every bar. Start-up and crash recovery are one path
-(:mod:`deskd.daemon.recovery`): bars the store has already processed are replayed through
+(:mod:`deskd.persistence.recovery`): bars the store has already processed are replayed through
 the indicators only, the snapshot is restored, and trading resumes with the next bar.
 
 Feeds: :class:`PacedReplayFeed` plays bar files as if live, releasing each bar at its close
@@ -22,12 +22,12 @@ import structlog
 
 from deskd.adapters.replay import ReplayFeed
 from deskd.configs.models import DeskConfig
-from deskd.daemon.bus import Bus
-from deskd.daemon.engine import Desk
-from deskd.daemon.events import BarClosed
-from deskd.daemon.journal import iso
-from deskd.daemon.recovery import load_snapshot, restore
-from deskd.daemon.store import StoreWriter, open_store
+from deskd.core.bus import Bus
+from deskd.core.events import BarClosed
+from deskd.core.time import iso
+from deskd.desk.desk import Desk
+from deskd.persistence.recovery import load_snapshot, restore
+from deskd.persistence.store import StoreWriter, open_store
 from deskd.risk.guard import TradingCalendar
 
 log = structlog.get_logger("deskd.run")

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from datetime import datetime, UTC
 from typing import IO
 
-import numpy as np
-
-from deskd.daemon.events import SIDE_NAME, Decision, Trade
+from deskd.core.events import SIDE_NAME, Decision, Trade
+from deskd.core.time import iso, iso_many
 
 TRADE_COLUMNS = [
     "trade_id", "scenario", "symbol", "strategy_id", "side", "units", "signal_time", "fill_time",
@@ -30,11 +28,6 @@ DECISION_COLUMNS = [
 EQUITY_COLUMNS = ["scenario", "time", "kind", "equity_usd", "balance_usd", "open_positions"]
 
 
-def iso(ts: int) -> str:
-    """UTC epoch seconds as ``YYYY-MM-DDTHH:MM:SSZ``."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _opt(x: float | None, nd: int) -> str:
     return "" if x is None else repr(round(x, nd))
 
@@ -47,11 +40,6 @@ def trade_row(t: Trade, scenario: str) -> list:
             round(t.pnl_usd, 2), round(t.risk_usd, 2), round(t.r_multiple, 4),
             round(t.mae_pips, 2), round(t.mfe_pips, 2), t.hold_bars, t.regime, t.why,
             t.client_order_id]
-
-
-def iso_many(ts: list[int]) -> list[str]:
-    """:func:`iso` for many times at once (vectorised; the journal's hot path)."""
-    return [f"{t}Z" for t in np.array(ts, dtype="datetime64[s]").astype(str).tolist()]
 
 
 class CsvJournal:

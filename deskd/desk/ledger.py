@@ -2,7 +2,7 @@
 
 Equity (USD) = balance (realised) + unrealised P&L of open positions marked at each bar's
 close, before exit costs. P&L is computed in quote currency and converted to USD once, through
-:class:`deskd.risk.money.QuoteConverter`, at the exit price (realised) or the close (marked).
+:class:`deskd.core.money.QuoteConverter`, at the exit price (realised) or the close (marked).
 
 MAE/MFE are the worst and best excursions from the entry fill price, in pips, over the bars
 the position was open, the entry bar and the exit level included. ``hold_bars`` counts the
@@ -11,9 +11,9 @@ bars the position was open at the close, plus the exit bar for in-bar stop/targe
 
 from __future__ import annotations
 
-from deskd.daemon.bus import Bus
-from deskd.daemon.events import BarClosed, Fill, Intent, OrderIntent, PositionClosed, Trade
-from deskd.risk.money import Instrument, QuoteConverter
+from deskd.core.bus import Bus
+from deskd.core.events import BarClosed, Fill, Intent, OrderIntent, PositionClosed, Trade
+from deskd.core.money import Instrument, QuoteConverter
 
 
 class Ledger:

@@ -1,0 +1,18 @@
+"""Time helpers. Inside deskd every time is UTC; a bar time is its OPEN time in integer
+seconds since the Unix epoch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+
+
+def iso(ts: int) -> str:
+    """UTC epoch seconds as ``YYYY-MM-DDTHH:MM:SSZ``."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_many(ts: list[int]) -> list[str]:
+    """:func:`iso` for many times at once (vectorised; the journal's hot path)."""
+    return [f"{t}Z" for t in np.array(ts, dtype="datetime64[s]").astype(str).tolist()]
