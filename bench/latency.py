@@ -21,11 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from deskd.adapters.replay import ReplayFeed
+from deskd.adapters.replay import ReplayFeed, replay_bars
 from deskd.configs.loader import load_config
 from deskd.daemon.logs import configure_logging
 from deskd.daemon.prometheus import DeskMetrics
-from deskd.daemon.runner import DeskRunner, replay_bars
+from deskd.daemon.runner import DeskRunner
 from deskd.daemon.strategy_health import HealthMonitor
 from deskd.persistence.store import sqlite_url
 
@@ -66,7 +66,7 @@ def main() -> int:
             metrics = DeskMetrics(runner, None, health)
         bar_ms: list[float] = []
         feed = ReplayFeed(dict(cfg.data.files), cfg.data.timezone, cfg.universe.timeframe_s)
-        for i, bar in enumerate(replay_bars(feed, cfg.universe.timeframe_s)):
+        for i, bar in enumerate(replay_bars(feed)):
             start[0] = time.perf_counter()
             runner.feed(bar)
             bar_ms.append((time.perf_counter() - start[0]) * 1e3)

@@ -25,7 +25,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from deskd.adapters.replay import ReplayFeed
+from deskd.adapters.paper import paper_desk
+from deskd.adapters.replay import ReplayFeed, replay
 from deskd.configs.models import DeskConfig
 from deskd.core.events import Decision
 from deskd.desk.desk import Desk
@@ -70,7 +71,7 @@ def run(desk: Desk, feed, out_dir: str) -> tuple[int, float, int]:
         writer = DecisionWriter(fh, desk.scenario, desk.tf_s)
         desk.bus.subscribe(Decision, writer)
         t = time.perf_counter()
-        n = desk.replay(feed)
+        n = replay(desk, feed)
         writer.flush()
         dt = time.perf_counter() - t
     return n, dt, len(desk.ledger.closed)
@@ -79,9 +80,9 @@ def run(desk: Desk, feed, out_dir: str) -> tuple[int, float, int]:
 def stream(cfg: DeskConfig, feed: ReplayFeed, syms: list[str], strategies: str) -> int:
     """End to end from the files; then the same under tracemalloc for peak Python memory."""
     with tempfile.TemporaryDirectory() as d:
-        n, dt, trades = run(Desk(cfg), feed, d)
+        n, dt, trades = run(paper_desk(cfg), feed, d)
         tracemalloc.start()
-        run(Desk(cfg), feed, d)
+        run(paper_desk(cfg), feed, d)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     print(json.dumps({
@@ -125,7 +126,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         times = []
         for _ in range(max(1, args.repeat)):
-            n, dt, trades = run(Desk(cfg), mem, d)
+            n, dt, trades = run(paper_desk(cfg), mem, d)
             times.append(dt)
         times.sort()
         med = times[len(times) // 2]

@@ -191,7 +191,7 @@ def _live_session(cfg: DeskConfig, store: str, args):
         raise InputError(f"--reconcile-every: must be 0 (every tick) or more seconds, not {args.reconcile_every:g}")
     client = V20Client(creds, timeout_s=args.broker_timeout)
     instruments = {s: Instrument.parse(s) for s in cfg.universe.symbols}
-    runner = DeskRunner(cfg, store, args.scenario, make_broker=lambda bus: HttpBroker(bus, instruments, client))
+    runner = DeskRunner(cfg, store, args.scenario, make_broker=lambda desk: HttpBroker(desk.bus, instruments, client))
     tf = cfg.universe.timeframe_s
     poller = CandlePoller(runner, V20CandleSource(client, GRANULARITY[cfg.universe.timeframe], tf, args.warmup_bars),
                           list(cfg.universe.symbols), tf, wall_clock=args.poll_interval is None)

@@ -20,12 +20,14 @@ close before it; while ATR is undefined the ratio counts as 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 
-from deskd.configs.models import CostsConfig, ScenarioConfig
+from deskd.configs.models import CostsConfig, DeskConfig, ScenarioConfig
 from deskd.core.bus import Bus
-from deskd.core.events import BarClosed, Fill, Intent, OrderAccepted, OrderIntent, OrderRejected
+from deskd.core.events import BarClosed, ExitReason, Fill, Intent, OrderCancelled, OrderIntent
 from deskd.core.money import Instrument
+from deskd.desk.broker import Position
+from deskd.desk.desk import Desk
 from deskd.strategies.indicators import ATR, true_range
 
 
@@ -53,20 +55,10 @@ class CostModel:
         return half + slip + self.slip_add_pips
 
 
-@dataclass(slots=True)
-class Position:
-    """A position resting at the paper broker: the entry order and its bracket levels."""
-
-    order: OrderIntent
-    side: int
-    units: float
-    sl_price: float
-    tp_price: float | None
-
-
 class PaperBroker:
-    """Simulated broker. Subscribe :meth:`on_bar` to BarClosed BEFORE the indicators update:
-    it reads each symbol's ATR as of the previous close.
+    """Simulated broker (the desk's :class:`deskd.desk.broker.Broker`). The desk calls
+    :meth:`on_bar` before the indicators update: it reads each symbol's ATR as of the previous
+    close.
 
     ``atr`` maps symbol -> the shared Wilder ATR the cost model uses. Fills and acceptances are
     published on ``bus``. Raises KeyError on an order for a symbol it does not know.
@@ -80,26 +72,19 @@ class PaperBroker:
         self.atr = atr
         self.policy = intrabar_policy
         self.pending: dict[str, list[OrderIntent]] = {}
-        self.reject_next = 0  # fault switch for tests: reject this many submissions
-        self.reject_reason = "paper broker fault injected"
         self.positions: dict[str, Position] = {}
         self.last_bar: dict[str, BarClosed] = {}
 
     # -- orders -------------------------------------------------------------------------
     def submit(self, order: OrderIntent) -> bool:
-        """Accept a market order (it fills at the open of the symbol's next bar) and publish
-        OrderAccepted; or, while the fault switch ``reject_next`` is set, publish
-        OrderRejected. Returns whether the order was accepted."""
+        """Accept a market order: it fills at the open of the symbol's next bar. Always True."""
         if order.symbol not in self.instruments:
             raise KeyError(f"paper broker: unknown symbol {order.symbol}")
-        if self.reject_next > 0:
-            self.reject_next -= 1
-            self.bus.publish(OrderRejected(order.bar_ts, order.client_order_id, self.reject_reason,
-                                            order.symbol, order.intent))
-            return False
         self.pending.setdefault(order.symbol, []).append(order)
-        self.bus.publish(OrderAccepted(order.bar_ts, order.client_order_id))
         return True
+
+    def pending_entries(self) -> list[OrderIntent]:
+        return [o for orders in self.pending.values() for o in orders if o.intent is Intent.ENTRY]
 
     def cancel_pending(self, symbol: str | None = None) -> list[OrderIntent]:
         """Drop unfilled orders (all symbols when ``symbol`` is None); returns them."""
@@ -109,6 +94,21 @@ class PaperBroker:
         else:
             out = self.pending.pop(symbol, [])
         return out
+
+    def withdraw(self, order: OrderIntent) -> None:
+        orders = self.pending.get(order.symbol, [])
+        if order in orders:
+            orders.remove(order)
+
+    def restore_position(self, symbol: str, position: Position) -> None:
+        self.positions[symbol] = position
+
+    def restore_order(self, order: OrderIntent) -> None:
+        """An order taken before a restart fills at the symbol's next open."""
+        self.pending.setdefault(order.symbol, []).append(order)
+
+    def warm_up(self, bar: BarClosed) -> None:
+        self.last_bar[bar.symbol] = bar
 
     # -- the market moves ---------------------------------------------------------------
     def on_bar(self, bar: BarClosed) -> None:
@@ -148,9 +148,10 @@ class PaperBroker:
                                   sl_price=sl, tp_price=tp))
             return
         pos = self.positions.pop(sym, None)
-        if pos is None:
-            return  # nothing to exit: already stopped out
-        self._publish_exit(pos, bar.bar_ts, ref, cost, exit_reason or "MARKET", order.client_order_id)
+        if pos is None:  # nothing to exit (cannot happen in a replay: exits fill before brackets)
+            self.bus.publish(OrderCancelled(bar.bar_ts, order.client_order_id, "no position to exit"))
+            return
+        self._publish_exit(pos, bar.bar_ts, ref, cost, exit_reason or ExitReason.MARKET, order.client_order_id)
 
     def _publish_exit(self, pos: Position, ts: int, ref: float, cost: float, reason: str,
                       order_id: str) -> None:
@@ -164,18 +165,18 @@ class PaperBroker:
         sl, tp = pos.sl_price, pos.tp_price
         if pos.side > 0:
             if o <= sl:
-                hit = ("SL", o)
+                hit = (ExitReason.SL, o)
             elif tp is not None and o >= tp:
-                hit = ("TP", o)
+                hit = (ExitReason.TP, o)
             else:
                 sl_hit = l <= sl
                 tp_hit = tp is not None and h >= tp
                 hit = self._pick(sl_hit, tp_hit, sl, tp, o)
         else:
             if o >= sl:
-                hit = ("SL", o)
+                hit = (ExitReason.SL, o)
             elif tp is not None and o <= tp:
-                hit = ("TP", o)
+                hit = (ExitReason.TP, o)
             else:
                 sl_hit = h >= sl
                 tp_hit = tp is not None and l <= tp
@@ -190,17 +191,17 @@ class PaperBroker:
     def _pick(self, sl_hit: bool, tp_hit: bool, sl: float, tp: float | None, o: float):
         if sl_hit and tp_hit:
             if self.policy == "tp_first":
-                return ("TP", tp)
+                return (ExitReason.TP, tp)
             if self.policy == "open_proximity" and abs(tp - o) < abs(o - sl):
-                return ("TP", tp)
-            return ("SL", sl)
+                return (ExitReason.TP, tp)
+            return (ExitReason.SL, sl)
         if sl_hit:
-            return ("SL", sl)
+            return (ExitReason.SL, sl)
         if tp_hit:
-            return ("TP", tp)
+            return (ExitReason.TP, tp)
         return None
 
-    def close_at_last(self, reason: str = "EOD") -> None:
+    def close_at_last(self, reason: ExitReason = ExitReason.EOD) -> None:
         """Close every open position at its symbol's last close (end of replayed data)."""
         for sym in list(self.positions):
             pos = self.positions.pop(sym)
@@ -211,3 +212,20 @@ class PaperBroker:
             cost = self.cost.side_cost_pips(sym, tr_atr)
             self._publish_exit(pos, bar.close_ts, bar.close, cost, reason,
                                f"{pos.order.client_order_id}:{reason}")
+
+
+def paper_broker(cfg: DeskConfig, scenario: str) -> Callable[[Desk], PaperBroker]:
+    """The ``make_broker`` of a desk trading on paper with ``scenario``'s costs (its slippage
+    reads the desk's shared Wilder ATR of ``costs.slippage.atr_period``)."""
+    costs = cfg.costs
+
+    def make(desk: Desk) -> PaperBroker:
+        atr = {s: desk.books[s].atr(costs.slippage.atr_period) for s in desk.instruments}
+        return PaperBroker(desk.bus, desk.instruments, CostModel(costs, costs.scenarios[scenario]),
+                           atr, cfg.bar_contract.intrabar_policy)
+    return make
+
+
+def paper_desk(cfg: DeskConfig, scenario: str = "A", bus: Bus | None = None) -> Desk:
+    """A Desk trading through the paper broker with ``scenario``'s costs."""
+    return Desk(cfg, paper_broker(cfg, scenario), scenario, bus)

@@ -1,18 +1,23 @@
-"""Replay feed: several symbols' bar files merged in time order, streamed in chunks.
+"""Replay: several symbols' bar files merged in time order, streamed in chunks, and the one bar
+loop that feeds them to a desk (a backtest, and the paper daemon through its pacing).
 
 Bars with the same open time are released in the universe's symbol order, so a replay is
-deterministic. Memory is bounded by the chunk size, not by the length of the files.
+deterministic. Memory is bounded by the chunk size, not by the length of the files. The end of
+replayed data (and only of replayed data) closes out: unfilled orders are cancelled, open
+positions close at their last close with exit reason EOD.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from deskd.adapters.bars import CHUNK_ROWS, BarChunk, read_bars
+from deskd.core.events import BarClosed, ExitReason
+from deskd.desk.desk import Desk
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,54 @@ class ReplayFeed:
                 st.first_ts = int(chunk.ts[0])
             st.last_ts = int(chunk.ts[-1])
         return chunk
+
+
+def replay_bars(feed: ReplayFeed) -> Iterator[BarClosed]:
+    """The feed's bars, one BarClosed at a time, in merged time order. Raises BarFileError."""
+    syms = feed.symbols
+    tf = feed.timeframe_s
+    new = tuple.__new__  # a NamedTuple without its Python-level __new__ (hot path)
+    for ch in feed.chunks():
+        for k, ts, o, h, lo, c, v in zip(ch.sym.tolist(), ch.ts.tolist(), ch.open.tolist(),
+                                         ch.high.tolist(), ch.low.tolist(), ch.close.tolist(),
+                                         ch.volume.tolist()):
+            yield new(BarClosed, (syms[k], tf, ts, o, h, lo, c, v))
+
+
+def replay(desk: Desk, feed: ReplayFeed, progress: Callable[[int], None] | None = None,
+           end_bar: Callable[[BarClosed], None] | None = None, every_bars: int = 50_000) -> int:
+    """Trade every bar of ``feed`` through ``desk`` (``end_bar(bar)`` after each, e.g. the
+    store's), then close out as at the end of data. ``progress(n)`` is called every
+    ``every_bars`` bars with the bars done since the last call. Returns the number of bars.
+    Raises ValueError when the feed's symbols are not the desk's universe, BarFileError."""
+    if feed.symbols != list(desk.cfg.universe.symbols):
+        raise ValueError(f"feed symbols {feed.symbols} differ from the universe "
+                         f"{desk.cfg.universe.symbols}")
+    on_bar = desk.on_bar
+    n = 0
+    for bar in replay_bars(feed):
+        on_bar(bar)
+        if end_bar is not None:
+            end_bar(bar)
+        n += 1
+        if progress is not None and n % every_bars == 0:
+            progress(every_bars)
+    if progress is not None and n % every_bars:
+        progress(n % every_bars)
+    close_out(desk)
+    return n
+
+
+def close_out(desk: Desk) -> None:
+    """End of replayed data: cancel unfilled orders, close open positions at their symbol's
+    last close (EOD), and mark the equity curve's END row. The desk must trade on paper."""
+    close_at_last = getattr(desk.broker, "close_at_last", None)
+    if close_at_last is None:
+        raise TypeError("only a paper broker has an end of data; a live desk flattens")
+    desk.cancel_open_orders("end of data")
+    close_at_last(ExitReason.EOD)
+    if desk.last_bar_ts is not None:
+        desk.ledger.mark(desk.last_bar_ts + desk.tf_s, "END")
 
 
 def _slice(b: BarChunk, i: int, j: int) -> BarChunk:

@@ -12,12 +12,38 @@ they are just as immutable and cost a fifth as much to create.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import NamedTuple
 
-LONG = 1
-SHORT = -1
+
+class Side(IntEnum):
+    """A position's or order's direction; the sign multiplies price moves into P&L."""
+
+    LONG = 1
+    SHORT = -1
+
+
+LONG = Side.LONG
+SHORT = Side.SHORT
 SIDE_NAME = {LONG: "LONG", SHORT: "SHORT"}
+
+
+class ExitReason(StrEnum):
+    """Why a position closed, as trades.csv and the store write it."""
+
+    SL = "SL"                          # the bracket's stop-loss
+    TP = "TP"                          # the bracket's take-profit
+    TIME = "TIME"                      # max_hold_bars reached
+    EOD = "EOD"                        # end of replayed data
+    FLATTEN = "FLATTEN"                # an operator's flatten
+    MARKET = "MARKET"                  # a market exit without a more specific reason
+    MARGIN_CLOSEOUT = "MARGIN_CLOSEOUT"  # the broker closed it for margin
+    BROKER_CLOSE = "BROKER_CLOSE"      # closed at the broker by hand, booked by an operator
+
+
+class DecisionAction(StrEnum):
+    TRADED = "TRADED"
+    SKIPPED = "SKIPPED"
 
 
 class BarClosed(NamedTuple):
@@ -87,16 +113,10 @@ class OrderIntent:
     sl_pips: float | None = None
     tp_pips: float | None = None
     risk_usd: float = 0.0
-    exit_reason: str | None = None
+    exit_reason: ExitReason | None = None
     notional_usd: float = 0.0
     regime: str = ""
     why: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class OrderAccepted:
-    bar_ts: int
-    client_order_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +128,18 @@ class OrderRejected:
     reason: str
     symbol: str | None = None
     intent: Intent | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUnknown:
+    """The broker never confirmed what became of an order (every answer and lookup was lost):
+    neither filled nor rejected, until a later lookup says which."""
+
+    bar_ts: int
+    client_order_id: str
+    reason: str
+    symbol: str
+    intent: Intent
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +169,7 @@ class Fill:
     ref_price: float
     price: float
     cost_pips: float
-    exit_reason: str | None = None
+    exit_reason: ExitReason | None = None
     sl_price: float | None = None
     tp_price: float | None = None
 
@@ -166,7 +198,7 @@ class Decision(NamedTuple):
     symbol: str
     strategy_id: str
     side: int
-    action: str
+    action: DecisionAction
     reason: str
     sl_pips: float
     tp_pips: float | None

@@ -96,19 +96,19 @@ class LiveSession:
     async def _settle_restored(self) -> None:
         """Orders the store left SUBMITTED and positions it holds, against the broker."""
         b, d = self.broker, self.desk
-        for sym, orders in list(b.pending.items()):
-            for order in [o for o in orders if o.intent is Intent.ENTRY]:
-                orders.remove(order)
-                got = await self.client.order_by_client_id(order.client_order_id)
-                if got is not None and got.get("fillingTransactionID"):
-                    tx = await self.client.transaction(got["fillingTransactionID"])
-                    log.info("order answered while the daemon was away", order_id=order.client_order_id)
-                    b.entry_filled(order, {"price": float(tx["price"]), "time": parse_time(tx["time"]),
-                                           "trade_id": (tx.get("tradeOpened") or {}).get("tradeID")})
-                else:
-                    d.cancel_entry(order, "not at the broker after a restart: never sent, too late now")
-            if not orders:
-                del b.pending[sym]
+        restored, b.restored = b.restored, []
+        for order in restored:
+            if order.intent is not Intent.ENTRY:
+                b.submit(order)  # an exit still wanted: sent again with the next orders
+                continue
+            got = await self.client.order_by_client_id(order.client_order_id)
+            if got is not None and got.get("fillingTransactionID"):
+                tx = await self.client.transaction(got["fillingTransactionID"])
+                log.info("order answered while the daemon was away", order_id=order.client_order_id)
+                b.entry_filled(order, {"price": float(tx["price"]), "time": parse_time(tx["time"]),
+                                       "trade_id": (tx.get("tradeOpened") or {}).get("tradeID")})
+            else:
+                d.cancel_order(order, "not at the broker after a restart: never sent, too late now")
         for sym, t in list(d.ledger.open.items()):
             if sym not in b.trade_ids:
                 cid = t.client_order_id
@@ -163,7 +163,7 @@ class LiveSession:
         d = self.desk
         if d.state.allows_entries:
             return False
-        d.cancel_entry(order, f"not sent: desk {d.state.state.value}")
+        d.cancel_order(order, f"not sent: desk {d.state.state.value}")
         return True
 
     async def send_now(self) -> None:

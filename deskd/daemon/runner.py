@@ -15,12 +15,13 @@ import asyncio
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import structlog
 
-from deskd.adapters.replay import ReplayFeed
+from deskd.adapters.paper import paper_broker
+from deskd.adapters.replay import ReplayFeed, close_out, replay_bars
 from deskd.configs.models import DeskConfig
 from deskd.core.bus import Bus
 from deskd.core.events import BarClosed
@@ -31,17 +32,6 @@ from deskd.persistence.store import StoreWriter, open_store
 from deskd.risk.guard import TradingCalendar
 
 log = structlog.get_logger("deskd.run")
-
-
-def replay_bars(feed: ReplayFeed, timeframe_s: int) -> Iterator[BarClosed]:
-    """The feed's bars, one BarClosed at a time, in merged time order."""
-    syms = feed.symbols
-    new = tuple.__new__
-    for ch in feed.chunks():
-        for k, ts, o, h, lo, c, v in zip(ch.sym.tolist(), ch.ts.tolist(), ch.open.tolist(),
-                                         ch.high.tolist(), ch.low.tolist(), ch.close.tolist(),
-                                         ch.volume.tolist()):
-            yield new(BarClosed, (syms[k], timeframe_s, ts, o, h, lo, c, v))
 
 
 class BarGate:
@@ -89,7 +79,8 @@ class RunStats:
 class DeskRunner:
     """The daemon's synchronous core: store, recovery and the per-bar pipeline.
 
-    ``make_broker(bus)`` builds the desk's broker (default: the paper broker).
+    ``make_broker(desk)`` builds the desk's broker (default: the paper broker with
+    ``scenario``'s costs).
     ``feed(bar)`` for every bar from the start of the data: bars the store has processed are
     warm-up; the first later bar restores the snapshot and trading resumes. Each live bar
     commits on its own. Raises StoreError, ValueError (a snapshot the config cannot hold).
@@ -99,8 +90,7 @@ class DeskRunner:
         self.cfg = cfg
         self.engine = open_store(store_url)
         self.conn = self.engine.connect()
-        bus = Bus()
-        self.desk = Desk(cfg, scenario, bus, make_broker(bus) if make_broker else None)
+        self.desk = Desk(cfg, make_broker or paper_broker(cfg, scenario), scenario, Bus())
         self.checkpointer = WalCheckpointer(self.engine, self.conn) if self.engine.dialect.name == "sqlite" else None
         self.snapshot = load_snapshot(self.conn, cfg.desk, scenario)
         self.cursor = dict(self.snapshot.cursor) if self.snapshot else {}
@@ -117,7 +107,10 @@ class DeskRunner:
     def is_warm_up(self, bar: BarClosed) -> bool:
         return bar.bar_ts <= self.cursor.get(bar.symbol, -1)
 
-    def feed(self, bar: BarClosed, now_ts: float | None = None) -> None:
+    def feed(self, bar: BarClosed, now_ts: float | None = None, entries_blocked: str | None = None) -> None:
+        """One bar from the feed: warm-up for a bar the store has processed, else (once the
+        snapshot is restored and the gate admits it) the desk's bar, then the store's commit.
+        ``entries_blocked`` is passed to :meth:`Desk.on_bar`."""
         if self.is_warm_up(bar):
             self.desk.warm_up(bar)
             self.stats.warmed += 1
@@ -127,7 +120,8 @@ class DeskRunner:
             return
         self.bar_started = time.perf_counter()
         try:
-            self.desk.bus.publish(bar)  # the StoreWriter commits at the end of the bar
+            self.desk.on_bar(bar, entries_blocked)
+            self.writer.end_bar(bar)
         finally:
             self.bar_started = None
         self.stats.live += 1
@@ -143,7 +137,7 @@ class DeskRunner:
     def end_of_data(self) -> None:
         """Close out as a backtest does at the end of replayed data, and commit."""
         self.ensure_restored()
-        self.desk.finish()
+        close_out(self.desk)
         self.writer.commit()
 
     def close(self) -> None:
@@ -205,7 +199,7 @@ class PacedReplayFeed:
         """Yield (bar, simulated now in UTC epoch seconds); return early once ``stop`` is set,
         even in the middle of waiting for a bar's close."""
         t0_wall = t0_sim = None
-        for i, bar in enumerate(replay_bars(self.feed, self.tf)):
+        for i, bar in enumerate(replay_bars(self.feed)):
             self._last_close = float(bar.close_ts)
             if skip_pacing(bar):
                 if i % 5000 == 0:

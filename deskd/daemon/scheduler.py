@@ -83,14 +83,9 @@ class CandlePoller:
     def feed(self, bars: list[BarClosed]) -> None:
         """Feed ``bars`` (from :meth:`fetch`) to the runner, superseded ones without entries."""
         newest = {b.symbol: b.bar_ts for b in bars}
-        desk = self.runner.desk
         now = time.time() if self.wall_clock else None
-        try:
-            for bar in bars:
-                desk.entries_blocked = None if bar.bar_ts == newest[bar.symbol] else SUPERSEDED
-                self.runner.feed(bar, now)
-        finally:
-            desk.entries_blocked = None
+        for bar in bars:
+            self.runner.feed(bar, now, None if bar.bar_ts == newest[bar.symbol] else SUPERSEDED)
 
     async def poll(self) -> int:
         """One run: fetch and feed every completed bar since the last; returns how many."""

@@ -1,15 +1,21 @@
-"""The desk: every handler of the bar-close pipeline, wired on one bus.
+"""The desk: the per-bar pipeline, as one explicit sequence.
 
-Per bar of symbol S (handlers of BarClosed, in this order):
+:meth:`Desk.on_bar` runs, for a bar of symbol S, in this order:
 
-1. ``on_bar_open``  - trading-day roll: day/week anchors, daily equity mark, lift of an expired
-                      drawdown halt (before anything of the new day happens);
+1. trading-day roll - day/week anchors, daily equity mark, lift of an expired drawdown halt
+                      (before anything of the new day happens);
 2. broker.on_bar    - pending market orders fill at the open, resting brackets fill in the bar;
 3. ledger.on_bar    - positions marked at the close, MAE/MFE, hold_bars;
-4. ``on_bar_close`` - drawdown check, S's indicators and regime, strategies, time stops, then
-                      for any signals: position check -> conflict resolution -> guard and
-                      state -> allocator and caps -> order to the broker. Every signal becomes
-                      a Decision event: TRADED, or SKIPPED with its reason.
+4. close            - drawdown check; observe (S's indicators, regime, strategies); time stops
+                      and flatten retries; then for any signals: position check -> conflict
+                      resolution -> guard and state -> allocator and caps -> order to the
+                      broker. Every signal becomes a Decision event: TRADED, or SKIPPED with
+                      its reason.
+
+Warm-up on start-up is step 4's observe alone (:meth:`Desk.warm_up`). The bus carries the
+desk's outputs (Decision, OrderIntent, Fill, OrderCancelled, OrderRejected, PositionClosed,
+StateChanged) to observers: journal, store, logs, metrics. The desk owns the order book
+(:mod:`deskd.desk.orders`); the broker is injected through the port (:mod:`deskd.desk.broker`).
 
 The same Desk runs a backtest (replay feed + paper broker), the paper daemon, and the live
 daemon (broker candles + :class:`deskd.adapters.v20.broker.HttpBroker`).
@@ -19,25 +25,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from deskd.adapters.paper import CostModel, PaperBroker, Position
-from deskd.adapters.replay import ReplayFeed
 from deskd.configs.models import DeskConfig
 from deskd.core.bus import Bus
 from deskd.core.events import (
     BarClosed,
     Decision,
+    DecisionAction,
+    ExitReason,
     Fill,
     Intent,
     OrderCancelled,
     OrderIntent,
     OrderRejected,
+    OrderUnknown,
     PositionClosed,
     SignalIntent,
     StateChanged,
     Trade,
 )
 from deskd.core.money import Instrument, QuoteConverter
+from deskd.desk.broker import Broker, Position
 from deskd.desk.ledger import Ledger
+from deskd.desk.orders import OrderBook, OrderStatus
 from deskd.desk.state import StateMachine, TransitionRefused, Trigger
 from deskd.risk.allocator import Allocator
 from deskd.risk.conflict import ConflictResolver
@@ -47,23 +56,23 @@ from deskd.strategies.indicators import IndicatorBook
 from deskd.strategies.regime import RegimeTagger
 
 _new = tuple.__new__  # builds a NamedTuple event without its Python-level __new__ (hot path)
-TRADED = "TRADED"
-SKIPPED = "SKIPPED"
+TRADED = DecisionAction.TRADED
+SKIPPED = DecisionAction.SKIPPED
 
 
 class Desk:
-    """One desk on one bus: strategies, risk, guard, state machine, broker and ledger.
+    """One desk on one bus: strategies, risk, guard, state machine, order book, broker, ledger.
 
+    ``make_broker(desk)`` builds the broker the desk trades through (it may read the desk's
+    bus, instruments and indicator books, e.g. the ATR its cost model uses).
     ``scenario`` names the cost scenario (a key of ``cfg.costs.scenarios``); it is part of
-    every client order id, so scenarios of one backtest never share ids. ``broker`` replaces
-    the paper broker (the live HTTP broker, :class:`deskd.adapters.v20.broker.HttpBroker`, built on
-    the same ``bus``); it answers ``submit``, ``on_bar``, ``pending``, ``positions``,
-    ``last_bar``, ``cancel_pending`` and ``close_at_last`` as the paper broker does.
+    every client order id, so scenarios of one backtest never share ids.
     Raises KeyError for an unknown scenario, ValueError for a universe whose quote currencies
     cannot be converted to USD.
     """
 
-    def __init__(self, cfg: DeskConfig, scenario: str = "A", bus: Bus | None = None, broker=None):
+    def __init__(self, cfg: DeskConfig, make_broker: Callable[[Desk], Broker], scenario: str = "A",
+                 bus: Bus | None = None):
         self.cfg = cfg
         self.scenario = scenario
         self.bus = bus or Bus()
@@ -72,6 +81,7 @@ class Desk:
         self.instruments = {s: Instrument.parse(s) for s in syms}
         self.conv = QuoteConverter(self.instruments)
         risk = cfg.risk
+        cfg.costs.scenarios[scenario]  # KeyError now for an unknown scenario
 
         self.books = {s: IndicatorBook() for s in syms}
         rg = cfg.regime
@@ -86,40 +96,35 @@ class Desk:
             for s in cfg.strategy_symbols(sid):
                 self.strategies[s].append(STRATEGY_CLASSES[sid](
                     s, self.instruments[s].pip_size, scfg, self.books[s], self.regimes[s]))
-        cost_atr = {s: self.books[s].atr(cfg.costs.slippage.atr_period) for s in syms}
 
         self.state = StateMachine(risk.max_execution_errors, risk.clean_executions_to_recover,
                                   risk.degraded_risk_scale)
         self.guard = DrawdownGuard(TradingCalendar(risk.day_roll_time, risk.day_roll_timezone),
                                    risk.dd_day_limit_frac, risk.dd_week_limit_frac)
         self.allocator = Allocator(risk, self.instruments, self.conv)
+        self.orders = OrderBook(self.allocator)
         self.resolve = ConflictResolver(risk.conflict_policy, risk.priority)
-        self.broker = broker or PaperBroker(self.bus, self.instruments,
-                                            CostModel(cfg.costs, cfg.costs.scenarios[scenario]),
-                                            cost_atr, cfg.bar_contract.intrabar_policy)
         self.ledger = Ledger(self.bus, self.instruments, self.conv,
                              cfg.account.starting_equity_usd, self.tf_s)
-        self._entry_pending: dict[str, str] = {}
-        self._exit_pending: set[str] = set()
+        self.broker: Broker = make_broker(self)
         self._last_checked_equity = self.ledger.equity_usd
         # per symbol: (indicator book update, strategies)
         self._per_symbol = {s: (self.books[s].update, tuple(self.strategies[s])) for s in syms}
         self._open = self.ledger.open
+        self._entry_on = self.orders.entry_on
+        self._exit_on = self.orders.exit_on
+        self._broker_on_bar = self.broker.on_bar
+        self._ledger_on_bar = self.ledger.on_bar
+        self.flattening: dict[str, str] = {}  # symbol -> operator's reason, until its position closes
         self.last_bar_ts: int | None = None
-        # set by a live feed while it catches up on bars a newer bar has already superseded:
-        # their signals are journaled but never traded
-        self.entries_blocked: str | None = None
         self.execution_errors_total = 0  # for metrics; the state machine's count resets
 
         b = self.bus
-        b.subscribe(BarClosed, self.on_bar_open)
-        b.subscribe(BarClosed, self.broker.on_bar)
-        b.subscribe(BarClosed, self.ledger.on_bar)
-        b.subscribe(BarClosed, self.on_bar_close)
-        b.subscribe(Fill, self.ledger.on_fill)
-        b.subscribe(Fill, self.on_fill)
-        b.subscribe(PositionClosed, self.on_position_closed)
-        b.subscribe(OrderRejected, self.on_rejected)
+        b.subscribe(Fill, self._on_fill)
+        b.subscribe(PositionClosed, self._on_position_closed)
+        b.subscribe(OrderRejected, self._on_rejected)
+        b.subscribe(OrderCancelled, self._on_cancelled)
+        b.subscribe(OrderUnknown, self._on_unknown)
 
     def set_strategies(self, symbol: str, strategies: list) -> None:
         """Replace the strategies run on ``symbol`` (objects with ``strategy_id`` and
@@ -128,27 +133,44 @@ class Desk:
         self.strategies[symbol] = list(strategies)
 
     # -- per-bar path -----------------------------------------------------------------------
-    def on_bar_open(self, bar: BarClosed) -> None:
+    def on_bar(self, bar: BarClosed, entries_blocked: str | None = None) -> None:
+        """Trade one closed bar (the module docstring gives the sequence). ``entries_blocked``,
+        when given, is the skip reason of every signal of this bar (a live feed catching up
+        on bars a newer one has superseded): they are journaled, never traded."""
         ts = bar.bar_ts
         self.last_bar_ts = ts
-        g = self.guard
-        if ts < g.next_roll_ts:
-            return
+        if ts >= self.guard.next_roll_ts:
+            self._roll(ts)
+        self._broker_on_bar(bar)
+        self._ledger_on_bar(bar)
+        eq = self.ledger.equity_usd
+        if eq != self._last_checked_equity:
+            self._last_checked_equity = eq
+            v = self.guard.check(ts, eq)
+            if v is not None:
+                self._emit(self.state.fire(Trigger.DD_BREACH, ts, v.reason))
+        signals = self._observe(bar)
+        sym = bar.symbol
+        t = self._open.get(sym)
+        if t is not None and sym not in self._exit_on:
+            if t.hold_bars >= self.max_hold_bars.get(t.strategy_id, self._default_hold):
+                self._exit(bar, t.strategy_id, t.side, t.units, ExitReason.TIME)
+            elif sym in self.flattening:
+                self._exit(bar, t.strategy_id, t.side, t.units, ExitReason.FLATTEN)
+        if signals is not None:
+            self._decide(bar, signals, entries_blocked)
+
+    def _roll(self, ts: int) -> None:
         self.ledger.mark(ts)
+        g = self.guard
         g.roll(ts, self.ledger.equity_usd)
         self._last_checked_equity = self.ledger.equity_usd
         if g.expired(ts):
             self._emit(self.state.fire(Trigger.DD_HALT_EXPIRED, ts, "drawdown halt reached its anchor"))
 
-    def on_bar_close(self, bar: BarClosed) -> None:
-        eq = self.ledger.equity_usd
-        if eq != self._last_checked_equity:
-            self._last_checked_equity = eq
-            v = self.guard.check(bar.bar_ts, eq)
-            if v is not None:
-                self._emit(self.state.fire(Trigger.DD_BREACH, bar.bar_ts, v.reason))
-        sym = bar.symbol
-        update, strategies = self._per_symbol[sym]
+    def _observe(self, bar: BarClosed) -> list[SignalIntent] | None:
+        """Update the symbol's indicators and run its strategies; their signals, or None."""
+        update, strategies = self._per_symbol[bar.symbol]
         update(bar.high, bar.low, bar.close)
         signals = None
         for st in strategies:
@@ -158,30 +180,21 @@ class Desk:
                     signals = [s]
                 else:
                     signals.append(s)
-        t = self._open.get(sym)
-        if t is not None and t.hold_bars >= self.max_hold_bars.get(t.strategy_id, self._default_hold) \
-                and sym not in self._exit_pending:
-            self._exit(bar, t.strategy_id, t.side, t.units, "TIME")
-        if signals is not None:
-            self._decide(bar, signals)
+        return signals
 
     def warm_up(self, bar: BarClosed) -> None:
-        """Feed an already-processed bar to the indicators and strategies only (their signals
-        are dropped): restart rebuilds in-memory indicator state this way, bar for bar, before
-        the store's snapshot restores positions, orders and the guard."""
-        sym = bar.symbol
+        """Observe an already-processed bar (indicators and strategies; signals dropped):
+        start-up rebuilds in-memory indicator state this way, bar for bar, before the store's
+        snapshot restores positions, orders and the guard."""
         self.last_bar_ts = bar.bar_ts
-        self.broker.last_bar[sym] = bar
-        if sym in self.conv.legs:
-            self.conv.last_price[sym] = bar.close
-        update, strategies = self._per_symbol[sym]
-        update(bar.high, bar.low, bar.close)
-        for st in strategies:
-            st.on_bar(bar)
+        self.broker.warm_up(bar)
+        if bar.symbol in self.conv.legs:
+            self.conv.last_price[bar.symbol] = bar.close
+        self._observe(bar)
 
     def adopt_position(self, trade: Trade, unrealized_usd: float, notional_usd: float) -> None:
-        """Take back an open position from the store on restart: the ledger's book, the caps,
-        and the paper broker's resting bracket."""
+        """Take back an open position (from the store on restart, or a broker trade adopted):
+        the ledger's book, the caps, and the broker's resting bracket."""
         self.ledger.open[trade.symbol] = trade
         self.ledger.unrealized_usd[trade.symbol] = unrealized_usd
         self.allocator.book(trade.client_order_id, trade.symbol, trade.strategy_id,
@@ -189,34 +202,30 @@ class Desk:
         entry = OrderIntent(trade.client_order_id, trade.fill_ts, trade.symbol, trade.strategy_id,
                             trade.side, trade.units, Intent.ENTRY, risk_usd=trade.risk_usd,
                             regime=trade.regime, why=trade.why)
-        self.broker.positions[trade.symbol] = Position(entry, trade.side, trade.units,
-                                                       trade.sl_price, trade.tp_price)
+        self.broker.restore_position(trade.symbol, Position(entry, trade.side, trade.units,
+                                                            trade.sl_price, trade.tp_price))
 
-    def adopt_order(self, order: OrderIntent) -> None:
-        """Take back an unfilled order from the store on restart: it fills at the next open."""
-        self.broker.pending.setdefault(order.symbol, []).append(order)
-        if order.intent is Intent.ENTRY:
-            self.allocator.book(order.client_order_id, order.symbol, order.strategy_id,
-                                order.risk_usd, order.notional_usd)
-            self.ledger.expect(order)
-            self._entry_pending[order.symbol] = order.client_order_id
-        else:
-            self._exit_pending.add(order.symbol)
+    def adopt_order(self, order: OrderIntent, status: OrderStatus = OrderStatus.SUBMITTED) -> None:
+        """Take back an order the store holds open on restart: the book tracks it (an entry's
+        caps booked), and the broker gets it back (the paper broker fills it at the next open;
+        the v20 broker looks it up by client id before anything is sent)."""
+        self.orders.add(order, status)
+        self.broker.restore_order(order)
 
     def equity_restored(self) -> None:
         """The ledger's equity was set from the store: the drawdown check starts from it."""
         self._last_checked_equity = self.ledger.equity_usd
 
     # -- decisions --------------------------------------------------------------------------
-    def _decide(self, bar: BarClosed, signals: list[SignalIntent]) -> None:
+    def _decide(self, bar: BarClosed, signals: list[SignalIntent], entries_blocked: str | None) -> None:
         sym = bar.symbol
-        if sym in self._open or sym in self._entry_pending:
+        if sym in self._open or sym in self._entry_on:
             for s in signals:
                 self._record(s, SKIPPED, "position_open")
             return
-        if self.entries_blocked is not None:
+        if entries_blocked is not None:
             for s in signals:
-                self._record(s, SKIPPED, self.entries_blocked)
+                self._record(s, SKIPPED, entries_blocked)
             return
         winner, losers = self.resolve(signals)
         for s, why in losers:
@@ -246,25 +255,23 @@ class Desk:
         if not self.broker.submit(order):
             self._record(winner, SKIPPED, "broker:rejected", oid)
             return
-        self.allocator.book(oid, sym, winner.strategy_id, alloc.risk_usd, alloc.notional_usd)
-        self.ledger.expect(order)
-        self._entry_pending[sym] = oid
+        self.orders.add(order)
         self._record(winner, TRADED, "traded", oid)
 
-    def _exit(self, bar: BarClosed, strategy_id: str, side: int, units: float, reason: str) -> None:
+    def _exit(self, bar: BarClosed, strategy_id: str, side: int, units: float, reason: ExitReason) -> None:
         oid = self.order_id(bar.symbol, bar.bar_ts, f"EXIT-{reason}")
         order = OrderIntent(oid, bar.bar_ts, bar.symbol, strategy_id, -side, units, Intent.EXIT,
                             exit_reason=reason)
         self.bus.publish(order)
         if self.broker.submit(order):
-            self._exit_pending.add(bar.symbol)  # else retried at the next close
+            self.orders.add(order)  # else retried at the next close
 
     def order_id(self, symbol: str, bar_ts: int, intent: str) -> str:
         """Client order id from (desk, scenario, symbol, bar time, intent): a bar decided twice
         yields the same id, so a retried submission cannot open a second position."""
         return f"{self.cfg.desk}-{self.scenario}-{symbol}-{bar_ts}-{intent}"
 
-    def _record(self, s: SignalIntent, action: str, reason: str, oid: str | None = None) -> None:
+    def _record(self, s: SignalIntent, action: DecisionAction, reason: str, oid: str | None = None) -> None:
         self.bus.publish(_new(Decision, (s.bar_ts, s.symbol, s.strategy_id, s.side, action, reason,
                                          s.sl_pips, s.tp_pips, s.regime, oid)))
 
@@ -295,48 +302,55 @@ class Desk:
         return ev
 
     def flatten(self, reason: str) -> list[str]:
-        """Cancel unfilled entries and send a market exit (FLATTEN) for every open position,
-        filled at each symbol's next open. Returns the symbols being closed."""
-        for order in [o for orders in self.broker.pending.values() for o in orders
-                      if o.intent is Intent.ENTRY]:
-            self.broker.pending[order.symbol].remove(order)
-            self.cancel_entry(order, f"flatten: {reason}")
+        """Withdraw unfilled entries and send a market exit (FLATTEN) for every open position,
+        filled at each symbol's next open; an exit the broker refuses is sent again at every
+        close until the position is closed. Returns the symbols being closed. Entries whose
+        outcome is UNKNOWN cannot be withdrawn: they stay in the book until the broker answers."""
+        for order in self.orders.open_entries():
+            if self.orders.status(order.client_order_id) is OrderStatus.SUBMITTED:
+                self.broker.withdraw(order)
+                self.cancel_order(order, f"flatten: {reason}")
         closing = []
         for sym, t in self.ledger.open.items():
-            if sym not in self._exit_pending:
-                self._exit(self.broker.last_bar[sym], t.strategy_id, t.side, t.units, "FLATTEN")
+            self.flattening[sym] = reason
+            if sym not in self._exit_on:
+                self._exit(self.broker.last_bar[sym], t.strategy_id, t.side, t.units, ExitReason.FLATTEN)
             closing.append(sym)
         return closing
 
-    def cancel_entry(self, order: OrderIntent, reason: str) -> None:
-        """Withdraw an unfilled entry the broker no longer holds: caps and the ledger's
-        expectation are released, OrderCancelled is published."""
-        self.allocator.release(order.client_order_id)
-        self.ledger.forget(order.client_order_id)
-        if self._entry_pending.get(order.symbol) == order.client_order_id:
-            del self._entry_pending[order.symbol]
+    def cancel_order(self, order: OrderIntent, reason: str) -> None:
+        """Withdraw an unfilled order the broker no longer holds: OrderCancelled is published
+        (the book releases an entry's caps)."""
         self.bus.publish(OrderCancelled(self.last_bar_ts or 0, order.client_order_id, reason))
 
-    # -- broker reports ---------------------------------------------------------------------
-    def on_fill(self, f: Fill) -> None:
-        if f.intent is Intent.ENTRY:
-            self._entry_pending.pop(f.symbol, None)
-            self._emit(self.state.execution_ok(f.bar_ts))
-        else:
-            self._exit_pending.discard(f.symbol)
+    def cancel_open_orders(self, reason: str) -> None:
+        """Withdraw every order the broker holds unfilled (end of replayed data)."""
+        end_ts = self.last_bar_ts + self.tf_s if self.last_bar_ts is not None else 0
+        for order in self.broker.cancel_pending():
+            self.bus.publish(OrderCancelled(end_ts, order.client_order_id, reason))
 
-    def on_rejected(self, ev: OrderRejected) -> None:
+    # -- broker reports ---------------------------------------------------------------------
+    def _on_fill(self, f: Fill) -> None:
+        order = self.orders.move(f.client_order_id, OrderStatus.FILLED)
+        self.ledger.on_fill(f, order)
+        if f.intent is Intent.ENTRY:
+            self._emit(self.state.execution_ok(f.bar_ts))
+
+    def _on_cancelled(self, ev: OrderCancelled) -> None:
+        self.orders.move(ev.client_order_id, OrderStatus.CANCELLED)
+
+    def _on_unknown(self, ev: OrderUnknown) -> None:
+        """The broker never confirmed an order's outcome: UNKNOWN, its symbol blocked and its
+        caps kept, until a lookup answers. An execution error."""
+        self.orders.move(ev.client_order_id, OrderStatus.UNKNOWN)
+        self.execution_errors_total += 1
+        self._emit(self.state.execution_error(ev.bar_ts, f"{ev.client_order_id}: outcome unknown: {ev.reason}"))
+
+    def _on_rejected(self, ev: OrderRejected) -> None:
         """A rejected order is an execution error: DEGRADED, then HALTED at the limit. An
-        entry refused after it was booked (a live broker answers after the bar) gives back its
+        entry refused after it was taken (a live broker answers after the bar) gives back its
         caps; a refused exit is sent again at the next close."""
-        sym = ev.symbol
-        if sym is not None:
-            if self._entry_pending.get(sym) == ev.client_order_id:
-                del self._entry_pending[sym]
-                self.allocator.release(ev.client_order_id)
-                self.ledger.forget(ev.client_order_id)
-            elif ev.intent is Intent.EXIT:
-                self._exit_pending.discard(sym)
+        self.orders.move(ev.client_order_id, OrderStatus.REJECTED)
         self.execution_errors_total += 1
         self._emit(self.state.execution_error(ev.bar_ts, f"{ev.client_order_id}: {ev.reason}"))
 
@@ -352,43 +366,6 @@ class Desk:
         self.state.reconciled_clean = False
         self._emit(self.state.fire(Trigger.RECONCILE_MISMATCH, self.last_bar_ts or 0, reason))
 
-    def on_position_closed(self, ev: PositionClosed) -> None:
+    def _on_position_closed(self, ev: PositionClosed) -> None:
         self.allocator.release(ev.trade.client_order_id)
-
-    # -- replay -----------------------------------------------------------------------------
-    def replay(self, feed: ReplayFeed, progress: Callable[[int], None] | None = None) -> int:
-        """Publish every bar of ``feed`` (its symbols must be the universe's, in order), then
-        close out as at the end of data. Returns the number of bars. Raises BarFileError."""
-        if feed.symbols != list(self.cfg.universe.symbols):
-            raise ValueError(f"feed symbols {feed.symbols} differ from the universe "
-                             f"{self.cfg.universe.symbols}")
-        handlers = tuple(self.bus.handlers(BarClosed))
-        syms = feed.symbols
-        tf = self.tf_s
-        n = 0
-        for ch in feed.chunks():
-            for k, ts, o, h, l, c, v in zip(ch.sym.tolist(), ch.ts.tolist(), ch.open.tolist(),
-                                            ch.high.tolist(), ch.low.tolist(), ch.close.tolist(),
-                                            ch.volume.tolist()):
-                bar = _new(BarClosed, (syms[k], tf, ts, o, h, l, c, v))
-                for f in handlers:
-                    f(bar)
-            n += len(ch)
-            if progress is not None:
-                progress(len(ch))
-        self.finish()
-        return n
-
-    def finish(self) -> None:
-        """End of data: cancel unfilled orders, close open positions at the last close (EOD)."""
-        end_ts = self.last_bar_ts + self.tf_s if self.last_bar_ts is not None else 0
-        for order in self.broker.cancel_pending():
-            self.bus.publish(OrderCancelled(end_ts, order.client_order_id, "end of data"))
-            if order.intent is Intent.ENTRY:
-                self.allocator.release(order.client_order_id)
-                self.ledger.forget(order.client_order_id)
-                self._entry_pending.pop(order.symbol, None)
-        self._exit_pending.clear()
-        self.broker.close_at_last("EOD")
-        if self.last_bar_ts is not None:
-            self.ledger.mark(end_ts, "END")
+        self.flattening.pop(ev.trade.symbol, None)

@@ -40,15 +40,7 @@ class Ledger:
         self.unrealized_usd: dict[str, float] = {}
         self.closed: list[Trade] = []
         self.equity_rows: list[tuple[int, str, float, float, int]] = []
-        self._expected: dict[str, OrderIntent] = {}
         self.next_trade_id = 1
-
-    def expect(self, order: OrderIntent) -> None:
-        """Remember an entry order (its risk, regime and reason code) until it fills."""
-        self._expected[order.client_order_id] = order
-
-    def forget(self, order_id: str) -> None:
-        self._expected.pop(order_id, None)
 
     # -- per bar --------------------------------------------------------------------------
     def on_bar(self, bar: BarClosed) -> None:
@@ -92,18 +84,22 @@ class Ledger:
         self.equity_rows.append((ts, kind, self.equity_usd, self.balance_usd, len(self.open)))
 
     # -- fills ----------------------------------------------------------------------------
-    def on_fill(self, f: Fill) -> None:
+    def on_fill(self, f: Fill, order: OrderIntent | None) -> None:
+        """Book a fill. ``order`` is the entry order an entry fill answers (its risk, regime
+        and reason code go into the trade); exits need none. Raises RuntimeError for an entry
+        fill without its order."""
         if f.intent is Intent.ENTRY:
-            self._open(f)
+            if order is None:
+                raise RuntimeError(f"ledger: entry fill {f.client_order_id} answers no open order")
+            self._open(f, order)
         else:
             self._close(f)
         self.mark(f.bar_ts, "FILL")
 
-    def _open(self, f: Fill) -> None:
+    def _open(self, f: Fill, order: OrderIntent) -> None:
         if f.symbol in self.open:
             raise RuntimeError(f"ledger: entry fill {f.client_order_id} on {f.symbol}, which "
                                f"already has a position")
-        order = self._expected.pop(f.client_order_id)
         t = Trade(self.next_trade_id, f.symbol, f.strategy_id, f.side, f.units,
                   signal_ts=order.bar_ts + self.timeframe_s, fill_ts=f.bar_ts,
                   entry_price=f.price, entry_ref_price=f.ref_price,

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, select
 
 from deskd.core.events import Intent, OrderIntent, Trade
 from deskd.desk.desk import Desk
+from deskd.desk.orders import OrderStatus
 from deskd.desk.state import DeskState, Trigger
 from deskd.persistence.store import bar_cursor, dd_guard, desk_state, orders, positions
 from deskd.risk.guard import ALLOW, GuardVerdict
@@ -46,7 +47,8 @@ def load_snapshot(conn: Connection, desk_name: str, scenario: str) -> Snapshot |
     guard = conn.execute(select(dd_guard).filter_by(**key)).mappings().one()
     pos = [dict(r) for r in conn.execute(select(positions).filter_by(**key)).mappings()]
     pending = [dict(r) for r in conn.execute(
-        select(orders).filter_by(status="SUBMITTED", **key).order_by(orders.c.bar_ts)).mappings()]
+        select(orders).filter_by(**key).where(orders.c.status.in_(["SUBMITTED", "UNKNOWN"]))
+        .order_by(orders.c.bar_ts)).mappings()]
     ids = [p["client_order_id"] for p in pos]
     notional = dict(conn.execute(select(orders.c.client_order_id, orders.c.notional_usd)
                                  .filter_by(**key).where(orders.c.client_order_id.in_(ids))).all()) if ids else {}
@@ -85,7 +87,7 @@ def restore(desk: Desk, snap: Snapshot) -> None:
         t = Trade(**{k: row[k] for k in _TRADE_FIELDS})
         desk.adopt_position(t, row["unrealized_usd"], snap.notional_by_order.get(t.client_order_id, 0.0))
     for row in snap.pending:
-        desk.adopt_order(_order(row))
+        desk.adopt_order(_order(row), OrderStatus(row["status"]))
     g, gr = desk.guard, snap.guard
     g.day = date.fromisoformat(gr["trading_day"]) if gr["trading_day"] else None
     g.day_anchor_usd = gr["day_anchor_usd"]

@@ -4,7 +4,8 @@ PostgreSQL by URL), with Alembic migrations applied on open.
 Every row carries (desk, scenario): a live desk writes one pair, a backtest one per cost
 scenario, so several runs can share a store. Tables:
 
-* append-only: ``orders`` (status SUBMITTED -> FILLED | CANCELLED | REJECTED), ``fills``, ``trades``,
+* append-only: ``orders`` (status as :mod:`deskd.desk.orders` says: SUBMITTED -> FILLED | CANCELLED
+  | REJECTED | UNKNOWN, UNKNOWN -> FILLED | CANCELLED | REJECTED), ``fills``, ``trades``,
   ``decisions``, ``state_transitions``;
 * snapshots, replaced whole at each commit: ``positions`` (open positions with hold_bars and
   MAE/MFE so far), ``dd_guard`` (trading day, anchors, halt), ``desk_state`` (state machine,
@@ -256,12 +257,12 @@ class StoreWriter:
     def __init__(self, conn: Connection, desk, commit_every_bars: int = 1,
                  flush_every_bars: int = 50_000, on_existing: str = "refuse"):
         from deskd.core.events import (
-            BarClosed,
             Decision,
             Fill,
             OrderCancelled,
             OrderIntent,
             OrderRejected,
+            OrderUnknown,
             PositionClosed,
             StateChanged,
         )
@@ -294,13 +295,16 @@ class StoreWriter:
         b.subscribe(PositionClosed, self._on_closed)
         b.subscribe(Decision, self._decisions.append)
         b.subscribe(StateChanged, self._transitions.append)
-        b.subscribe(BarClosed, self._on_bar_done)  # subscribed last: the bar is complete
+        b.subscribe(OrderUnknown, self._on_unknown)
 
     def _on_cancel(self, e) -> None:
         self._status[e.client_order_id] = "CANCELLED"
 
     def _on_rejected(self, e) -> None:
         self._status[e.client_order_id] = "REJECTED"
+
+    def _on_unknown(self, e) -> None:
+        self._status[e.client_order_id] = "UNKNOWN"
 
     def _on_fill(self, f) -> None:
         self._fills.append(f)
@@ -309,7 +313,9 @@ class StoreWriter:
     def _on_closed(self, e) -> None:
         self._trades.append(e.trade)
 
-    def _on_bar_done(self, bar) -> None:
+    def end_bar(self, bar) -> None:
+        """The desk has finished ``bar``: advance the symbol's cursor, and commit (or flush)
+        when the schedule says so. The runner calls it after every bar it trades."""
         self._cursor[bar.symbol] = bar.bar_ts
         self._bars += 1
         if self.commit_every and self._bars % self.commit_every == 0:

@@ -24,12 +24,12 @@ from typing import IO
 from sqlalchemy import Connection
 
 from deskd import __version__
-from deskd.adapters.replay import ReplayFeed
+from deskd.adapters.paper import paper_desk
+from deskd.adapters.replay import ReplayFeed, replay
 from deskd.configs.loader import dump_config
 from deskd.configs.models import DeskConfig
 from deskd.core.events import Decision, StateChanged, Trade
 from deskd.core.time import iso
-from deskd.desk.desk import Desk
 from deskd.persistence.store import StoreWriter, open_store
 from deskd.research.metrics import trade_metrics
 from deskd.research.outputs import (
@@ -86,7 +86,7 @@ def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | None,
     """Replay every bar through a fresh Desk with ``scenario``'s costs, writing its decisions
     to the open decisions.csv ``decisions`` (header already written) and, given ``store``,
     every order, fill, trade, decision and state to it (uncommitted: the caller commits)."""
-    desk = Desk(cfg, scenario)
+    desk = paper_desk(cfg, scenario)
     recorder = (StoreWriter(store, desk, commit_every_bars=0, flush_every_bars=10_000,
                              on_existing="replace" if replace else "refuse")
                 if store is not None else None)
@@ -98,7 +98,7 @@ def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | None,
     desk.bus.subscribe(StateChanged, transitions.append)
     feed = ReplayFeed({s: cfg.data.files[s] for s in cfg.universe.symbols}, cfg.data.timezone,
                       desk.tf_s)
-    bars = desk.replay(feed, progress)
+    bars = replay(desk, feed, progress, recorder.end_bar if recorder is not None else None)
     if writer is not None:
         writer.flush()
     if recorder is not None:

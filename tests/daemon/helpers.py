@@ -1,8 +1,10 @@
 """Hand-made desks and bars for engine tests."""
 
+from deskd.adapters.paper import paper_broker
 from deskd.configs.models import DeskConfig
 from deskd.core.events import BarClosed, Decision, SignalIntent, StateChanged
 from deskd.desk.desk import Desk
+from deskd.testing.faults import RejectingBroker
 
 TF = 900
 T0 = 1_767_996_000  # 2026-01-09 22:00 UTC = 17:00 New York: a trading-day roll
@@ -40,18 +42,22 @@ class Scripted:
 
 class Harness:
     def __init__(self, cfg=None, **risk):
-        self.desk = Desk(cfg or config(**risk), "A")
+        cfg = cfg or config(**risk)
+        self.desk = Desk(cfg, lambda d: RejectingBroker(paper_broker(cfg, "A")(d), d.bus), "A")
         self.decisions: list[Decision] = []
         self.states: list[StateChanged] = []
         self.desk.bus.subscribe(Decision, self.decisions.append)
         self.desk.bus.subscribe(StateChanged, self.states.append)
         self.n = {"EURUSD": 0, "USDJPY": 0}
+        self.after_bar: list = []  # e.g. a StoreWriter's end_bar, as the runner calls it
 
     def bar(self, o, h, l, c, symbol="EURUSD", ts=None):
         i = self.n[symbol]
         self.n[symbol] += 1
         b = BarClosed(symbol, TF, ts if ts is not None else T0 + i * TF, o, h, l, c, 0.0)
-        self.desk.bus.publish(b)
+        self.desk.on_bar(b)
+        for f in self.after_bar:
+            f(b)
         return b
 
     def flat(self, k, price=1.1000, symbol="EURUSD"):

@@ -3,6 +3,7 @@ drawdown halts, sizing and the one-position-per-symbol rule."""
 
 import pytest
 
+from deskd.adapters.replay import close_out
 from deskd.core.events import LONG, SHORT, OrderIntent
 from tests.daemon.helpers import T0, TF, Harness, Scripted
 
@@ -120,7 +121,7 @@ def test_end_of_data_closes_open_positions_at_last_close_with_reason_eod():
     h.desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0], sl_pips=100)])
     h.flat(2)
     h.bar(1.1000, 1.1010, 1.0990, 1.1007)
-    h.desk.finish()
+    close_out(h.desk)
     (t,) = h.desk.ledger.closed
     assert t.exit_reason == "EOD" and t.exit_price == 1.1007
     assert h.desk.allocator.notional_usd == 0.0

@@ -130,7 +130,7 @@ def test_serve_live_on_the_bar_close_schedule_starts_reconciled_and_stops_cleanl
         client = V20Client(Credentials(str(server.make_url("")).rstrip("/"), fake.account_id, fake.token))
         instruments = {s: Instrument.parse(s) for s in ("EURUSD", "USDJPY")}
         runner = DeskRunner(config(), sqlite_url(tmp_path / "d.db"),
-                            make_broker=lambda bus: HttpBroker(bus, instruments, client))
+                            make_broker=lambda desk: HttpBroker(desk.bus, instruments, client))
         poller = CandlePoller(runner, V20CandleSource(client, "M15", 900, 20), ["EURUSD", "USDJPY"], 900)
         session = LiveSession(runner, poller)
         stop = asyncio.Event()

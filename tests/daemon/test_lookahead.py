@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deskd.adapters.paper import paper_desk
 from deskd.configs.models import DeskConfig
 from deskd.core.events import BarClosed, Decision
-from deskd.desk.desk import Desk
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deskd" / "data" / "sample" / "EURUSD_M15.csv.gz"
 
@@ -20,11 +20,11 @@ def decisions(df):
                        "S3_BREAKOUT_ATR_REGIME_EMA200": {"enabled": True}},
         "risk": {"conflict_policy": "netting"},
     })
-    desk = Desk(cfg)
+    desk = paper_desk(cfg)
     got = []
     desk.bus.subscribe(Decision, got.append)
     for i, r in enumerate(df.itertuples()):
-        desk.bus.publish(BarClosed("EURUSD", 900, 1_768_000_000 + i * 900, r.open, r.high, r.low, r.close, 0.0))
+        desk.on_bar(BarClosed("EURUSD", 900, 1_768_000_000 + i * 900, r.open, r.high, r.low, r.close, 0.0))
     return got
 
 

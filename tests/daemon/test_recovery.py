@@ -4,10 +4,10 @@ run: nothing lost, nothing doubled."""
 import pytest
 from sqlalchemy import select
 
-from deskd.adapters.replay import ReplayFeed
+from deskd.adapters.paper import paper_desk
+from deskd.adapters.replay import ReplayFeed, replay, replay_bars
 from deskd.configs.loader import load_config
-from deskd.daemon.runner import DeskRunner, replay_bars
-from deskd.desk.desk import Desk
+from deskd.daemon.runner import DeskRunner
 from deskd.persistence.store import sqlite_url, trades
 from tests.e2e.test_backtest_cli import EXAMPLE
 
@@ -31,15 +31,15 @@ def feed(cfg):
 
 @pytest.fixture(scope="module")
 def uninterrupted(cfg):
-    desk = Desk(cfg, "A")
-    desk.replay(feed(cfg))
+    desk = paper_desk(cfg)
+    replay(desk, feed(cfg))
     return sorted(tuple(getattr(t, k) for k in KEY) for t in desk.ledger.closed)
 
 
 def run_until(cfg, url, crash_after_live: int | None, mid_bar: bool = False) -> bool:
     runner = DeskRunner(cfg, url)
     live = 0
-    for bar in replay_bars(feed(cfg), cfg.universe.timeframe_s):
+    for bar in replay_bars(feed(cfg)):
         warm = runner.is_warm_up(bar)
         if not warm and crash_after_live is not None and live == crash_after_live:
             if mid_bar:  # the bar runs, but the process dies before its commit

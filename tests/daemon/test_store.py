@@ -47,7 +47,7 @@ def live_desk(tmp_path):
     h = Harness()
     h.desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0, 2], sl_pips=100)])
     conn = engine.connect()
-    StoreWriter(conn, h.desk, commit_every_bars=1)
+    h.after_bar.append(StoreWriter(conn, h.desk, commit_every_bars=1).end_bar)
     return h, engine, conn
 
 

@@ -16,9 +16,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, select, text
 
-from deskd.adapters.replay import ReplayFeed
-from deskd.daemon.runner import DeskRunner, replay_bars
-from deskd.desk.desk import Desk
+from deskd.adapters.paper import paper_desk
+from deskd.adapters.replay import ReplayFeed, close_out, replay_bars
+from deskd.daemon.runner import DeskRunner
 from deskd.persistence.store import metadata, open_store, trades
 from tests.daemon.test_recovery import KEY, cfg  # noqa: F401  (fixture)
 
@@ -76,12 +76,11 @@ def test_migrations_on_postgres_match_the_models(pg_url):
 
 def test_crash_and_restart_on_postgres_reproduce_the_uninterrupted_trades(cfg, pg_url):  # noqa: F811
     files = dict(cfg.data.files)
-    bars = list(replay_bars(ReplayFeed(files, cfg.data.timezone, cfg.universe.timeframe_s),
-                            cfg.universe.timeframe_s))[:9000]
-    desk = Desk(cfg, "A")
+    bars = list(replay_bars(ReplayFeed(files, cfg.data.timezone, cfg.universe.timeframe_s)))[:9000]
+    desk = paper_desk(cfg)
     for b in bars:
-        desk.bus.publish(b)
-    desk.finish()
+        desk.on_bar(b)
+    close_out(desk)
     want = sorted(tuple(getattr(t, k) for k in KEY) for t in desk.ledger.closed)
     assert len(want) > 20
     for stop in (2500, 6000, None):

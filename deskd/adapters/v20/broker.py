@@ -63,6 +63,7 @@ class HttpBroker:
         self.unexplained: dict[str, dict] = {}       # symbol -> closing transaction not booked
         self.booked_tx: set[str] = set()             # transaction ids already booked
         self.last_tx_id = "0"
+        self.restored: list[OrderIntent] = []        # open orders the store held at start-up
 
     # -- the Desk's side (synchronous) ----------------------------------------------------
     def submit(self, order: OrderIntent) -> bool:
@@ -88,8 +89,24 @@ class HttpBroker:
             return out
         return self.pending.pop(symbol, [])
 
-    def close_at_last(self, reason: str = "EOD") -> None:
-        raise RuntimeError("a live broker has no end of data: flatten closes positions")
+    def pending_entries(self) -> list[OrderIntent]:
+        return [o for orders in self.pending.values() for o in orders if o.intent is Intent.ENTRY]
+
+    def withdraw(self, order: OrderIntent) -> None:
+        orders = self.pending.get(order.symbol, [])
+        if order in orders:
+            orders.remove(order)
+
+    def warm_up(self, bar: BarClosed) -> None:
+        self.last_bar[bar.symbol] = bar
+
+    def restore_position(self, symbol: str, position: Position) -> None:
+        self.positions[symbol] = position
+
+    def restore_order(self, order: OrderIntent) -> None:
+        """An order the store holds open: settled against the broker at start-up
+        (:meth:`deskd.daemon.live.LiveSession.start`) before anything is sent."""
+        self.restored.append(order)
 
     def open_exit_due(self) -> set[str]:
         """Symbols whose position the broker closed (explained) but the ledger has not booked
