@@ -52,6 +52,7 @@ class MemoryFeed:
 
     def __init__(self, feed: ReplayFeed, limit: int | None):
         self.symbols = feed.symbols
+        self.timeframe_s = feed.timeframe_s
         self._chunks = []
         n = 0
         for ch in feed.chunks():

@@ -211,16 +211,12 @@ async def _serve(runner, feed, session, args, token) -> int:
 
     log = structlog.get_logger("deskd.run")
     health = _health_monitor(runner)
-    api = None
-    if not args.no_api:
-        try:
-            api = await start_api(ControlAPI(runner, token, session, DeskMetrics(runner, session, health), health),
-                                  args.api_host, args.api_port)
-        except OSError as e:
-            raise InputError(f"--api-port {args.api_port}: cannot listen on "
-                             f"{args.api_host}: {e.strerror}") from None
+    # built now, so its metrics count start-up's events; it serves once recovery is complete
+    control = None if args.no_api else ControlAPI(runner, token, session, DeskMetrics(runner, session, health),
+                                                  health)
+    api: list = []  # the control API's AppRunner, once it serves
     log.info("deskd running", desk=runner.cfg.desk, scenario=runner.desk.scenario, broker=args.broker,
-             api=None if api is None else f"http://{args.api_host}:{args.api_port}",
+             api=None if args.no_api else f"http://{args.api_host}:{args.api_port}",
              api_actions=bool(token), speed=args.speed if session is None else None)
     interval = watchdog_interval_s()
     dog = asyncio.create_task(watchdog_pings(interval)) if interval else None
@@ -228,7 +224,16 @@ async def _serve(runner, feed, session, args, token) -> int:
     health_file = args.health_file or str(Path(store_path).with_name("deskd-health.json"))
     snapshots = asyncio.create_task(_write_health(health, health_file, runner.cfg.health.snapshot_every_s))
 
-    def ready() -> None:
+    async def ready() -> None:
+        """Recovery is complete (the store's snapshot is in the desk): only now does the API
+        serve, so nothing reads or acts on a desk the store has not restored. Raises
+        InputError when the API port cannot be bound."""
+        if control is not None:
+            try:
+                api.append(await start_api(control, args.api_host, args.api_port))
+            except OSError as e:
+                raise InputError(f"--api-port {args.api_port}: cannot listen on "
+                                 f"{args.api_host}: {e.strerror}") from None
         notify("READY=1")
         log.info("recovered; trading", open_positions=len(runner.desk.ledger.open),
                  state=runner.desk.state.state.value, warm_up_bars=runner.stats.warmed)
@@ -248,8 +253,8 @@ async def _serve(runner, feed, session, args, token) -> int:
         _write_health_once(health, health_file)
         if dog is not None:
             dog.cancel()
-        if api is not None:
-            await api.cleanup()
+        for site in api:
+            await site.cleanup()
 
 
 def _api_request(args, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:

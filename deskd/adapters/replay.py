@@ -94,25 +94,30 @@ def replay_bars(feed: ReplayFeed) -> Iterator[BarClosed]:
 
 
 def replay(desk: Desk, feed: ReplayFeed, progress: Callable[[int], None] | None = None,
-           end_bar: Callable[[BarClosed], None] | None = None, every_bars: int = 50_000) -> int:
+           end_bar: Callable[[BarClosed], None] | None = None) -> int:
     """Trade every bar of ``feed`` through ``desk`` (``end_bar(bar)`` after each, e.g. the
-    store's), then close out as at the end of data. ``progress(n)`` is called every
-    ``every_bars`` bars with the bars done since the last call. Returns the number of bars.
+    store's), then close out as at the end of data. ``progress(n)`` is called after each
+    chunk with its number of bars. Returns the number of bars.
     Raises ValueError when the feed's symbols are not the desk's universe, BarFileError."""
     if feed.symbols != list(desk.cfg.universe.symbols):
         raise ValueError(f"feed symbols {feed.symbols} differ from the universe "
                          f"{desk.cfg.universe.symbols}")
     on_bar = desk.on_bar
+    syms = feed.symbols
+    tf = feed.timeframe_s
+    new = tuple.__new__
     n = 0
-    for bar in replay_bars(feed):
-        on_bar(bar)
-        if end_bar is not None:
-            end_bar(bar)
-        n += 1
-        if progress is not None and n % every_bars == 0:
-            progress(every_bars)
-    if progress is not None and n % every_bars:
-        progress(n % every_bars)
+    for ch in feed.chunks():  # replay_bars(feed), inlined: a generator costs ~3 % per bar here
+        for k, ts, o, h, lo, c, v in zip(ch.sym.tolist(), ch.ts.tolist(), ch.open.tolist(),
+                                         ch.high.tolist(), ch.low.tolist(), ch.close.tolist(),
+                                         ch.volume.tolist()):
+            bar = new(BarClosed, (syms[k], tf, ts, o, h, lo, c, v))
+            on_bar(bar)
+            if end_bar is not None:
+                end_bar(bar)
+        n += len(ch)
+        if progress is not None:
+            progress(len(ch))
     close_out(desk)
     return n
 

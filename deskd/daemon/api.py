@@ -20,21 +20,28 @@ POST /reconcile  {"reason": "...", "book_broker_closes": false}
                  502 when the broker cannot be read (the result is unknown)
 
 POSTs need ``Authorization: Bearer <token>``; the token comes from the environment
-(DESKD_API_TOKEN) or a file, never from the desk config. Errors are JSON
-``{"error": "..."}``: 400 malformed request, 401 missing or wrong token, 403 no token
-configured, 409 refused by the state machine. Handlers run between bars (the bar pipeline
-does not yield), and every action is committed to the store before the reply.
+(DESKD_API_TOKEN) or a file, never from the desk config (:func:`check_token` bounds its
+length). Every request must name this daemon in its ``Host`` header (a loopback name or the
+bind address, any port; see :func:`allowed_hosts_for`), so a DNS-rebinding page cannot read
+it. Bodies are at most 64 KiB of JSON. Errors are JSON ``{"error": "..."}``: 400 malformed
+request, 401 missing or wrong token, 403 no token configured, 409 refused by the state
+machine, 413 body too large, 421 a Host this daemon does not answer to. Handlers run between
+bars (the bar pipeline does not yield), and every action is committed to the store before
+the reply.
 """
 
 from __future__ import annotations
 
 import functools
 import hmac
+import ipaddress
 import json
 import math
+import unicodedata
+from collections.abc import Iterable
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
 
 from deskd.core.events import SIDE_NAME
@@ -44,9 +51,77 @@ from deskd.desk.state import TransitionRefused
 from deskd.persistence.store import decisions, trades
 
 
+MIN_TOKEN_CHARS = 16
+MAX_BODY_BYTES = 64 * 1024
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# the store keeps "operator: <reason>" in state_transitions.reason, a String(200)
+MAX_REASON_CHARS = 200 - len("operator: ")
+
+
+def check_token(token: str) -> None:
+    """Raise ValueError unless ``token`` is long enough to serve as the API bearer token."""
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ValueError(f"the API token must be at least {MIN_TOKEN_CHARS} characters "
+                         f"(it has {len(token)}); make one with "
+                         f"python -c 'import secrets; print(secrets.token_urlsafe(24))'")
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_warning(host: str) -> str | None:
+    """A warning to log when the API would listen on ``host``, a non-loopback address (e.g.
+    0.0.0.0: every interface); None for a loopback address."""
+    if _is_loopback(host):
+        return None
+    return (f"the control API listens on {host or 'every interface'}, not loopback: anyone who "
+            f"can reach it can read positions, and act with the token; the token travels unencrypted")
+
+
+def allowed_hosts_for(bind_host: str) -> frozenset[str]:
+    """The ``Host`` names the API answers to by default: the loopback names, plus ``bind_host``
+    when it is a specific address or name (a wildcard such as 0.0.0.0 is no name a client
+    uses: pass the names the clients use as ``allowed_hosts`` instead)."""
+    host = _host_name(bind_host)
+    wildcard = host in ("", "0.0.0.0", "::")
+    return LOOPBACK_HOSTS if wildcard else LOOPBACK_HOSTS | {host}
+
+
+def _host_name(host: str) -> str:
+    """The name in a ``Host`` value, without its port and IPv6 brackets, lower case; "" when
+    the value is malformed (a bad port, junk after the brackets)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        name, sep, rest = host[1:].partition("]")
+        port = rest.removeprefix(":") if sep else "-"
+    elif host.count(":") == 1:
+        name, _, port = host.partition(":")
+    else:
+        name, port = host, ""  # no port, or a bare IPv6 address
+    return name.removesuffix(".") if port == "" or (port.isascii() and port.isdigit()) else ""
+
+
 class _Body(BaseModel):
+    """An action's body: the operator's reason, refused before anything changes when the store
+    could not keep it (too long for its column; PostgreSQL refuses NUL). Pydantic already
+    refuses lone surrogates."""
+
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=MAX_REASON_CHARS)
+
+    @field_validator("reason")
+    @classmethod
+    def _printable(cls, reason: str) -> str:
+        if any(unicodedata.category(ch) == "Cc" for ch in reason):  # NUL, newline, DEL, C1
+            raise ValueError("must not contain control characters")
+        return reason
 
 
 class HaltBody(_Body):
@@ -90,17 +165,32 @@ def _action(model: type[BaseModel]):
 
 
 class ControlAPI:
-    """Routes bound to one running desk."""
+    """Routes bound to one running desk. ``allowed_hosts`` are the only names a request's
+    ``Host`` header may give (any port; "[::1]" or "::1" alike); None (the default):
+    :func:`allowed_hosts_for` the host :meth:`app` is served on."""
 
-    def __init__(self, runner: DeskRunner, token: str | None, session=None, metrics=None, health=None):
+    def __init__(self, runner: DeskRunner, token: str | None, session=None, metrics=None, health=None,
+                 allowed_hosts: Iterable[str] | None = None):
         self.runner = runner
         self.token = token
         self.session = session  # the LiveSession with a v20 broker, else None
         self.metrics = metrics  # DeskMetrics, or None: no /metrics
         self.health_monitor = health  # HealthMonitor, or None
+        self.allowed_hosts = None if allowed_hosts is None else frozenset(
+            _host_name(h) for h in allowed_hosts) - {""}
 
-    def app(self) -> web.Application:
-        app = web.Application()
+    def app(self, bind_host: str = "127.0.0.1") -> web.Application:
+        """The aiohttp application, to serve on ``bind_host`` (which sets the default
+        allowed hosts)."""
+        hosts = allowed_hosts_for(bind_host) if self.allowed_hosts is None else self.allowed_hosts
+
+        @web.middleware
+        async def check_host(request: web.Request, handler):
+            if _host_name(request.headers.get("Host", "")) not in hosts:
+                return _error(421, "this daemon does not answer to that Host")
+            return await handler(request)
+
+        app = web.Application(middlewares=[check_host], client_max_size=MAX_BODY_BYTES)
         app.add_routes([
             web.get("/health", self.health), web.get("/status", self.status),
             web.get("/metrics", self.prometheus),
@@ -193,11 +283,18 @@ class ControlAPI:
             return _error(403, "this daemon has no API token configured: actions are disabled")
         header = request.headers.get("Authorization", "")
         given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-        if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
+        try:  # aiohttp keeps non-UTF-8 header bytes as surrogate escapes
+            ok = bool(given) and hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                                                     self.token.encode())
+        except UnicodeEncodeError:
+            ok = False
+        if not ok:
             return _error(401, "missing or wrong bearer token")
         try:
-            raw = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            raw = json.loads(await request.read())
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"the body must be at most {MAX_BODY_BYTES} bytes")
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, too deep, an int too long
             return _error(400, "the body must be a JSON object")
         try:
             return model.model_validate(raw)
@@ -255,7 +352,7 @@ class ControlAPI:
 async def start_api(api: ControlAPI, host: str, port: int) -> web.AppRunner:
     """Serve ``api`` on host:port; returns the runner to clean up. Raises OSError when the
     port is taken."""
-    runner = web.AppRunner(api.app(), access_log=None)
+    runner = web.AppRunner(api.app(host), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -99,7 +99,8 @@ class LiveSession:
         restored, b.restored = b.restored, []
         for order in restored:
             if order.intent is not Intent.ENTRY:
-                b.submit(order)  # an exit still wanted: sent again with the next orders
+                b.track_exit(order)  # its close may be in the transactions read below
+                b.submit(order)      # else it is still wanted: sent again with the next orders
                 continue
             got = await self.client.order_by_client_id(order.client_order_id)
             if got is not None and got.get("fillingTransactionID"):
@@ -140,6 +141,7 @@ class LiveSession:
                 found = await self.broker.poll_transactions()
                 if found:
                     self._mismatch(found)
+                await self.broker.resolve_unknown()
             except (BrokerError, KeyError, ValueError, TypeError) as e:
                 log.error("broker unreachable this tick", error=f"{type(e).__name__}: {e}")
                 d.broker_error(f"broker unreachable: {e}")

@@ -4,6 +4,8 @@ One process: a feed releases bars as they close, each bar goes through the same 
 backtest, and the store commits every bar. Start-up and crash recovery are one path
 (:mod:`deskd.persistence.recovery`): bars the store has already processed are replayed through
 the indicators only, the snapshot is restored, and trading resumes with the next bar.
+Start-up is restore, then serve: nothing reads or writes the desk before the snapshot is back
+(the runner refuses to commit before it; the CLI starts the control API only once recovered).
 
 Feeds: :class:`PacedReplayFeed` plays bar files as if live, releasing each bar at its close
 time on a clock running at ``speed`` x real time.
@@ -12,10 +14,11 @@ time on a clock running at ``speed`` x real time.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -27,8 +30,8 @@ from deskd.core.bus import Bus
 from deskd.core.events import BarClosed
 from deskd.core.time import iso
 from deskd.desk.desk import Desk
-from deskd.persistence.recovery import load_snapshot, restore
-from deskd.persistence.store import StoreWriter, open_store
+from deskd.persistence.recovery import load_snapshot, restore, unknown_symbols
+from deskd.persistence.store import StoreError, StoreWriter, open_store
 from deskd.risk.guard import TradingCalendar
 
 log = structlog.get_logger("deskd.run")
@@ -76,25 +79,68 @@ class RunStats:
     live: int = 0
 
 
+class NotRestoredError(RuntimeError):
+    """A commit before the store's snapshot was restored into the desk: it would write the
+    bare desk (starting balance, no positions, trade ids from 1) over the store."""
+
+
+class _RestoreFirstWriter(StoreWriter):
+    """The daemon's StoreWriter: every bar commits, and nothing commits until ``restored()``."""
+
+    def __init__(self, conn, desk: Desk, restored: Callable[[], bool]):
+        super().__init__(conn, desk, commit_every_bars=1, on_existing="resume")
+        self._is_restored = restored
+
+    def commit(self) -> None:
+        """Commit as StoreWriter does. Raises NotRestoredError before the snapshot is restored."""
+        if not self._is_restored():
+            raise NotRestoredError("the store's snapshot is not restored yet: refusing to commit "
+                                   "the bare desk over it")
+        super().commit()
+
+
+def _in_memory(engine) -> bool:
+    """An SQLite database that lives only as long as its connection (``sqlite://``,
+    ``sqlite:///:memory:``, ``mode=memory``)."""
+    url = engine.url
+    return engine.dialect.name == "sqlite" and (url.database in (None, "", ":memory:")
+                                                or url.query.get("mode") == "memory")
+
+
 class DeskRunner:
     """The daemon's synchronous core: store, recovery and the per-bar pipeline.
 
     ``make_broker(desk)`` builds the desk's broker (default: the paper broker with
     ``scenario``'s costs).
     ``feed(bar)`` for every bar from the start of the data: bars the store has processed are
-    warm-up; the first later bar restores the snapshot and trading resumes. Each live bar
-    commits on its own. Raises StoreError, ValueError (a snapshot the config cannot hold).
+    warm-up; :meth:`ensure_restored` (called by the first later bar at the latest) restores the
+    snapshot and trading resumes. Each live bar commits on its own; nothing commits before the
+    snapshot is restored (NotRestoredError). Raises StoreError when the store cannot be opened,
+    is an in-memory SQLite database (a daemon's store must outlive the process), or holds
+    positions or orders on symbols the config does not trade.
     """
 
     def __init__(self, cfg: DeskConfig, store_url: str, scenario: str = "A", make_broker=None):
         self.cfg = cfg
         self.engine = open_store(store_url)
+        where = self.engine.url.render_as_string(hide_password=True)
+        if _in_memory(self.engine):
+            self.engine.dispose()
+            raise StoreError(f"store {where}: an in-memory SQLite database is gone when the daemon "
+                             f"stops; give the daemon a file (--store PATH) or a server URL")
         self.conn = self.engine.connect()
         self.desk = Desk(cfg, make_broker or paper_broker(cfg, scenario), scenario, Bus())
-        self.checkpointer = WalCheckpointer(self.engine, self.conn) if self.engine.dialect.name == "sqlite" else None
         self.snapshot = load_snapshot(self.conn, cfg.desk, scenario)
+        unknown = unknown_symbols(self.snapshot, self.desk.instruments) if self.snapshot else []
+        if unknown:
+            self.conn.close()
+            self.engine.dispose()
+            raise StoreError(f"store {where}: desk {cfg.desk!r} scenario {scenario!r} holds positions or "
+                             f"orders on {', '.join(unknown)}, which universe.symbols of the config no "
+                             f"longer trades; put them back to close them, or use another store")
+        self.checkpointer = WalCheckpointer(self.engine, self.conn) if self.engine.dialect.name == "sqlite" else None
         self.cursor = dict(self.snapshot.cursor) if self.snapshot else {}
-        self.writer = StoreWriter(self.conn, self.desk, commit_every_bars=1, on_existing="resume")
+        self.writer: StoreWriter = _RestoreFirstWriter(self.conn, self.desk, lambda: self.restored)
         self.gate = BarGate(self.desk.tf_s, self.desk.guard.cal)
         self.gate.last.update(self.cursor)
         self._restored = self.snapshot is None
@@ -126,8 +172,15 @@ class DeskRunner:
             self.bar_started = None
         self.stats.live += 1
 
+    @property
+    def restored(self) -> bool:
+        """The desk holds the store's snapshot (or the store had none): it may be read,
+        traded and committed."""
+        return self._restored
+
     def ensure_restored(self) -> None:
-        """Put the store's snapshot back into the desk, once, after warm-up."""
+        """Put the store's snapshot back into the desk, once, after warm-up (the bars the
+        store has processed); bars warmed up later only reach the indicators."""
         if not self._restored:
             restore(self.desk, self.snapshot)
             self._restored = True
@@ -242,31 +295,48 @@ class _Signals:
             self.loop.remove_signal_handler(sig)
 
 
-async def serve(runner: DeskRunner, feed: PacedReplayFeed, exit_at_end: bool,
-                on_ready=None, stop: asyncio.Event | None = None) -> int:
-    """Run until SIGTERM/SIGINT (finish the bar in flight, commit, exit 0) or, with
-    ``exit_at_end``, the end of the data (EOD close-out, commit, exit 0). ``on_ready()`` is
-    called once, when recovery is complete (the first bar to trade, or the end of a feed with
-    nothing new)."""
-    stop = stop or asyncio.Event()
-    ready = [on_ready]
-    runner.clock = feed.now
+OnReady = Callable[[], Awaitable[None] | None]
 
-    def mark_ready() -> None:
-        if ready[0] is not None:
-            ready[0]()
-            ready[0] = None
+
+async def _call(on_ready: OnReady | None) -> None:
+    """``on_ready()``, awaited when it is a coroutine function."""
+    if on_ready is not None:
+        got = on_ready()
+        if inspect.isawaitable(got):
+            await got
+
+
+async def serve(runner: DeskRunner, feed: PacedReplayFeed, exit_at_end: bool,
+                on_ready: OnReady | None = None, stop: asyncio.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT (finish the bar in flight, commit, exit 0) or, with
+    ``exit_at_end``, the end of the data (EOD close-out, commit, exit 0).
+
+    Recovery comes first: the bars the store has processed warm the indicators up, then the
+    snapshot is restored, at the first new bar or at the end of a feed with nothing new, and
+    ``on_ready()`` (sync or async) is called once, before that bar is traded. Nothing else may
+    read or write the desk before it (the CLI starts the control API there). A signal during
+    warm-up returns 0 having committed nothing. Raises what the runner and ``on_ready`` raise."""
+    stop = stop or asyncio.Event()
+    runner.clock = feed.now
+    ready = False
+
+    async def recovered() -> None:
+        nonlocal ready
+        if not ready:
+            runner.ensure_restored()
+            ready = True
+            await _call(on_ready)
     with _Signals(stop):
         async for bar, now_sim in feed.bars(runner.is_warm_up, stop):
             if stop.is_set():
                 break
+            if not runner.is_warm_up(bar):
+                await recovered()
             runner.feed(bar, now_sim)
-            if runner.stats.live:
-                mark_ready()
         if stop.is_set():
             log.info("stopping on signal; every processed bar is committed")
             return 0
-        mark_ready()
+        await recovered()
         if exit_at_end:
             runner.end_of_data()
             log.info("end of data: positions closed out", live_bars=runner.stats.live)
@@ -275,18 +345,17 @@ async def serve(runner: DeskRunner, feed: PacedReplayFeed, exit_at_end: bool,
         return 0
 
 
-async def serve_live(session, poll_interval_s: float | None, on_ready=None,
+async def serve_live(session, poll_interval_s: float | None, on_ready: OnReady | None = None,
                      stop: asyncio.Event | None = None) -> int:
     """The live daemon (:class:`deskd.daemon.live.LiveSession`): start-up and reconciliation
-    before any trading, then a tick at every bar close (``poll_interval_s`` None) or every
-    ``poll_interval_s`` seconds, until SIGTERM/SIGINT; the tick in flight finishes and is
-    committed before returning 0. Raises BrokerError when the broker cannot be read at
-    start-up."""
+    before any trading, then ``on_ready()`` (sync or async), then a tick at every bar close
+    (``poll_interval_s`` None) or every ``poll_interval_s`` seconds, until SIGTERM/SIGINT; the
+    tick in flight finishes and is committed before returning 0. Raises BrokerError when the
+    broker cannot be read at start-up, and what ``on_ready`` raises."""
     stop = stop or asyncio.Event()
     with _Signals(stop):
         await session.start()
-        if on_ready is not None:
-            on_ready()
+        await _call(on_ready)
         scheduler = None
         if poll_interval_s is None:
             scheduler = session.poller.start(session.tick)

@@ -220,8 +220,11 @@ class Desk:
     def _decide(self, bar: BarClosed, signals: list[SignalIntent], entries_blocked: str | None) -> None:
         sym = bar.symbol
         if sym in self._open or sym in self._entry_on:
+            why = "position_open"
+            if sym not in self._open and self.orders.status(self._entry_on[sym]) is OrderStatus.UNKNOWN:
+                why = "order_unknown"
             for s in signals:
-                self._record(s, SKIPPED, "position_open")
+                self._record(s, SKIPPED, why)
             return
         if entries_blocked is not None:
             for s in signals:

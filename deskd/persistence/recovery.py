@@ -13,6 +13,7 @@ at the end of some bar: nothing of a half-processed bar can survive a crash.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -69,12 +70,18 @@ _TRADE_FIELDS = ("trade_id", "symbol", "strategy_id", "side", "units", "signal_t
                  "mfe_pips")
 
 
+def unknown_symbols(snap: Snapshot, symbols: Iterable[str]) -> list[str]:
+    """The symbols, sorted, of ``snap``'s positions and unfilled orders that are not in
+    ``symbols`` (a desk's universe): a snapshot the desk cannot hold."""
+    return sorted({p["symbol"] for p in snap.positions + snap.pending} - set(symbols))
+
+
 def restore(desk: Desk, snap: Snapshot) -> None:
     """Put ``snap`` back into ``desk`` (after warm-up). Raises ValueError when the snapshot
-    names a symbol outside the desk's universe."""
-    unknown = {p["symbol"] for p in snap.positions + snap.pending} - set(desk.instruments)
+    names a symbol outside the desk's universe (check first with :func:`unknown_symbols`)."""
+    unknown = unknown_symbols(snap, desk.instruments)
     if unknown:
-        raise ValueError(f"the store holds positions or orders on {sorted(unknown)}, which the "
+        raise ValueError(f"the store holds positions or orders on {unknown}, which the "
                          f"config's universe does not trade")
     st, lg = snap.state, desk.ledger
     lg.balance_usd = st["balance_usd"]

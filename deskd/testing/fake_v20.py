@@ -18,7 +18,13 @@ Faults, queued with ``POST /admin/faults {"faults": [{"kind": K, "path": "orders
 ...}]}``: ``latency`` (``delay_s``, then served), ``5xx`` (503), ``429`` (``retry_after_s``),
 ``drop`` (connection closed, nothing done), ``malformed`` (a 200 whose body is not JSON),
 ``lose_response`` (the request is carried out, then the connection is closed: the client
-never hears), ``reject`` (an order rejected, 400 with an orderRejectTransaction). ``POST /admin/close {"tradeID": id}`` closes a trade by hand
+never hears), ``resend_404`` (the request is carried out, and the client hears the 404 that
+its HTTP library's transparent re-send of the idempotent PUT got: a close whose answer was lost
+on a dropped keep-alive connection), ``reject`` (an order rejected, 400 with an
+orderRejectTransaction). Lookups that time out are ``latency`` on ``/orders/@`` with a delay
+past the client's timeout; a close held at the broker while the daemon is killed is ``latency``
+on ``/close`` (the fake carries it out after the delay, whoever is still listening); a malformed
+Retry-After is ``429`` with ``retry_after_s`` set to any string (``"nan"``). ``POST /admin/close {"tradeID": id}`` closes a trade by hand
 at the last price. With ``state_file`` every change is saved and a restarted fake reloads it:
 a restart forgets nothing. Every request is logged in ``requests`` (time, method, path, status)
 for tests.
@@ -383,6 +389,8 @@ def build_app(broker: FakeV20) -> web.Application:
             broker.save()
         if kind == "lose_response":
             request.transport.close()  # carried out, but the client never hears
+        if kind == "resend_404":  # carried out; the re-sent request found nothing left to do
+            return _err(404, "The Trade specified does not exist", "TRADE_DOESNT_EXIST")
         return resp
 
     def ok(body: dict, status: int = 200) -> web.Response:

@@ -53,6 +53,16 @@ def test_429_waits_the_retry_after():
     assert trades == [] and time.monotonic() - t >= 1.0 and client.retries == 1
 
 
+@pytest.mark.parametrize("retry_after", ["nan", "inf", "-5", "soon", ""])
+def test_429_with_a_bad_retry_after_waits_the_default_backoff_not_forever(retry_after):
+    async def scenario(c):
+        return await asyncio.wait_for(c.open_trades(), 5)  # the old client slept nan: forever
+    t = time.monotonic()
+    broker, trades, client = run(scenario, [{"kind": "429", "path": "openTrades", "retry_after_s": retry_after}],
+                                 max_retry_after_s=3.0)
+    assert trades == [] and client.retries == 1 and time.monotonic() - t < 2.0
+
+
 def test_lost_order_response_is_found_by_client_id_not_sent_twice():
     faults = [{"kind": "lose_response", "path": "/orders", "method": "POST", "count": 1}]
     broker, fill, _ = run(lambda c: c.market_order("EURUSD", 10_000, "deskd-A-EURUSD-9-ENTRY", sl_price=1.09), faults)

@@ -55,6 +55,9 @@ def test_actions_need_the_bearer_token(tmp_path):
     (None, {"reason": "x", "lots": 3}, "lots: Extra inputs are not permitted"),
     (None, {"reason": "x", "force": "maybe"}, "force: Input should be a valid boolean"),
     (None, [1, 2], "body: Input should be a valid dictionary"),
+    (None, {"reason": "a\x00b"}, "reason: Value error, must not contain control characters"),
+    (None, {"reason": "x" * 191}, "reason: String should have at most 190 characters"),
+    (b"[" * 50_000, None, "the body must be a JSON object"),
 ])
 def test_malformed_requests_get_400_with_a_json_error(tmp_path, raw, body, msg):
     r = runner(tmp_path)

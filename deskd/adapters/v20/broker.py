@@ -24,12 +24,21 @@ from __future__ import annotations
 
 import structlog
 
-from deskd.adapters.paper import Position
 from deskd.adapters.v20.client import BrokerError, BrokerRejected, V20Client
 from deskd.adapters.v20.naming import parse_time, price_str, round_price
 from deskd.core.bus import Bus
-from deskd.core.events import BarClosed, Fill, Intent, OrderCancelled, OrderIntent, OrderRejected
+from deskd.core.events import (
+    BarClosed,
+    ExitReason,
+    Fill,
+    Intent,
+    OrderCancelled,
+    OrderIntent,
+    OrderRejected,
+    OrderUnknown,
+)
 from deskd.core.money import Instrument
+from deskd.desk.broker import Position
 
 log = structlog.get_logger("deskd.live")
 
@@ -64,6 +73,8 @@ class HttpBroker:
         self.booked_tx: set[str] = set()             # transaction ids already booked
         self.last_tx_id = "0"
         self.restored: list[OrderIntent] = []        # open orders the store held at start-up
+        self.unknown: dict[str, OrderIntent] = {}    # client id -> order whose outcome is UNKNOWN
+        self.exits_out: dict[str, OrderIntent] = {}  # symbol -> the desk's exit sent, not yet answered
 
     # -- the Desk's side (synchronous) ----------------------------------------------------
     def submit(self, order: OrderIntent) -> bool:
@@ -137,10 +148,51 @@ class HttpBroker:
         try:
             got = await self.client.market_order(sym, order.side * int(order.units), order.client_order_id,
                                                  sl_distance=sl_dist_price, tp_distance=tp_dist_price)
-        except BrokerError as e:
+        except BrokerRejected as e:
             self._reject(order, str(e))
             return
+        except BrokerError as e:  # every answer and lookup lost: it may have filled
+            self._unknown(order, str(e))
+            return
         self.entry_filled(order, got)
+
+    def _unknown(self, order: OrderIntent, reason: str) -> None:
+        log.error("order outcome unknown; looked up again every tick", symbol=order.symbol,
+                  order_id=order.client_order_id, error=reason)
+        self.unknown[order.client_order_id] = order
+        self.bus.publish(OrderUnknown(order.bar_ts, order.client_order_id, reason, order.symbol, order.intent))
+
+    async def resolve_unknown(self) -> None:
+        """Ask the broker again about every order whose outcome is UNKNOWN: an entry found
+        filled is booked at the broker's price, one the broker never took (or did not fill)
+        is cancelled; an exit is resolved by its trade (closed: booked as the desk's exit;
+        open: cancelled, so the desk sends it again). A lookup that fails leaves the order
+        UNKNOWN until the next tick."""
+        for oid, order in list(self.unknown.items()):
+            try:
+                if order.intent is Intent.ENTRY:
+                    got = await self.client.order_by_client_id(oid)
+                    if got is not None and got.get("fillingTransactionID"):
+                        tx = await self.client.transaction(got["fillingTransactionID"])
+                        if self.unknown.pop(oid, None) is not None:
+                            self.entry_filled(order, _opened(tx))
+                        continue
+                    why = "never reached the broker" if got is None else f"broker: {got.get('state', 'not filled')}"
+                else:
+                    tid = self.trade_ids.get(order.symbol)
+                    t = None if tid is None else await self.client.trade(tid)
+                    if t is not None and t.get("state") == "CLOSED" and t.get("closingTransactionIDs"):
+                        self.unknown.pop(oid, None)
+                        self.exits_out[order.symbol] = order
+                        self.on_transaction(await self.client.transaction(t["closingTransactionIDs"][-1]))
+                        continue
+                    why = "the trade is still open at the broker"
+            except BrokerError as e:
+                log.warning("order still unknown", order_id=oid, error=str(e))
+                continue
+            self.unknown.pop(oid, None)
+            log.info("unknown order resolved", order_id=oid, outcome=why)
+            self.bus.publish(OrderCancelled(order.bar_ts, oid, why))
 
     def _distances(self, order: OrderIntent) -> tuple[float, float | None]:
         """Bracket distances in price units, as v20 will read them (a tenth of a pip)."""
@@ -174,22 +226,32 @@ class HttpBroker:
             self.bus.publish(OrderCancelled(order.bar_ts, order.client_order_id,
                                             "no open desk trade at the broker to close"))
             return
+        self.exits_out[sym] = order
         try:
             tx = await self.client.close_trade(tid)
         except BrokerRejected as e:
-            if e.status == 404:  # closed at the broker already; its transaction explains how
-                self.bus.publish(OrderCancelled(order.bar_ts, order.client_order_id,
-                                                f"trade {tid} already closed at the broker"))
+            if e.status != 404:
+                self.exits_out.pop(sym, None)
+                self._reject(order, str(e))
                 return
-            self._reject(order, str(e))
+            # closed already: by this very request whose answer was lost and re-sent (aiohttp
+            # re-sends an idempotent PUT on a dropped keep-alive connection), or by a bracket.
+            # The closing transaction says which; until it is read the outcome is unknown.
+            try:
+                t = await self.client.trade(tid)
+                if t is None or not t.get("closingTransactionIDs"):
+                    raise BrokerError(f"trade {tid}: 404 on close, and no closing transaction")
+                tx = await self.client.transaction(t["closingTransactionIDs"][-1])
+            except BrokerError as e2:
+                self._unknown(order, f"close answered 404, lookup failed: {e2}")
+                return
+            self.on_transaction(tx)
             return
         except BrokerError as e:
-            self._reject(order, str(e))
+            self.exits_out.pop(sym, None)
+            self._unknown(order, str(e))
             return
-        self.booked_tx.add(tx["id"])
-        bar = self.last_bar[sym]
-        reason = EXPLAINED_CLOSES.get(tx.get("reason", ""), order.exit_reason or "MARKET")
-        self.bus.publish(self._exit_fill(sym, tx, float(tx["price"]), order.client_order_id, reason, bar.close))
+        self.on_transaction(tx)
 
     def _reject(self, order: OrderIntent, reason: str) -> None:
         log.error("order failed", symbol=order.symbol, order_id=order.client_order_id, error=reason)
@@ -226,6 +288,11 @@ class HttpBroker:
         as unexplained. Returns descriptions of the unexplained ones."""
         if tx.get("type") != "ORDER_FILL" or tx["id"] in self.booked_tx:
             return []
+        opened_by = ((tx.get("tradeOpened") or {}).get("clientExtensions") or {}).get("id")
+        if opened_by in self.unknown:  # an entry whose answer was lost: it filled after all
+            self.booked_tx.add(tx["id"])
+            self.entry_filled(self.unknown.pop(opened_by), _opened(tx))
+            return []
         by_trade = {tid: sym for sym, tid in self.trade_ids.items()}
         touched = list(tx.get("tradesClosed") or [])
         if tx.get("tradeReduced"):
@@ -238,6 +305,21 @@ class HttpBroker:
             self.booked_tx.add(tx["id"])
             price = float(closed.get("price") or tx["price"])
             reason = EXPLAINED_CLOSES.get(tx.get("reason", ""))
+            own = self.exits_out.pop(sym, None)
+            if own is not None and tx.get("reason") == "MARKET_ORDER_TRADE_CLOSE" \
+                    and closed is not tx.get("tradeReduced"):
+                # the desk's own exit (sent now, or before a restart): booked under its id
+                self.withdraw(own)
+                bar = self.last_bar.get(sym)
+                log.info("exit filled", symbol=sym, order_id=own.client_order_id, price=price, transaction=tx["id"])
+                self.bus.publish(self._exit_fill(sym, tx, price, own.client_order_id,
+                                                 own.exit_reason or ExitReason.MARKET,
+                                                 bar.close if bar is not None else price))
+                continue
+            if own is not None:  # closed by a bracket (or by hand) first: the exit has nothing to do
+                self.withdraw(own)
+                self.bus.publish(OrderCancelled(own.bar_ts, own.client_order_id,
+                                                f"trade closed at the broker first ({tx.get('reason', '?')})"))
             if reason is None or closed is tx.get("tradeReduced"):
                 self.unexplained[sym] = {**tx, "tradeID": closed["tradeID"], "closePrice": price}
                 found.append(f"{sym}: trade {closed['tradeID']} closed at the broker "
@@ -254,6 +336,11 @@ class HttpBroker:
                 self.exits_due.setdefault(sym, []).append(fill)
         return found
 
+    def track_exit(self, order: OrderIntent) -> None:
+        """An exit the store held open on restart: a close of its trade found in the
+        transactions is the desk's own, not a hand close."""
+        self.exits_out[order.symbol] = order
+
     def book_unexplained(self, sym: str) -> None:
         """An operator accepts the broker's close of ``sym``: book it at the broker's price
         (exit reason BROKER_CLOSE)."""
@@ -261,3 +348,9 @@ class HttpBroker:
         pos = self.positions[sym]
         self.bus.publish(self._exit_fill(sym, tx, tx["closePrice"], f"{pos.order.client_order_id}:BROKER_CLOSE",
                                          "BROKER_CLOSE", tx["closePrice"]))
+
+
+def _opened(tx: dict) -> dict:
+    """The fill of an ORDER_FILL transaction that opened a trade, as ``market_order`` answers."""
+    return {"price": float(tx["price"]), "time": parse_time(tx["time"]),
+            "trade_id": (tx.get("tradeOpened") or {}).get("tradeID")}

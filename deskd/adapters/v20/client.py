@@ -2,8 +2,9 @@
 
 Timeouts, dropped connections and 5xx are retried with exponential backoff and full jitter
 (``backoff_s`` x 2^attempt, capped at ``max_backoff_s``); 429 waits the server's Retry-After
-(capped too); after ``max_attempts`` a :class:`BrokerUnavailable` is raised, which the
-daemon turns into an execution error for the state machine. 4xx other than 429 are not
+(:func:`retry_after_s`: seconds or an HTTP-date, capped at ``max_retry_after_s``; a value that
+is neither waits the backoff); after ``max_attempts`` a :class:`BrokerUnavailable` is raised,
+which the daemon turns into an execution error for the state machine. 4xx other than 429 are not
 retried: :class:`BrokerRejected`.
 
 A market order carries the desk's client order id in clientExtensions. When its outcome is
@@ -20,8 +21,11 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import aiohttp
@@ -72,6 +76,28 @@ def credentials_from_env(env: dict[str, str] | None = None) -> Credentials:
         if not value:
             raise ValueError(f"broker credentials: {name} is not set")
     return Credentials(env["DESKD_V20_URL"].rstrip("/"), env["DESKD_V20_ACCOUNT"], token)
+
+
+def retry_after_s(value: str | None, now: datetime, default_s: float, max_s: float) -> float:
+    """Seconds to wait for a 429's ``Retry-After`` header, per RFC 9110 section 10.2.3: either
+    delay-seconds (a non-negative integer) or an HTTP-date (the wait is that date minus ``now``,
+    floored at 0). Anything else (missing, empty, "nan", "inf", negative, fractional, garbage)
+    waits ``default_s``. The result is always within [0, ``max_s``]."""
+    value = (value or "").strip()
+    if re.fullmatch(r"[0-9]+", value):
+        wait = max_s if len(value) > 9 else int(value)  # int() refuses more than 4300 digits
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            when = None
+        wait = default_s if when is None else (_utc(when) - _utc(now)).total_seconds()
+    return float(min(max(wait, 0.0), max_s))
+
+
+def _utc(t: datetime) -> datetime:
+    """``t`` made timezone-aware: a naive time (an HTTP-date in "-0000") is taken as UTC."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 def endpoint_of(method: str, path: str) -> str:
@@ -136,7 +162,8 @@ class V20Client:
                         return body or {}
                     if r.status == 429:
                         outcome = "429"
-                        wait = min(float(r.headers.get("Retry-After", "1")), self.max_retry_after_s)
+                        wait = retry_after_s(r.headers.get("Retry-After"), datetime.now(UTC),
+                                             self._backoff(attempt), self.max_retry_after_s)
                         last = f"429, Retry-After {wait:g} s"
                         log.warning("broker rate limit", path=path, retry_after_s=wait, attempt=attempt + 1)
                         self._observe(endpoint, t0, outcome)
@@ -159,8 +186,13 @@ class V20Client:
                 if outcome != "429":
                     self._observe(endpoint, t0, outcome)
             log.warning("broker call failed", path=path, error=last, attempt=attempt + 1)
-            await asyncio.sleep(random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2 ** attempt)))
+            await asyncio.sleep(self._backoff(attempt))
         raise BrokerUnavailable(f"{method} {path}: gave up after {attempts} attempts ({last})")
+
+    def _backoff(self, attempt: int) -> float:
+        """The wait before try ``attempt + 1``: full jitter up to ``backoff_s`` x 2^attempt,
+        capped at ``max_backoff_s``."""
+        return random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2 ** attempt))
 
     def _observe(self, endpoint: str, t0: float, outcome: str) -> None:
         if self.observer is not None:
