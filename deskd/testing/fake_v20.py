@@ -341,7 +341,7 @@ def _err(status: int, message: str, code: str | None = None) -> web.Response:
     return web.json_response(body, status=status)
 
 
-def build_app(broker: FakeV20) -> web.Application:
+def build_app(broker: FakeV20) -> web.Application:  # noqa: C901 (its handlers are nested, counted as one)
     """The aiohttp application serving ``broker``."""
 
     @web.middleware

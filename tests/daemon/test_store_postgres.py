@@ -20,6 +20,7 @@ from deskd.adapters.paper import paper_desk
 from deskd.adapters.replay import ReplayFeed, close_out, replay_bars
 from deskd.daemon.runner import DeskRunner
 from deskd.persistence.store import metadata, open_store, trades
+from tests.conftest import require_tool
 from tests.daemon.test_recovery import KEY, cfg  # noqa: F401  (fixture)
 
 
@@ -29,13 +30,8 @@ def _pg_bin() -> Path | None:
 
 
 def _ensure_postgres() -> Path:
-    if _pg_bin() is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, env=env, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "postgresql"], capture_output=True, env=env, timeout=900)
     bindir = _pg_bin()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server binaries and no root to install them (CI installs them)")
+    require_tool(str(bindir) if bindir else None, "PostgreSQL server binaries (initdb)", "postgresql")
     return bindir
 
 

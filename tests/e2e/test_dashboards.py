@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import require_tool
 from tests.e2e.live_harness import API_TOKEN, Live, free_port, write_live_config
 from tests.e2e.test_backtest_cli import deskd_cmd
 
@@ -142,15 +143,7 @@ def test_every_metric_the_dashboard_and_rules_use_is_exported(paper_scrapes, liv
 
 
 def _promtool() -> str:
-    if shutil.which("promtool") is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, env=env, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"],
-                       capture_output=True, env=env, timeout=900)
-    found = shutil.which("promtool")
-    if found is None:
-        pytest.fail("promtool is missing and cannot be installed here: apt-get install prometheus")
-    return found
+    return require_tool(shutil.which("promtool"), "promtool", "prometheus")
 
 
 def test_alert_rules_pass_promtool_check_and_their_unit_tests():

@@ -5,9 +5,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from deskd.cli import build_parser
+from tests.conftest import require_tool
 from tests.e2e.test_backtest_cli import deskd_cmd
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "deskd.service"
@@ -20,14 +19,7 @@ def exec_start() -> list[str]:
 
 
 def ensure_systemd_analyze() -> str:
-    found = shutil.which("systemd-analyze")
-    if found:
-        return found
-    # as the issue asks: install it when the machine lacks it (root, Debian)
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "systemd"]):
-        if subprocess.run(cmd, capture_output=True, timeout=600).returncode != 0:
-            pytest.fail(f"systemd-analyze missing and `{' '.join(cmd)}` failed")
-    return shutil.which("systemd-analyze") or pytest.fail("systemd-analyze still missing")
+    return require_tool(shutil.which("systemd-analyze"), "systemd-analyze", "systemd")
 
 
 def test_exec_start_is_the_deskd_run_command_with_valid_arguments():

@@ -1,0 +1,105 @@
+"""The order book's status table, and what an UNKNOWN order means to the desk and its store."""
+
+import asyncio
+
+import pytest
+from sqlalchemy import select
+
+from deskd.adapters.v20.broker import HttpBroker
+from deskd.adapters.v20.client import BrokerUnavailable
+from deskd.core.events import Decision, Intent, OrderIntent
+from deskd.core.money import Instrument, QuoteConverter
+from deskd.desk.desk import Desk
+from deskd.desk.orders import IllegalOrderMove, OrderBook, OrderStatus
+from deskd.persistence.recovery import load_snapshot, restore
+from deskd.persistence.store import StoreWriter, open_store, orders, sqlite_url
+from deskd.risk.allocator import Allocator
+from tests.daemon.helpers import T0, TF, Scripted, config
+
+S = OrderStatus
+
+
+def entry(oid="o1", symbol="EURUSD", risk_usd=100.0):
+    return OrderIntent(oid, T0, symbol, "S1", 1, 10_000, Intent.ENTRY, 20.0, None, risk_usd, notional_usd=11_000.0)
+
+
+def book():
+    cfg = config()
+    inst = {s: Instrument.parse(s) for s in cfg.universe.symbols}
+    return OrderBook(Allocator(cfg.risk, inst, QuoteConverter(inst)))
+
+
+@pytest.mark.parametrize("path", [[S.FILLED], [S.CANCELLED], [S.REJECTED], [S.UNKNOWN, S.FILLED],
+                                  [S.UNKNOWN, S.CANCELLED], [S.UNKNOWN, S.REJECTED]])
+def test_every_listed_move_is_allowed_and_a_final_status_leaves_the_book(path):
+    b = book()
+    b.add(entry())
+    for st in path:
+        assert b.move("o1", st) is not None
+    assert b.orders == {} and b.entry_on == {}
+
+
+@pytest.mark.parametrize("path", [[S.UNKNOWN, S.UNKNOWN], [S.UNKNOWN, S.SUBMITTED], [S.SUBMITTED]])
+def test_a_move_the_table_does_not_list_raises(path):
+    b = book()
+    b.add(entry())
+    with pytest.raises(IllegalOrderMove):
+        for st in path:
+            b.move("o1", st)
+
+
+def test_caps_are_released_by_cancel_and_reject_kept_while_unknown_and_kept_by_a_fill():
+    b = book()
+    for oid, symbol, st in (("a", "EURUSD", S.CANCELLED), ("b", "EURUSD", S.REJECTED),
+                            ("c", "USDJPY", S.UNKNOWN), ("d", "EURUSD", S.FILLED)):
+        b.add(entry(oid, symbol))
+        b.move(oid, st)
+    assert set(b.allocator._open) == {"c", "d"}  # unknown and filled still hold their risk
+
+
+class LostClient:
+    """Every order is sent into the void: the outcome is never heard."""
+
+    async def market_order(self, *a, **kw):
+        raise BrokerUnavailable("market order: outcome unknown after 4 attempts")
+
+
+def unknown_desk(tmp_path):
+    cfg = config()
+    desk = Desk(cfg, lambda d: HttpBroker(d.bus, d.instruments, LostClient()), "A")
+    desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0, 1, 2])])
+    engine = open_store(sqlite_url(tmp_path / "s.db"))
+    conn = engine.connect()
+    writer = StoreWriter(conn, desk, commit_every_bars=1)
+    decisions = []
+    desk.bus.subscribe(Decision, decisions.append)
+    return cfg, desk, engine, writer, decisions
+
+
+def bar(desk, i, price=1.1000):
+    from deskd.core.events import BarClosed
+
+    b = BarClosed("EURUSD", TF, T0 + i * TF, price, price + 0.0005, price - 0.0005, price, 0.0)
+    desk.on_bar(b)
+    return b
+
+
+def test_an_order_never_confirmed_is_unknown_persisted_and_blocks_its_symbol(tmp_path):
+    cfg, desk, engine, writer, decisions = unknown_desk(tmp_path)
+    writer.end_bar(bar(desk, 0))
+    asyncio.run(desk.broker.send())
+    writer.commit()
+    (oid,) = desk.orders.orders
+    assert desk.orders.status(oid) is S.UNKNOWN and desk.state.state.value == "DEGRADED"
+    for i in (1, 2):  # the strategy keeps signalling: nothing new opens on the symbol
+        writer.end_bar(bar(desk, i))
+        assert decisions[-1].reason == "order_unknown"
+    assert desk.broker.pending == {}
+    with engine.connect() as c:
+        assert c.execute(select(orders.c.status).where(orders.c.client_order_id == oid)).scalar() == "UNKNOWN"
+        snap = load_snapshot(c, cfg.desk, "A")
+    # a restart keeps it UNKNOWN, its symbol still blocked
+    desk2 = Desk(cfg, lambda d: HttpBroker(d.bus, d.instruments, LostClient()), "A")
+    restore(desk2, snap)
+    assert desk2.orders.status(oid) is S.UNKNOWN and desk2.orders.entry_on == {"EURUSD": oid}
+    assert [o.client_order_id for o in desk2.broker.restored] == [oid]
