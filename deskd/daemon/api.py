@@ -50,7 +50,6 @@ from deskd.daemon.runner import DeskRunner
 from deskd.desk.state import TransitionRefused
 from deskd.persistence.store import decisions, trades
 
-
 MIN_TOKEN_CHARS = 16
 MAX_BODY_BYTES = 64 * 1024
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from deskd.adapters.paper import paper_broker
 from deskd.adapters.replay import ReplayFeed, close_out, replay_bars
@@ -99,12 +101,16 @@ class _RestoreFirstWriter(StoreWriter):
         super().commit()
 
 
-def _in_memory(engine) -> bool:
+def _in_memory(store_url: str) -> bool:
     """An SQLite database that lives only as long as its connection (``sqlite://``,
-    ``sqlite:///:memory:``, ``mode=memory``)."""
-    url = engine.url
-    return engine.dialect.name == "sqlite" and (url.database in (None, "", ":memory:")
-                                                or url.query.get("mode") == "memory")
+    ``sqlite:///:memory:``, ``mode=memory``). False for a URL that does not parse (open_store
+    reports it)."""
+    try:
+        url = make_url(store_url)
+    except ArgumentError:
+        return False
+    return url.get_backend_name() == "sqlite" and (url.database in (None, "", ":memory:")
+                                                   or url.query.get("mode") == "memory")
 
 
 class DeskRunner:
@@ -122,12 +128,11 @@ class DeskRunner:
 
     def __init__(self, cfg: DeskConfig, store_url: str, scenario: str = "A", make_broker=None):
         self.cfg = cfg
+        if _in_memory(store_url):
+            raise StoreError(f"store {store_url} is an in-memory SQLite database, gone when the process "
+                             f"ends: a daemon's store must outlive it; give a file path or a server URL")
         self.engine = open_store(store_url)
         where = self.engine.url.render_as_string(hide_password=True)
-        if _in_memory(self.engine):
-            self.engine.dispose()
-            raise StoreError(f"store {where}: an in-memory SQLite database is gone when the daemon "
-                             f"stops; give the daemon a file (--store PATH) or a server URL")
         self.conn = self.engine.connect()
         self.desk = Desk(cfg, make_broker or paper_broker(cfg, scenario), scenario, Bus())
         self.snapshot = load_snapshot(self.conn, cfg.desk, scenario)

@@ -122,3 +122,13 @@ def test_daemon_tells_systemd_ready_after_recovery_then_stopping(short_data, tmp
     assert p.returncode == 0, err
     assert got.index("READY=1") < got.index("STOPPING=1")
     assert "WATCHDOG=1" in got
+
+
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://"])
+def test_an_in_memory_store_is_refused_with_exit_2(short_data, url):
+    cmd = deskd_cmd() + ["run", "--config", str(EXAMPLE), *short_data, "--store", url, "--no-api",
+                         "--speed", "0", "--exit-at-end", "--log-level", "WARNING"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    (line,) = p.stderr.splitlines()
+    assert line.startswith(f"deskd: error: store {url} is an in-memory SQLite database"), line

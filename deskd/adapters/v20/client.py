@@ -253,8 +253,10 @@ class V20Client:
         """Send a market order (units signed: positive buys) with its bracket, given as prices
         or as distances (price units) from the fill; idempotent by ``client_id``, which names
         both the order and the trade it opens. Returns {"order_id", "trade_id", "price",
-        "time"} of the fill (time in UTC epoch seconds). Raises BrokerRejected (refused or not
-        filled), BrokerUnavailable (unreachable past the bound: the outcome is unknown)."""
+        "time"} of the fill (time in UTC epoch seconds). Raises BrokerRejected (refused, not
+        filled, or never placed: every try failed and a last lookup finds no such order),
+        BrokerUnavailable (unreachable past the bound, lookups included: the outcome is
+        unknown, and the caller must treat the order as UNKNOWN)."""
         ext = {"id": client_id}
         order = {"type": "MARKET", "instrument": to_instrument(symbol), "units": str(int(units)),
                  "timeInForce": "FOK", "positionFill": "DEFAULT", "clientExtensions": ext,
@@ -286,7 +288,14 @@ class V20Client:
                 reason = body.get("orderCancelTransaction", {}).get("reason", "not filled")
                 raise BrokerRejected(f"market order {client_id}: {reason}", 201, body)
             return _fill_info(body["orderCreateTransaction"]["id"], fill)
-        raise BrokerUnavailable(f"market order {client_id}: outcome unknown after {self.max_attempts} attempts")
+        # every try failed: one more lookup decides between "never placed" and "unknown"
+        existing = await self.order_by_client_id(client_id)  # BrokerUnavailable: unknown
+        if existing is None:
+            raise BrokerRejected(f"market order {client_id}: not placed after {self.max_attempts} "
+                                 f"attempts (the broker has no order with this client id)", 404, {})
+        if existing.get("fillingTransactionID") is None:
+            raise BrokerRejected(f"market order {client_id}: {existing.get('state', 'not filled')}", 201, existing)
+        return _fill_info(existing["id"], await self.transaction(existing["fillingTransactionID"]))
 
     async def close_trade(self, spec: str) -> dict:
         """Close a trade (id or ``@clientID``) at market; returns the ORDER_FILL transaction.
