@@ -24,6 +24,7 @@ daemon (broker candles + :class:`deskd.adapters.v20.broker.HttpBroker`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from deskd.configs.models import DeskConfig
 from deskd.core.bus import Bus
@@ -45,12 +46,12 @@ from deskd.core.events import (
 )
 from deskd.core.money import Instrument, QuoteConverter
 from deskd.desk.broker import Broker, Position
-from deskd.desk.ledger import Ledger
+from deskd.desk.ledger import Ledger, LedgerSnapshot
 from deskd.desk.orders import OrderBook, OrderStatus
-from deskd.desk.state import StateMachine, TransitionRefused, Trigger
+from deskd.desk.state import MachineSnapshot, StateMachine, TransitionRefused, Trigger
 from deskd.risk.allocator import Allocator
 from deskd.risk.conflict import ConflictResolver
-from deskd.risk.guard import ALLOW, DrawdownGuard, TradingCalendar
+from deskd.risk.guard import ALLOW, DrawdownGuard, GuardSnapshot, TradingCalendar
 from deskd.strategies import STRATEGY_CLASSES
 from deskd.strategies.indicators import IndicatorBook
 from deskd.strategies.regime import RegimeTagger
@@ -58,6 +59,18 @@ from deskd.strategies.regime import RegimeTagger
 _new = tuple.__new__  # builds a NamedTuple event without its Python-level __new__ (hot path)
 TRADED = DecisionAction.TRADED
 SKIPPED = DecisionAction.SKIPPED
+
+
+@dataclass(frozen=True, slots=True)
+class DeskSnapshot:
+    """The desk's state as each component saves it; ``orders`` are the book's open orders
+    with their status, ``notional_by_order`` the USD notional each booked against the caps."""
+
+    ledger: LedgerSnapshot
+    guard: GuardSnapshot
+    machine: MachineSnapshot
+    orders: tuple[tuple[OrderIntent, OrderStatus], ...]
+    notional_by_order: dict[str, float]
 
 
 class Desk:
@@ -193,10 +206,12 @@ class Desk:
         self._observe(bar)
 
     def adopt_position(self, trade: Trade, unrealized_usd: float, notional_usd: float) -> None:
-        """Take back an open position (from the store on restart, or a broker trade adopted):
-        the ledger's book, the caps, and the broker's resting bracket."""
-        self.ledger.open[trade.symbol] = trade
-        self.ledger.unrealized_usd[trade.symbol] = unrealized_usd
+        """Take over an open position the desk did not open in this process (a broker trade
+        adopted): the ledger's book, the caps, and the broker's resting bracket."""
+        self.ledger.adopt(trade, unrealized_usd)
+        self._rest_position(trade, notional_usd)
+
+    def _rest_position(self, trade: Trade, notional_usd: float) -> None:
         self.allocator.book(trade.client_order_id, trade.symbol, trade.strategy_id,
                             trade.risk_usd, notional_usd)
         entry = OrderIntent(trade.client_order_id, trade.fill_ts, trade.symbol, trade.strategy_id,
@@ -205,15 +220,30 @@ class Desk:
         self.broker.restore_position(trade.symbol, Position(entry, trade.side, trade.units,
                                                             trade.sl_price, trade.tp_price))
 
-    def adopt_order(self, order: OrderIntent, status: OrderStatus = OrderStatus.SUBMITTED) -> None:
-        """Take back an order the store holds open on restart: the book tracks it (an entry's
-        caps booked), and the broker gets it back (the paper broker fills it at the next open;
-        the v20 broker looks it up by client id before anything is sent)."""
-        self.orders.add(order, status)
-        self.broker.restore_order(order)
+    def snapshot(self) -> DeskSnapshot:
+        """Everything a restart must get back, component by component."""
+        notional = {oid: booked[3] for oid, booked in self.allocator._open.items()}
+        return DeskSnapshot(self.ledger.snapshot(), self.guard.snapshot(), self.state.snapshot(),
+                            tuple(self.orders.orders.values()), notional)
 
-    def equity_restored(self) -> None:
-        """The ledger's equity was set from the store: the drawdown check starts from it."""
+    def restore(self, s: DeskSnapshot) -> None:
+        """Put a :meth:`snapshot` back, after warm-up: each component restores its own part;
+        open positions rest at the broker again and book their caps; open orders go back to
+        the book (an entry's caps booked) and to the broker. Raises ValueError for a position
+        or order on a symbol outside the universe."""
+        held = {t.symbol for t, _ in s.ledger.open} | {o.symbol for o, _ in s.orders}
+        unknown = sorted(held - set(self.instruments))
+        if unknown:
+            raise ValueError(f"the store holds positions or orders on {unknown}, which the "
+                             f"config's universe does not trade")
+        self.ledger.restore(s.ledger)
+        for t, _ in s.ledger.open:
+            self._rest_position(t, s.notional_by_order.get(t.client_order_id, 0.0))
+        for order, status in s.orders:
+            self.orders.add(order, status)
+            self.broker.restore_order(order)
+        self.guard.restore(s.guard)
+        self.state.restore(s.machine)
         self._last_checked_equity = self.ledger.equity_usd
 
     # -- decisions --------------------------------------------------------------------------

@@ -11,9 +11,25 @@ bars the position was open at the close, plus the exit bar for in-bar stop/targe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from deskd.core.bus import Bus
 from deskd.core.events import BarClosed, Fill, Intent, OrderIntent, PositionClosed, Trade
 from deskd.core.money import Instrument, QuoteConverter
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSnapshot:
+    """The ledger's balances (USD), drawdown so far, next trade id, and open positions with
+    their unrealised P&L (USD) at the last close."""
+
+    balance_usd: float
+    equity_usd: float
+    peak_usd: float
+    max_dd_usd: float
+    max_dd_frac: float
+    next_trade_id: int
+    open: tuple[tuple[Trade, float], ...] = ()
 
 
 class Ledger:
@@ -41,6 +57,24 @@ class Ledger:
         self.closed: list[Trade] = []
         self.equity_rows: list[tuple[int, str, float, float, int]] = []
         self.next_trade_id = 1
+
+    def snapshot(self) -> LedgerSnapshot:
+        return LedgerSnapshot(self.balance_usd, self.equity_usd, self.peak_usd, self.max_dd_usd,
+                              self.max_dd_frac, self.next_trade_id,
+                              tuple((t, self.unrealized_usd[sym]) for sym, t in self.open.items()))
+
+    def restore(self, s: LedgerSnapshot) -> None:
+        """Put back a :meth:`snapshot`: balances, drawdown, trade ids, open positions."""
+        self.balance_usd, self.equity_usd, self.peak_usd = s.balance_usd, s.equity_usd, s.peak_usd
+        self.max_dd_usd, self.max_dd_frac, self.next_trade_id = s.max_dd_usd, s.max_dd_frac, s.next_trade_id
+        for t, unrealized_usd in s.open:
+            self.adopt(t, unrealized_usd)
+
+    def adopt(self, trade: Trade, unrealized_usd: float) -> None:
+        """Book an open position the ledger did not see fill (restored, or adopted from the
+        broker)."""
+        self.open[trade.symbol] = trade
+        self.unrealized_usd[trade.symbol] = unrealized_usd
 
     # -- per bar --------------------------------------------------------------------------
     def on_bar(self, bar: BarClosed) -> None:

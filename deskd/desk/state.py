@@ -13,6 +13,7 @@ TRANSITIONS changes nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from deskd.core.events import StateChanged
@@ -56,6 +57,16 @@ TRANSITIONS: dict[tuple[DeskState, Trigger], DeskState] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class MachineSnapshot:
+    """The state machine's state and counters, for the store."""
+
+    state: DeskState
+    halt_cause: Trigger | None
+    execution_errors: int
+    clean_executions: int
+
+
 class TransitionRefused(RuntimeError):
     """An operator asked for something the state machine's rules do not allow now."""
 
@@ -78,6 +89,14 @@ class StateMachine:
         self.clean = 0           # clean executions since the last error
         self.halt_cause: Trigger | None = None
         self.reconciled_clean = True
+
+    def snapshot(self) -> MachineSnapshot:
+        return MachineSnapshot(self.state, self.halt_cause, self.errors, self.clean)
+
+    def restore(self, s: MachineSnapshot) -> None:
+        """Put back a :meth:`snapshot` (a restart keeps a halt and its cause)."""
+        self.state, self.halt_cause, self.errors, self.clean = \
+            s.state, s.halt_cause, s.execution_errors, s.clean_executions
 
     @property
     def allows_entries(self) -> bool:

@@ -4,8 +4,9 @@
    open positions, unfilled orders, and the last bar processed per symbol.
 2. Replay the feed's bars up to each symbol's cursor through :meth:`Desk.warm_up`
    (indicators and strategies only), which rebuilds their state bar for bar.
-3. :func:`restore` puts the snapshot back into the ledger, allocator, paper broker, guard and
-   state machine. Bars after the cursor then go through the normal pipeline.
+3. :func:`restore` hands the snapshot to :meth:`Desk.restore`: ledger, guard, state machine
+   and order book each restore their own part; open positions and orders go back to the
+   broker. Bars after the cursor then go through the normal pipeline.
 
 Every bar commits whole (see :mod:`deskd.persistence.store`), so the snapshot is always the state
 at the end of some bar: nothing of a half-processed bar can survive a crash.
@@ -19,93 +20,79 @@ from datetime import date
 
 from sqlalchemy import Connection, select
 
-from deskd.core.events import Intent, OrderIntent, Trade
-from deskd.desk.desk import Desk
+from deskd.core.events import ExitReason, Intent, OrderIntent, Trade
+from deskd.desk.desk import Desk, DeskSnapshot
+from deskd.desk.ledger import LedgerSnapshot
 from deskd.desk.orders import OrderStatus
-from deskd.desk.state import DeskState, Trigger
-from deskd.persistence.store import bar_cursor, dd_guard, desk_state, orders, positions
-from deskd.risk.guard import ALLOW, GuardVerdict
+from deskd.desk.state import DeskState, MachineSnapshot, Trigger
+from deskd.persistence.store import (
+    LEDGER_FIELDS,
+    ORDER_FIELDS,
+    POSITION_FIELDS,
+    bar_cursor,
+    dd_guard,
+    desk_state,
+    fields_of,
+    orders,
+    positions,
+)
+from deskd.risk.guard import GuardSnapshot
 
 
 @dataclass
 class Snapshot:
-    """The store's rows for one (desk, scenario), as dicts."""
+    """What the store holds of one (desk, scenario): the desk's snapshot and the last bar
+    processed per symbol (UTC epoch seconds of its open)."""
 
-    state: dict
-    guard: dict
-    positions: list[dict]
-    pending: list[dict]
-    notional_by_order: dict[str, float]
+    desk: DeskSnapshot
     cursor: dict[str, int] = field(default_factory=dict)
 
 
 def load_snapshot(conn: Connection, desk_name: str, scenario: str) -> Snapshot | None:
     """The latest committed snapshot, or None for a desk the store has never seen."""
     key = {"desk": desk_name, "scenario": scenario}
-    state = conn.execute(select(desk_state).filter_by(**key)).mappings().first()
-    if state is None:
+    st = conn.execute(select(desk_state).filter_by(**key)).mappings().first()
+    if st is None:
         return None
-    guard = conn.execute(select(dd_guard).filter_by(**key)).mappings().one()
-    pos = [dict(r) for r in conn.execute(select(positions).filter_by(**key)).mappings()]
-    pending = [dict(r) for r in conn.execute(
-        select(orders).filter_by(**key).where(orders.c.status.in_(["SUBMITTED", "UNKNOWN"]))
-        .order_by(orders.c.bar_ts)).mappings()]
-    ids = [p["client_order_id"] for p in pos]
+    g = dict(conn.execute(select(dd_guard).filter_by(**key)).mappings().one())
+    g["trading_day"] = date.fromisoformat(g["trading_day"]) if g["trading_day"] else None
+    open_ = tuple((_trade(r), r["unrealized_usd"])
+                  for r in conn.execute(select(positions).filter_by(**key)).mappings())
+    ledger = LedgerSnapshot(**{f: st[f] for f in LEDGER_FIELDS}, open=open_)
+    machine = MachineSnapshot(DeskState(st["state"]), Trigger(st["halt_cause"]) if st["halt_cause"] else None,
+                              st["execution_errors"], st["clean_executions"])
+    pending = tuple((_order(r), OrderStatus(r["status"])) for r in conn.execute(
+        select(orders).filter_by(**key).where(orders.c.status.in_([OrderStatus.SUBMITTED, OrderStatus.UNKNOWN]))
+        .order_by(orders.c.bar_ts)).mappings())
+    ids = [t.client_order_id for t, _ in open_]
     notional = dict(conn.execute(select(orders.c.client_order_id, orders.c.notional_usd)
                                  .filter_by(**key).where(orders.c.client_order_id.in_(ids))).all()) if ids else {}
     cursor = dict(conn.execute(select(bar_cursor.c.symbol, bar_cursor.c.last_bar_ts).filter_by(**key)).all())
-    return Snapshot(dict(state), dict(guard), pos, pending, notional, cursor)
+    guard = GuardSnapshot(**{f: g[f] for f in fields_of(GuardSnapshot)})
+    return Snapshot(DeskSnapshot(ledger, guard, machine, pending, notional), cursor)
 
 
-def _order(row: dict) -> OrderIntent:
-    return OrderIntent(row["client_order_id"], row["bar_ts"], row["symbol"], row["strategy_id"],
-                       row["side"], row["units"], Intent(row["intent"]), row["sl_pips"],
-                       row["tp_pips"], row["risk_usd"], row["exit_reason"], row["notional_usd"],
-                       row["regime"], row["why"])
+def _order(row) -> OrderIntent:
+    values = {f: row[f] for f in ORDER_FIELDS}
+    values["intent"] = Intent(values["intent"])
+    if values["exit_reason"] is not None:
+        values["exit_reason"] = ExitReason(values["exit_reason"])
+    return OrderIntent(**values)
 
 
-_TRADE_FIELDS = ("trade_id", "symbol", "strategy_id", "side", "units", "signal_ts", "fill_ts",
-                 "entry_price", "entry_ref_price", "sl_price", "tp_price", "risk_usd",
-                 "entry_cost_pips", "regime", "why", "client_order_id", "hold_bars", "mae_pips",
-                 "mfe_pips")
+def _trade(row) -> Trade:
+    return Trade(**{f: row[f] for f in POSITION_FIELDS})
 
 
 def unknown_symbols(snap: Snapshot, symbols: Iterable[str]) -> list[str]:
     """The symbols, sorted, of ``snap``'s positions and unfilled orders that are not in
     ``symbols`` (a desk's universe): a snapshot the desk cannot hold."""
-    return sorted({p["symbol"] for p in snap.positions + snap.pending} - set(symbols))
+    held = {t.symbol for t, _ in snap.desk.ledger.open} | {o.symbol for o, _ in snap.desk.orders}
+    return sorted(held - set(symbols))
 
 
 def restore(desk: Desk, snap: Snapshot) -> None:
-    """Put ``snap`` back into ``desk`` (after warm-up). Raises ValueError when the snapshot
-    names a symbol outside the desk's universe (check first with :func:`unknown_symbols`)."""
-    unknown = unknown_symbols(snap, desk.instruments)
-    if unknown:
-        raise ValueError(f"the store holds positions or orders on {unknown}, which the "
-                         f"config's universe does not trade")
-    st, lg = snap.state, desk.ledger
-    lg.balance_usd = st["balance_usd"]
-    lg.equity_usd = st["equity_usd"]
-    lg.peak_usd = st["peak_usd"]
-    lg.max_dd_usd = st["max_dd_usd"]
-    lg.max_dd_frac = st["max_dd_frac"]
-    lg.next_trade_id = st["next_trade_id"]
-    for row in snap.positions:
-        t = Trade(**{k: row[k] for k in _TRADE_FIELDS})
-        desk.adopt_position(t, row["unrealized_usd"], snap.notional_by_order.get(t.client_order_id, 0.0))
-    for row in snap.pending:
-        desk.adopt_order(_order(row), OrderStatus(row["status"]))
-    g, gr = desk.guard, snap.guard
-    g.day = date.fromisoformat(gr["trading_day"]) if gr["trading_day"] else None
-    g.day_anchor_usd = gr["day_anchor_usd"]
-    g.week_anchor_usd = gr["week_anchor_usd"]
-    g.next_roll_ts = gr["next_roll_ts"]
-    g.halt_until = gr["halt_until_ts"]
-    g.halt = (GuardVerdict(False, gr["halt_until_ts"], gr["halt_reason"], gr["halt_code"])
-              if gr["halt_until_ts"] is not None else ALLOW)
-    sm = desk.state
-    sm.state = DeskState(st["state"])
-    sm.halt_cause = Trigger(st["halt_cause"]) if st["halt_cause"] else None
-    sm.errors = st["execution_errors"]
-    sm.clean = st["clean_executions"]
-    desk.equity_restored()
+    """Put ``snap`` back into ``desk`` (after warm-up): :meth:`Desk.restore`. Raises
+    ValueError when the snapshot names a symbol outside the desk's universe (check first
+    with :func:`unknown_symbols`)."""
+    desk.restore(snap.desk)

@@ -19,6 +19,7 @@ Times are UTC epoch seconds (bar open times, as on the bus).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from sqlalchemy import (
@@ -36,6 +37,22 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+
+from deskd.core.events import (
+    Decision,
+    Fill,
+    OrderCancelled,
+    OrderIntent,
+    OrderRejected,
+    OrderUnknown,
+    PositionClosed,
+    StateChanged,
+    Trade,
+)
+from deskd.desk.desk import Desk
+from deskd.desk.ledger import LedgerSnapshot
+from deskd.desk.state import MachineSnapshot
+from deskd.risk.guard import GuardSnapshot
 
 metadata = MetaData()
 
@@ -254,19 +271,8 @@ class StoreWriter:
     (append: the daemon restarting).
     """
 
-    def __init__(self, conn: Connection, desk, commit_every_bars: int = 1,
+    def __init__(self, conn: Connection, desk: Desk, commit_every_bars: int = 1,
                  flush_every_bars: int = 50_000, on_existing: str = "refuse"):
-        from deskd.core.events import (
-            Decision,
-            Fill,
-            OrderCancelled,
-            OrderIntent,
-            OrderRejected,
-            OrderUnknown,
-            PositionClosed,
-            StateChanged,
-        )
-
         self.desk = desk
         self.key = {"desk": desk.cfg.desk, "scenario": desk.scenario}
         self.commit_every = commit_every_bars
@@ -329,14 +335,9 @@ class StoreWriter:
         k = self.key
         x = self._conn.execute
         if self._orders:
-            x(orders.insert(), [{**k, "client_order_id": o.client_order_id, "bar_ts": o.bar_ts,
-                                 "symbol": o.symbol, "strategy_id": o.strategy_id, "side": o.side,
-                                 "units": o.units, "intent": o.intent.value, "sl_pips": o.sl_pips,
-                                 "tp_pips": o.tp_pips, "risk_usd": o.risk_usd,
-                                 "exit_reason": o.exit_reason, "notional_usd": o.notional_usd,
-                                 "regime": o.regime, "why": o.why,
-                                 "status": self._status.pop(o.client_order_id, "SUBMITTED")}
-                                for o in self._orders])
+            status = self._status
+            x(orders.insert(), [{**k, **row_of(o, ORDER_FIELDS),
+                                 "status": status.pop(o.client_order_id, "SUBMITTED")} for o in self._orders])
             self._orders.clear()
         if self._status:
             x(orders.update().where(orders.c.desk == k["desk"], orders.c.scenario == k["scenario"],
@@ -344,32 +345,16 @@ class StoreWriter:
               [{"oid": oid, "st": st} for oid, st in self._status.items()])
             self._status.clear()
         if self._fills:
-            x(fills.insert(), [{**k, "client_order_id": f.client_order_id, "bar_ts": f.bar_ts,
-                                "symbol": f.symbol, "strategy_id": f.strategy_id, "side": f.side,
-                                "units": f.units, "intent": f.intent.value, "ref_price": f.ref_price,
-                                "price": f.price, "cost_pips": f.cost_pips,
-                                "exit_reason": f.exit_reason, "sl_price": f.sl_price,
-                                "tp_price": f.tp_price} for f in self._fills])
+            x(fills.insert(), [{**k, **row_of(f, FILL_FIELDS)} for f in self._fills])
             self._fills.clear()
         if self._trades:
-            x(trades.insert(), [{**k, **_trade_row(t), "exit_ts": t.exit_ts,
-                                 "exit_price": t.exit_price, "exit_ref_price": t.exit_ref_price,
-                                 "exit_reason": t.exit_reason, "exit_cost_pips": t.exit_cost_pips,
-                                 "gross_pips": t.gross_pips, "cost_pips": t.cost_pips,
-                                 "pnl_pips": t.pnl_pips, "pnl_usd": t.pnl_usd,
-                                 "r_multiple": t.r_multiple} for t in self._trades])
+            x(trades.insert(), [{**k, **row_of(t, TRADE_FIELDS)} for t in self._trades])
             self._trades.clear()
         if self._decisions:
-            x(decisions.insert(), [{**k, "bar_ts": d.bar_ts, "symbol": d.symbol,
-                                    "strategy_id": d.strategy_id, "side": d.side, "action": d.action,
-                                    "reason": d.reason, "sl_pips": d.sl_pips, "tp_pips": d.tp_pips,
-                                    "regime": d.regime, "client_order_id": d.client_order_id}
-                                   for d in self._decisions])
+            x(decisions.insert(), [{**k, **dict(zip(DECISION_FIELDS, d))} for d in self._decisions])
             self._decisions.clear()
         if self._transitions:
-            x(state_transitions.insert(), [{**k, "bar_ts": e.bar_ts, "old": e.old, "new": e.new,
-                                            "trigger": e.trigger, "reason": e.reason}
-                                           for e in self._transitions])
+            x(state_transitions.insert(), [{**k, **row_of(e, TRANSITION_FIELDS)} for e in self._transitions])
             self._transitions.clear()
 
     def commit(self) -> None:
@@ -378,39 +363,58 @@ class StoreWriter:
         self._conn.commit()
 
     def write_snapshots(self) -> None:
-        """Flush, then replace the snapshot rows (still uncommitted)."""
+        """Flush, then replace the snapshot rows with the desk's :meth:`Desk.snapshot`
+        (still uncommitted)."""
         self.flush()
         k = self.key
-        d = self.desk
+        snap = self.desk.snapshot()
         x = self._conn.execute
         for table in (positions, dd_guard, desk_state):
             x(table.delete().filter_by(**k))
-        if d.ledger.open:
-            x(positions.insert(), [{**k, **_trade_row(t), "unrealized_usd": d.ledger.unrealized_usd[sym]}
-                                   for sym, t in d.ledger.open.items()])
-        g = d.guard
-        x(dd_guard.insert(), [{**k, "trading_day": g.day.isoformat() if g.day else None,
-                               "day_anchor_usd": g.day_anchor_usd, "week_anchor_usd": g.week_anchor_usd,
-                               "next_roll_ts": max(g.next_roll_ts, 0), "halt_until_ts": g.halt_until,
-                               "halt_code": g.halt.code, "halt_reason": g.halt.reason}])
-        sm, lg = d.state, d.ledger
-        x(desk_state.insert(), [{**k, "state": sm.state.value,
-                                 "halt_cause": sm.halt_cause.value if sm.halt_cause else None,
-                                 "execution_errors": sm.errors, "clean_executions": sm.clean,
-                                 "balance_usd": lg.balance_usd,
-                                 "equity_usd": lg.equity_usd, "peak_usd": lg.peak_usd,
-                                 "max_dd_usd": lg.max_dd_usd, "max_dd_frac": lg.max_dd_frac,
-                                 "next_trade_id": lg.next_trade_id}])
+        if snap.ledger.open:
+            x(positions.insert(), [{**k, **row_of(t, POSITION_FIELDS), "unrealized_usd": u}
+                                   for t, u in snap.ledger.open])
+        g = snap.guard
+        x(dd_guard.insert(), [{**k, **row_of(g, GUARD_FIELDS),
+                               "trading_day": g.trading_day.isoformat() if g.trading_day else None}])
+        x(desk_state.insert(), [{**k, **row_of(snap.machine, MACHINE_FIELDS),
+                                 **row_of(snap.ledger, LEDGER_FIELDS)}])
         if self._cursor:
             x(bar_cursor.delete().filter_by(**k).where(bar_cursor.c.symbol.in_(list(self._cursor))))
             x(bar_cursor.insert(), [{**k, "symbol": s, "last_bar_ts": ts} for s, ts in self._cursor.items()])
 
 
-def _trade_row(t) -> dict:
-    return {"trade_id": t.trade_id, "symbol": t.symbol, "strategy_id": t.strategy_id,
-            "side": t.side, "units": t.units, "signal_ts": t.signal_ts, "fill_ts": t.fill_ts,
-            "entry_price": t.entry_price, "entry_ref_price": t.entry_ref_price,
-            "sl_price": t.sl_price, "tp_price": t.tp_price, "risk_usd": t.risk_usd,
-            "entry_cost_pips": t.entry_cost_pips, "regime": t.regime, "why": t.why,
-            "client_order_id": t.client_order_id, "hold_bars": t.hold_bars,
-            "mae_pips": t.mae_pips, "mfe_pips": t.mfe_pips}
+def fields_of(record: type) -> tuple[str, ...]:
+    """The field names of a dataclass or NamedTuple, in order."""
+    named = getattr(record, "_fields", None)
+    return tuple(named) if named is not None else tuple(f.name for f in dataclasses.fields(record))
+
+
+def row_of(obj: object, names: tuple[str, ...]) -> dict:
+    """``obj``'s values of ``names`` as a row dict."""
+    return {n: getattr(obj, n) for n in names}
+
+
+def _stored(table: Table, record: type, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The fields of ``record`` that ``table`` stores. Raises RuntimeError at import when the
+    table has a column that is neither a key, a field of ``record``, nor in ``extra``: a
+    record and its table cannot drift apart unnoticed."""
+    names = fields_of(record)
+    cols = [c.name for c in table.columns if c.name not in ("desk", "scenario", "id")]
+    stray = [c for c in cols if c not in names and c not in extra]
+    if stray:
+        raise RuntimeError(f"table {table.name}: columns {stray} are not fields of {record.__name__}")
+    return tuple(c for c in cols if c in names)
+
+
+# Each record is defined once, as its event or snapshot dataclass; these say which of its
+# fields each table keeps (the row dicts above and recovery's records are built from them).
+ORDER_FIELDS = _stored(orders, OrderIntent, extra=("status",))
+FILL_FIELDS = _stored(fills, Fill)
+TRADE_FIELDS = _stored(trades, Trade)
+POSITION_FIELDS = _stored(positions, Trade, extra=("unrealized_usd",))
+DECISION_FIELDS = fields_of(Decision)
+TRANSITION_FIELDS = _stored(state_transitions, StateChanged)
+GUARD_FIELDS = _stored(dd_guard, GuardSnapshot)
+MACHINE_FIELDS = _stored(desk_state, MachineSnapshot, extra=fields_of(LedgerSnapshot))
+LEDGER_FIELDS = _stored(desk_state, LedgerSnapshot, extra=MACHINE_FIELDS)

@@ -30,6 +30,20 @@ class GuardVerdict:
 ALLOW = GuardVerdict(True, None, "")
 
 
+@dataclass(frozen=True, slots=True)
+class GuardSnapshot:
+    """What a restart must not reset: the trading day, its anchors (USD), when the next roll
+    is due and the halt in force (UTC epoch seconds; ``halt_until_ts`` None = no halt)."""
+
+    trading_day: date | None
+    day_anchor_usd: float
+    week_anchor_usd: float
+    next_roll_ts: int
+    halt_until_ts: int | None
+    halt_code: str
+    halt_reason: str
+
+
 class TradingCalendar:
     """Maps UTC epoch seconds to FX trading days and their roll times."""
 
@@ -82,6 +96,21 @@ class DrawdownGuard:
         self.next_roll_ts = -(2**62)
         self.halt_until: int | None = None
         self.halt: GuardVerdict = ALLOW
+
+    def snapshot(self) -> GuardSnapshot:
+        """The guard's state, for the store (before the first roll, ``next_roll_ts`` is 0)."""
+        return GuardSnapshot(self.day, self.day_anchor_usd, self.week_anchor_usd,
+                             max(self.next_roll_ts, 0), self.halt_until, self.halt.code, self.halt.reason)
+
+    def restore(self, s: GuardSnapshot) -> None:
+        """Put back a :meth:`snapshot` (a restart keeps the anchors and the halt)."""
+        self.day = s.trading_day
+        self.day_anchor_usd = s.day_anchor_usd
+        self.week_anchor_usd = s.week_anchor_usd
+        self.next_roll_ts = s.next_roll_ts
+        self.halt_until = s.halt_until_ts
+        self.halt = (GuardVerdict(False, s.halt_until_ts, s.halt_reason, s.halt_code)
+                     if s.halt_until_ts is not None else ALLOW)
 
     def roll(self, ts: int, equity_usd: float) -> bool:
         if ts < self.next_roll_ts:

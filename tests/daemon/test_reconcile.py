@@ -11,7 +11,7 @@ from sqlalchemy import insert
 
 from deskd.adapters.v20.reconcile import Holding, broker_holdings, reconcile
 from deskd.core.events import Trade
-from deskd.persistence.store import _trade_row, open_store, positions, sqlite_url
+from deskd.persistence.store import POSITION_FIELDS, open_store, positions, row_of, sqlite_url
 from deskd.testing.fake_v20 import FakeV20
 from tests.adapters.test_fake_v20 import BARS
 from tests.e2e.test_backtest_cli import EXAMPLE, deskd_cmd, run
@@ -53,7 +53,7 @@ def store_with_eurusd_long(db, units, price, sl):
     t = Trade(1, "EURUSD", "S1_TREND_EMA_ATR_ADX", 1, units, 0, 0, price, price, sl, None, 100.0, 0.0,
               "VOL=MID|SPIKE=0", "adx=30.00", PREFIX + "EURUSD-1-ENTRY")
     with engine.begin() as c:
-        c.execute(insert(positions), [{"desk": "example", "scenario": "A", **_trade_row(t), "unrealized_usd": 0.0}])
+        c.execute(insert(positions), [{"desk": "example", "scenario": "A", **row_of(t, POSITION_FIELDS), "unrealized_usd": 0.0}])
     engine.dispose()
 
 

@@ -1,6 +1,7 @@
 """The real `deskd run`: SIGKILL at random points and restarts lose and double nothing;
 SIGTERM exits 0 and a restart continues where it stopped."""
 
+import contextlib
 import csv
 import gzip
 import os
@@ -83,7 +84,12 @@ def test_sigkill_at_random_points_then_restart_loses_and_doubles_nothing(short_d
 def test_sigterm_exits_0_and_a_restart_continues(short_data, backtest_trades, tmp_path):
     db = tmp_path / "desk.db"
     p = start(short_data, db)
-    time.sleep(2.0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and p.poll() is None:  # trading: the signal handlers are in
+        with contextlib.suppress(sqlite3.Error):
+            if db.exists() and store_trades(db):
+                break
+        time.sleep(0.05)
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
