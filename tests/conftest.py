@@ -4,13 +4,30 @@ System tools (promtool, PostgreSQL's server binaries, systemd-analyze) come from
 packages that `.ci/run` installs; tests never install anything. Locally a missing tool skips
 its tests with the reason; under ``DESKD_REQUIRE_SYSTEM_TOOLS=1`` (set by `.ci/run`) it
 fails them instead, so CI cannot go green by skipping.
+
+Fixtures shared by the async tests (pytest-asyncio, strict mode: each async test is marked
+``@pytest.mark.asyncio``; function-scoped, so a test and its async fixtures share one event
+loop): ``fake_v20`` (a fresh fake v20 broker), ``serve_v20`` (serves fake brokers on loopback
+ports in the test's loop), ``v20_credentials`` / ``v20_client`` (``fake_v20`` served, and
+deskd's async client of it), ``desk_runner`` (a DeskRunner of the test desk on a SQLite store
+in ``tmp_path``). Synchronous clients of the fake broker use ``tests.fake_broker.running``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestServer
+
+from deskd.adapters.v20.client import Credentials, V20Client
+from deskd.daemon.runner import DeskRunner
+from deskd.persistence.store import sqlite_url
+from deskd.testing.fake_v20 import FakeV20, build_app
+from tests.daemon.helpers import config
+from tests.fake_broker import fake_v20_broker
 
 
 def require_tool(found: str | None, what: str, package: str) -> str:
@@ -21,3 +38,50 @@ def require_tool(found: str | None, what: str, package: str) -> str:
     if os.environ.get("DESKD_REQUIRE_SYSTEM_TOOLS") == "1":
         pytest.fail(msg)
     pytest.skip(msg)
+
+
+@pytest.fixture
+def fake_v20() -> FakeV20:
+    """A fresh fake v20 broker over ``tests.fake_broker.BARS``, no bar released yet."""
+    return fake_v20_broker()
+
+
+@pytest_asyncio.fixture
+async def serve_v20() -> AsyncIterator[Callable[[FakeV20], Awaitable[Credentials]]]:
+    """``await serve_v20(broker)``: serve ``broker`` on a free loopback port in the test's event
+    loop and give the credentials to reach it; every server is closed after the test."""
+    servers: list[TestServer] = []
+
+    async def serve(broker: FakeV20) -> Credentials:
+        server = TestServer(build_app(broker), host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return Credentials(str(server.make_url("")).rstrip("/"), broker.account_id, broker.token)
+
+    try:
+        yield serve
+    finally:
+        for server in reversed(servers):
+            await server.close()
+
+
+@pytest_asyncio.fixture
+async def v20_credentials(fake_v20: FakeV20, serve_v20) -> Credentials:
+    """``fake_v20`` served on loopback: the credentials of its account."""
+    return await serve_v20(fake_v20)
+
+
+@pytest_asyncio.fixture
+async def v20_client(v20_credentials: Credentials) -> AsyncIterator[V20Client]:
+    """deskd's v20 client (default retries and timeouts) of the served ``fake_v20``, open."""
+    async with V20Client(v20_credentials) as client:
+        yield client
+
+
+@pytest.fixture
+def desk_runner(tmp_path) -> Iterator[DeskRunner]:
+    """The daemon's runner of the test desk (tests.daemon.helpers.config, paper broker) on a new
+    SQLite store in ``tmp_path``; closed after the test."""
+    runner = DeskRunner(config(), sqlite_url(tmp_path / "d.db"))
+    yield runner
+    runner.close()

@@ -10,20 +10,14 @@ import v20
 
 from deskd.adapters.v20.naming import parse_time, rfc3339
 from deskd.testing.fake_v20 import FakeV20
-from tests.fake_broker import running
-
-T0 = 1_768_000_000
-BARS = {"EURUSD": [(T0 + i * 900, 1.1000 + i * 1e-4, 1.1010 + i * 1e-4, 1.0990 + i * 1e-4, 1.1005 + i * 1e-4)
-                   for i in range(50)],
-        "USDJPY": [(T0 + i * 900, 150.00 + i * 0.01, 150.10 + i * 0.01, 149.90 + i * 0.01, 150.05 + i * 0.01)
-                   for i in range(50)]}
+from tests.fake_broker import BARS, T0, running
 
 
 @pytest.fixture
-def server():
-    broker = FakeV20({k: list(v) for k, v in BARS.items()}, 900)
-    with running(broker) as port:
-        yield broker, port
+def server(fake_v20):
+    """``fake_v20`` served in a background thread: OANDA's v20 client is synchronous."""
+    with running(fake_v20) as port:
+        yield fake_v20, port
 
 
 def advance(port, n):

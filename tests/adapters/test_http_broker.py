@@ -5,87 +5,98 @@ import asyncio
 import time
 
 import pytest
-from aiohttp.test_utils import TestServer
 
+from deskd.adapters.v20.candles import V20CandleSource
 from deskd.adapters.v20.client import (
     BrokerRejected,
     BrokerUnavailable,
-    Credentials,
     V20Client,
     credentials_from_env,
 )
-from deskd.testing.fake_v20 import FakeV20, build_app
-from tests.adapters.test_fake_v20 import BARS
+from deskd.daemon.scheduler import CandlePoller
+from tests.fake_broker import BARS, fake_v20_broker
 
 
-def run(scenario, faults=(), state_file=None, **client_kw):
-    broker = FakeV20({k: list(v) for k, v in BARS.items()}, 900, state_file=state_file)
-    broker.advance(10)
-    broker.faults.extend(dict(f) for f in faults)
+@pytest.fixture
+def run(fake_v20, serve_v20):
+    """``await run(scenario, faults, broker=None, **client_kw)``: the broker (``fake_v20`` unless
+    given) at bar 10 with ``faults`` queued, served on loopback; ``scenario(client)`` run with a
+    quick client of it (1 s timeout, 10 ms backoff, ``client_kw``). Returns the broker, the
+    scenario's result and the client."""
 
-    async def go():
-        server = TestServer(build_app(broker))
-        await server.start_server()
-        creds = Credentials(str(server.make_url("")).rstrip("/"), broker.account_id, broker.token)
-        try:
-            async with V20Client(creds, timeout_s=1.0, backoff_s=0.01, **client_kw) as c:
-                return await scenario(c), c
-        finally:
-            await server.close()
-    result, client = asyncio.run(go())
-    return broker, result, client
+    async def go(scenario, faults=(), broker=None, **client_kw):
+        broker = fake_v20 if broker is None else broker
+        broker.advance(10)
+        broker.faults.extend(dict(f) for f in faults)
+        creds = await serve_v20(broker)
+        async with V20Client(creds, timeout_s=1.0, backoff_s=0.01, **client_kw) as c:
+            return broker, await scenario(c), c
+
+    return go
 
 
-def test_5xx_and_timeouts_are_retried_then_succeed():
+@pytest.mark.asyncio
+async def test_5xx_and_timeouts_are_retried_then_succeed(run):
     faults = [{"kind": "5xx", "path": "summary", "count": 2}, {"kind": "latency", "path": "summary", "delay_s": 2}]
-    broker, summary, client = run(lambda c: c.summary(), faults)
+    broker, summary, client = await run(lambda c: c.summary(), faults)
     assert summary["balance"] == "100000.0000" and client.retries == 3
 
 
-def test_repeated_failures_give_up_as_broker_unavailable():
+@pytest.mark.asyncio
+async def test_repeated_failures_give_up_as_broker_unavailable(run):
     with pytest.raises(BrokerUnavailable, match="gave up after 3 attempts"):
-        run(lambda c: c.open_trades(), [{"kind": "5xx", "path": "openTrades", "count": 10}], max_attempts=3)
+        await run(lambda c: c.open_trades(), [{"kind": "5xx", "path": "openTrades", "count": 10}],
+                  max_attempts=3)
 
 
-def test_429_waits_the_retry_after():
+@pytest.mark.asyncio
+async def test_429_waits_the_retry_after(run):
     t = time.monotonic()
-    broker, trades, client = run(lambda c: c.open_trades(), [{"kind": "429", "path": "openTrades", "retry_after_s": 1}])
+    broker, trades, client = await run(lambda c: c.open_trades(),
+                                       [{"kind": "429", "path": "openTrades", "retry_after_s": 1}])
     assert trades == [] and time.monotonic() - t >= 1.0 and client.retries == 1
 
 
 @pytest.mark.parametrize("retry_after", ["nan", "inf", "-5", "soon", ""])
-def test_429_with_a_bad_retry_after_waits_the_default_backoff_not_forever(retry_after):
+@pytest.mark.asyncio
+async def test_429_with_a_bad_retry_after_waits_the_default_backoff_not_forever(run, retry_after):
     async def scenario(c):
         return await asyncio.wait_for(c.open_trades(), 5)  # the old client slept nan: forever
     t = time.monotonic()
-    broker, trades, client = run(scenario, [{"kind": "429", "path": "openTrades", "retry_after_s": retry_after}],
-                                 max_retry_after_s=3.0)
+    broker, trades, client = await run(scenario, [{"kind": "429", "path": "openTrades", "retry_after_s": retry_after}],
+                                       max_retry_after_s=3.0)
     assert trades == [] and client.retries == 1 and time.monotonic() - t < 2.0
 
 
-def test_lost_order_response_is_found_by_client_id_not_sent_twice():
+@pytest.mark.asyncio
+async def test_lost_order_response_is_found_by_client_id_not_sent_twice(run):
     faults = [{"kind": "lose_response", "path": "/orders", "method": "POST", "count": 1}]
-    broker, fill, _ = run(lambda c: c.market_order("EURUSD", 10_000, "deskd-A-EURUSD-9-ENTRY", sl_price=1.09), faults)
+    broker, fill, _ = await run(lambda c: c.market_order("EURUSD", 10_000, "deskd-A-EURUSD-9-ENTRY", sl_price=1.09),
+                                faults)
     assert len(broker.trades) == 1 and fill["trade_id"] == str(next(iter(broker.trades)))
 
 
-def test_dropped_connection_before_the_order_is_retried_once_and_filled_once():
+@pytest.mark.asyncio
+async def test_dropped_connection_before_the_order_is_retried_once_and_filled_once(run):
     faults = [{"kind": "drop", "path": "/orders", "method": "POST", "count": 1}]
-    broker, fill, _ = run(lambda c: c.market_order("USDJPY", -5_000, "deskd-A-USDJPY-9-ENTRY"), faults)
+    broker, fill, _ = await run(lambda c: c.market_order("USDJPY", -5_000, "deskd-A-USDJPY-9-ENTRY"), faults)
     assert len(broker.trades) == 1 and fill["price"] == pytest.approx(BARS["USDJPY"][10][1])
 
 
-def test_rejected_order_is_not_retried():
+@pytest.mark.asyncio
+async def test_rejected_order_is_not_retried(run):
     faults = [{"kind": "reject", "path": "/orders", "method": "POST", "count": 1}]
     with pytest.raises(BrokerRejected, match="Insufficient margin"):
-        run(lambda c: c.market_order("EURUSD", 1000, "deskd-A-EURUSD-10-ENTRY"), faults)
+        await run(lambda c: c.market_order("EURUSD", 1000, "deskd-A-EURUSD-10-ENTRY"), faults)
 
 
-def test_fake_broker_restart_forgets_nothing(tmp_path):
+@pytest.mark.asyncio
+async def test_fake_broker_restart_forgets_nothing(run, tmp_path):
     state = str(tmp_path / "broker.json")
-    broker, _, _ = run(lambda c: c.market_order("EURUSD", 1000, "deskd-A-EURUSD-11-ENTRY"), state_file=state)
+    broker, _, _ = await run(lambda c: c.market_order("EURUSD", 1000, "deskd-A-EURUSD-11-ENTRY"),
+                             broker=fake_v20_broker(state_file=state))
     broker.save()
-    again = FakeV20({k: list(v) for k, v in BARS.items()}, 900, state_file=state)
+    again = fake_v20_broker(state_file=state)
     assert list(again.trades) == list(broker.trades) and again.released == broker.released
     assert "deskd-A-EURUSD-11-ENTRY" in again.orders_by_client_id
 
@@ -100,42 +111,28 @@ def test_credentials_come_from_the_environment_and_never_print_the_token(tmp_pat
         credentials_from_env({"DESKD_V20_URL": "x", "DESKD_V20_TOKEN": "t"})
 
 
-def test_candle_source_feeds_the_bar_close_poller_completed_bars_once(tmp_path):
-    from deskd.adapters.v20.candles import V20CandleSource
-    from deskd.daemon.runner import DeskRunner
-    from deskd.daemon.scheduler import CandlePoller
-    from deskd.persistence.store import sqlite_url
-    from tests.daemon.helpers import config
-
-    broker = FakeV20({k: list(v) for k, v in BARS.items()}, 900)
-    runner = DeskRunner(config(), sqlite_url(tmp_path / "d.db"))
-
-    async def go():
-        server = TestServer(build_app(broker))
-        await server.start_server()
-        creds = Credentials(str(server.make_url("")).rstrip("/"), broker.account_id, broker.token)
-        try:
-            async with V20Client(creds) as c:
-                poller = CandlePoller(runner, V20CandleSource(c, "M15", 900), ["EURUSD", "USDJPY"], 900)
-                broker.advance(3)
-                first = await poller.poll()
-                broker.advance(2)
-                second = await poller.poll()
-                again = await poller.poll()
-                return first, second, again
-        finally:
-            await server.close()
-    assert asyncio.run(go()) == (6, 4, 0)
+@pytest.mark.asyncio
+async def test_candle_source_feeds_the_bar_close_poller_completed_bars_once(fake_v20, v20_client,
+                                                                           desk_runner):
+    broker, runner = fake_v20, desk_runner
+    poller = CandlePoller(runner, V20CandleSource(v20_client, "M15", 900), ["EURUSD", "USDJPY"], 900)
+    broker.advance(3)
+    first = await poller.poll()
+    broker.advance(2)
+    second = await poller.poll()
+    again = await poller.poll()
+    assert (first, second, again) == (6, 4, 0)
     assert runner.gate.last["EURUSD"] == BARS["EURUSD"][4][0] and runner.gate.duplicates == 0
     assert runner.stats.live == 10
 
 
-def test_a_reply_that_is_not_json_is_retried_and_reported_to_the_observer():
+@pytest.mark.asyncio
+async def test_a_reply_that_is_not_json_is_retried_and_reported_to_the_observer(run):
     seen = []
 
     async def scenario(c):
         c.observer = lambda endpoint, s, outcome: seen.append((endpoint, outcome))
         return await c.summary()
-    broker, summary, client = run(scenario, [{"kind": "malformed", "path": "summary", "count": 1}])
+    broker, summary, client = await run(scenario, [{"kind": "malformed", "path": "summary", "count": 1}])
     assert summary["balance"] == "100000.0000" and client.retries == 1
     assert seen == [("GET summary", "malformed"), ("GET summary", "ok")]

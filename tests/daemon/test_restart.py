@@ -65,17 +65,15 @@ class ListFeed:
             yield b, float(b.close_ts)
 
 
-def test_serve_restores_the_snapshot_before_ready_when_the_feed_has_nothing_new(store_with_a_position):
+@pytest.mark.asyncio
+async def test_serve_restores_the_snapshot_before_ready_when_the_feed_has_nothing_new(store_with_a_position):
     url, before, _ = store_with_a_position
     r = runner(url)
     seen = []
-
-    async def go():
-        stop = asyncio.Event()
-        task = asyncio.create_task(serve(r, ListFeed(BARS), exit_at_end=False,
-                                         on_ready=lambda: (seen.append(desk_view(r)), stop.set()), stop=stop))
-        return await asyncio.wait_for(task, 10)
-    assert asyncio.run(go()) == 0
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(r, ListFeed(BARS), exit_at_end=False,
+                                     on_ready=lambda: (seen.append(desk_view(r)), stop.set()), stop=stop))
+    assert await asyncio.wait_for(task, 10) == 0
     assert seen == [before]  # the API starts here: it sees the store's desk, never a bare one
     assert r.stats.warmed == len(BARS) and r.stats.live == 0
     r.close()

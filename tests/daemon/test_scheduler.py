@@ -1,16 +1,13 @@
 """Bar-close scheduling for polled feeds: fire times, catch-up after a missed run, no
 duplicates."""
 
-import asyncio
 from datetime import UTC, datetime
 
 import pytest
 
 from deskd.core.events import BarClosed
-from deskd.daemon.runner import DeskRunner
 from deskd.daemon.scheduler import CandlePoller, bar_close_trigger
-from deskd.persistence.store import sqlite_url
-from tests.daemon.helpers import T0, TF, config
+from tests.daemon.helpers import T0, TF
 
 UTC = UTC
 
@@ -39,15 +36,16 @@ class FakeBroker:
         return [b for b in self.bars[symbol] if since_ts is None or b.bar_ts > since_ts]
 
 
-def test_poll_feeds_new_bars_in_time_then_symbol_order_and_catches_up_after_a_miss(tmp_path):
-    runner = DeskRunner(config(), sqlite_url(tmp_path / "d.db"))
+@pytest.mark.asyncio
+async def test_poll_feeds_new_bars_in_time_then_symbol_order_and_catches_up_after_a_miss(desk_runner):
+    runner = desk_runner
     broker = FakeBroker()
     poller = CandlePoller(runner, broker, ["EURUSD", "USDJPY"], TF)
     broker.close_bar(0)
-    assert asyncio.run(poller.poll()) == 2
+    assert await poller.poll() == 2
     broker.close_bar(1)
     broker.close_bar(2)  # the run after bar 1 misfired: the next one catches up
-    assert asyncio.run(poller.poll()) == 4
-    assert asyncio.run(poller.poll()) == 0  # nothing new, nothing twice
+    assert await poller.poll() == 4
+    assert await poller.poll() == 0  # nothing new, nothing twice
     assert runner.gate.last == {"EURUSD": T0 + 2 * TF, "USDJPY": T0 + 2 * TF}
     assert runner.stats.live == 6 and runner.gate.duplicates == 0

@@ -1,7 +1,5 @@
 """The order book's status table, and what an UNKNOWN order means to the desk and its store."""
 
-import asyncio
-
 import pytest
 from sqlalchemy import select
 
@@ -84,10 +82,11 @@ def bar(desk, i, price=1.1000):
     return b
 
 
-def test_an_order_never_confirmed_is_unknown_persisted_and_blocks_its_symbol(tmp_path):
+@pytest.mark.asyncio
+async def test_an_order_never_confirmed_is_unknown_persisted_and_blocks_its_symbol(tmp_path):
     cfg, desk, engine, writer, decisions = unknown_desk(tmp_path)
     writer.end_bar(bar(desk, 0))
-    asyncio.run(desk.broker.send())
+    await desk.broker.send()
     writer.commit()
     (oid,) = desk.orders.orders
     assert desk.orders.status(oid) is S.UNKNOWN and desk.state.state.value == "DEGRADED"
