@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,11 +19,12 @@ from rich.table import Table
 
 from deskd import __version__
 from deskd.adapters.bars import BarFileError
-from deskd.adapters.replay import ReplayFeed
 from deskd.configs.loader import ConfigError, load_config
 from deskd.configs.models import DataConfig, DeskConfig
+from deskd.configs.settings import Settings
+from deskd.daemon.nodes import OptionError
 from deskd.persistence.store import StoreError, sqlite_url
-from deskd.research.backtest import BacktestInputError, check_inputs, run_backtest
+from deskd.research.backtest import BacktestInputError, build_backtest, check_inputs
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 
@@ -103,9 +103,10 @@ def cmd_backtest(args) -> int:
         task = progress.add_task("replay", total=known, scn=scn)
         return lambda n: progress.advance(task, n)
 
+    backtest = build_backtest(cfg, scenarios, out, args.force, _store_url(args.store) if args.store else None,
+                              on_start)
     with progress:
-        report = run_backtest(cfg, scenarios, out, force=args.force, on_scenario_start=on_start,
-                              store_url=_store_url(args.store) if args.store else None)
+        report = backtest.run()
     if args.json:
         print(json.dumps({"out": str(out), "scenarios": {k: v["overall"] for k, v in report["scenarios"].items()}}))
     elif not args.quiet:
@@ -127,194 +128,42 @@ def _token(args) -> str | None:
         if not token:
             raise InputError(f"--token-file {args.token_file}: the file is empty")
         return token
-    return os.environ.get("DESKD_API_TOKEN") or None
-
-
-def _default_store() -> str:
-    """$STATE_DIRECTORY/deskd.db under systemd (StateDirectory=), else ./deskd.db."""
-    return str(Path(os.environ.get("STATE_DIRECTORY", ".").split(":")[0]) / "deskd.db")
+    return Settings().api_token_value()
 
 
 def cmd_run(args) -> int:
-    import asyncio
-
-    from deskd.daemon.logs import EventLogger, configure_logging
-    from deskd.daemon.runner import DeskRunner, PacedReplayFeed
+    from deskd.daemon.logs import configure_logging
+    from deskd.daemon.nodes import RunOptions, build_live_node, build_paper_node
 
     configure_logging(args.log_level)
     cfg = _load(args)
-    token = _token(args)
-    store = _store_url(args.store or _default_store())
+    opts = RunOptions(
+        store_url=_store_url(args.store or str(Settings().default_store_path())), scenario=args.scenario,
+        speed=args.speed, exit_at_end=args.exit_at_end, warmup_bars=args.warmup_bars,
+        poll_interval_s=args.poll_interval, broker_timeout_s=args.broker_timeout,
+        reconcile_every_s=args.reconcile_every, adopt=args.adopt, serve_api=not args.no_api,
+        api_host=args.api_host, api_port=args.api_port, api_allowed_hosts=tuple(args.api_allowed_host),
+        api_token=_token(args), health_file=args.health_file, broker=args.broker)
     if args.broker == "http":
-        if args.exit_at_end:
-            raise InputError("--exit-at-end is for replayed bar files (--broker paper); a live desk "
-                             "is stopped with SIGTERM and flattened with `deskd flatten`")
-        if args.scenario not in cfg.costs.scenarios:
-            raise InputError(f"--scenario {args.scenario}: the config defines {', '.join(cfg.costs.scenarios)}")
-        runner, session = _live_session(cfg, store, args)
-        feed = None
-    else:
-        check_inputs(cfg, [args.scenario])
-        runner = DeskRunner(cfg, store, args.scenario)
-        files = {s: cfg.data.files[s] for s in cfg.universe.symbols}
-        feed = PacedReplayFeed(ReplayFeed(files, cfg.data.timezone, cfg.universe.timeframe_s),
-                               cfg.universe.timeframe_s, args.speed)
-        session = None
-    EventLogger(runner.desk.bus)
-    try:
-        return asyncio.run(_serve(runner, feed, session, args, token))
-    finally:
-        runner.close()
-
-
-def _live_session(cfg: DeskConfig, store: str, args):
-    """The runner and LiveSession of ``deskd run --broker http``."""
-    from deskd.adapters.v20.broker import HttpBroker
-    from deskd.adapters.v20.candles import V20CandleSource
-    from deskd.adapters.v20.client import V20Client, credentials_from_env
-    from deskd.adapters.v20.naming import GRANULARITY
-    from deskd.core.money import Instrument
-    from deskd.daemon.live import LiveSession
-    from deskd.daemon.runner import DeskRunner
-    from deskd.daemon.scheduler import CandlePoller
-
-    try:
-        creds = credentials_from_env()
-    except (ValueError, OSError) as e:
-        raise InputError(str(e)) from None
-    if not 2 <= args.warmup_bars <= 5000:
-        raise InputError("--warmup-bars: between 2 and 5000 (v20 serves at most 5000 candles)")
-    for flag, v, low in (("--poll-interval", args.poll_interval, 0.0), ("--broker-timeout", args.broker_timeout, 0.0)):
-        if v is not None and not v > low:
-            raise InputError(f"{flag}: must be a positive number of seconds, not {v:g}")
-    if args.reconcile_every < 0:
-        raise InputError(f"--reconcile-every: must be 0 (every tick) or more seconds, not {args.reconcile_every:g}")
-    client = V20Client(creds, timeout_s=args.broker_timeout)
-    instruments = {s: Instrument.parse(s) for s in cfg.universe.symbols}
-    runner = DeskRunner(cfg, store, args.scenario, make_broker=lambda desk: HttpBroker(desk.bus, instruments, client))
-    tf = cfg.universe.timeframe_s
-    poller = CandlePoller(runner, V20CandleSource(client, GRANULARITY[cfg.universe.timeframe], tf, args.warmup_bars),
-                          list(cfg.universe.symbols), tf, wall_clock=args.poll_interval is None)
-    return runner, LiveSession(runner, poller, adopt=args.adopt, reconcile_every_s=args.reconcile_every)
-
-
-async def _serve(runner, feed, session, args, token) -> int:
-    import asyncio
-
-    import structlog
-
-    from deskd.adapters.v20.client import BrokerError
-    from deskd.daemon.api import ControlAPI, start_api
-    from deskd.daemon.prometheus import DeskMetrics
-    from deskd.daemon.runner import serve, serve_live
-    from deskd.daemon.systemd import notify, watchdog_interval_s, watchdog_pings
-
-    log = structlog.get_logger("deskd.run")
-    health = _health_monitor(runner)
-    # built now, so its metrics count start-up's events; it serves once recovery is complete
-    control = None if args.no_api else ControlAPI(runner, token, session, DeskMetrics(runner, session, health),
-                                                  health)
-    api: list = []  # the control API's AppRunner, once it serves
-    log.info("deskd running", desk=runner.cfg.desk, scenario=runner.desk.scenario, broker=args.broker,
-             api=None if args.no_api else f"http://{args.api_host}:{args.api_port}",
-             api_actions=bool(token), speed=args.speed if session is None else None)
-    interval = watchdog_interval_s()
-    dog = asyncio.create_task(watchdog_pings(interval)) if interval else None
-    store_path = args.store if args.store and "://" not in args.store else _default_store()
-    health_file = args.health_file or str(Path(store_path).with_name("deskd-health.json"))
-    snapshots = asyncio.create_task(_write_health(health, health_file, runner.cfg.health.snapshot_every_s))
-
-    async def ready() -> None:
-        """Recovery is complete (the store's snapshot is in the desk): only now does the API
-        serve, so nothing reads or acts on a desk the store has not restored. Raises
-        InputError when the API port cannot be bound."""
-        if control is not None:
-            try:
-                api.append(await start_api(control, args.api_host, args.api_port))
-            except OSError as e:
-                raise InputError(f"--api-port {args.api_port}: cannot listen on "
-                                 f"{args.api_host}: {e.strerror}") from None
-        notify("READY=1")
-        log.info("recovered; trading", open_positions=len(runner.desk.ledger.open),
-                 state=runner.desk.state.state.value, warm_up_bars=runner.stats.warmed)
-    try:
-        if session is None:
-            return await serve(runner, feed, args.exit_at_end, on_ready=ready)
-        try:
-            async with session.client:
-                return await serve_live(session, args.poll_interval, on_ready=ready)
-        except BrokerError as e:
-            log.error("the broker could not be read at start-up; not trading blind", error=str(e))
-            print(f"deskd: error: the broker could not be read at start-up: {e}", file=sys.stderr)
-            return EXIT_INPUT
-    finally:
-        notify("STOPPING=1")
-        snapshots.cancel()
-        _write_health_once(health, health_file)
-        if dog is not None:
-            dog.cancel()
-        for site in api:
-            await site.cleanup()
+        return build_live_node(cfg, opts).run()
+    check_inputs(cfg, [args.scenario])
+    return build_paper_node(cfg, opts).run()
 
 
 def _api_request(args, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    """(HTTP status, JSON body) of a call to the daemon's API. Raises InputError when the
-    daemon cannot be reached or no token is set for a POST."""
-    import urllib.error
-    import urllib.request
+    """A call to the daemon's API with the token of ``args`` for actions. Raises InputError
+    when the daemon cannot be reached or no token is set for a POST."""
+    from deskd.daemon.api_client import DaemonUnreachable, api_request
 
-    url = args.api.rstrip("/") + path
-    headers = {"Content-Type": "application/json"}
+    token = None
     if method == "POST":
         token = _token(args)
         if not token:
             raise InputError("no API token: set DESKD_API_TOKEN or pass --token-file")
-        headers["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        try:
-            return e.code, json.loads(e.read())
-        except ValueError:
-            return e.code, {"error": e.reason}
-    except (urllib.error.URLError, OSError) as e:
-        raise InputError(f"cannot reach the daemon at {args.api}: "
-                         f"{getattr(e, 'reason', e)}") from None
-
-
-def _health_monitor(runner):
-    """The strategy-health monitor of a running desk, seeded with the store's closed trades.
-    Raises InputError for an unreadable reference report."""
-    from deskd.daemon.strategy_health import HealthMonitor, load_history, profiles_from_report
-
-    hc = runner.cfg.health
-    reference = None
-    if hc.reference_report:
-        try:
-            reference = profiles_from_report(hc.reference_report, hc.reference_scenario)
-        except ValueError as e:
-            raise InputError(str(e)) from None
-    return HealthMonitor(hc, list(runner.cfg.strategies.enabled()), runner.desk.bus, reference,
-                         load_history(runner.conn, runner.cfg.desk, runner.desk.scenario))
-
-
-def _write_health_once(health, path: str) -> None:
-    import structlog
-    try:
-        health.write(path, datetime.now(UTC).isoformat(timespec="seconds"))
-    except OSError as e:
-        structlog.get_logger("deskd.run").error("cannot write the health snapshot", path=path, error=str(e))
-
-
-async def _write_health(health, path: str, every_s: float) -> None:
-    """The JSON health snapshot, every ``every_s`` seconds."""
-    import asyncio
-    while True:
-        _write_health_once(health, path)
-        await asyncio.sleep(every_s)
+        return api_request(args.api, method, path, body, token)
+    except DaemonUnreachable as e:
+        raise InputError(str(e)) from None
 
 
 def _call_api(args, method: str, path: str, body: dict | None = None) -> int:
@@ -368,37 +217,20 @@ def cmd_reconcile(args) -> int:
 
 
 def _reconcile_store(cfg: DeskConfig, args) -> tuple[list[dict], int] | None:
-    """(differences between the store's positions and the broker's open trades, positions
-    in the store); None when the broker could not be read."""
-    import asyncio
-
-    from sqlalchemy import select
-
-    from deskd.adapters.v20.client import BrokerError, V20Client, credentials_from_env
-    from deskd.adapters.v20.reconcile import Holding, broker_holdings, reconcile
-    from deskd.persistence.store import open_store, positions
+    """(differences, positions in the store), or None when the broker could not be read."""
+    from deskd.adapters.v20.client import BrokerError, credentials_from_env
+    from deskd.daemon.reconcile_offline import reconcile_store
 
     try:
         creds = credentials_from_env()
     except (ValueError, OSError) as e:
         raise InputError(str(e)) from None
-    engine = open_store(_store_url(args.store or _default_store()))
-    with engine.connect() as conn:
-        rows = conn.execute(select(positions).filter_by(desk=cfg.desk, scenario=args.scenario)).mappings().all()
-    engine.dispose()
-    expected = {r["symbol"]: Holding(r["symbol"], r["side"], r["units"], r["entry_price"], r["sl_price"],
-                                     r["tp_price"]) for r in rows}
-
-    async def fetch():
-        async with V20Client(creds, max_attempts=3) as client:
-            return await client.open_trades()
     try:
-        trades = asyncio.run(fetch())
+        return reconcile_store(cfg, _store_url(args.store or str(Settings().default_store_path())),
+                               args.scenario, creds)
     except BrokerError as e:
         print(f"deskd: reconcile: the broker could not be read: {e}", file=sys.stderr)
         return None
-    held, foreign = broker_holdings(trades, f"{cfg.desk}-{args.scenario}-", {r["client_order_id"] for r in rows})
-    return [d.as_dict() for d in reconcile(expected, held, foreign)], len(expected)
 
 
 def _print_diffs(cfg: DeskConfig, args, diffs: list[dict], n_positions: int) -> None:
@@ -419,39 +251,23 @@ def _print_diffs(cfg: DeskConfig, args, diffs: list[dict], n_positions: int) -> 
 def cmd_fake_broker(args) -> int:
     """Serve the fake v20 broker over the config's bar files until SIGTERM/SIGINT."""
     import asyncio
-    import signal
 
-    from aiohttp import web
-
-    from deskd.testing.fake_v20 import FakeV20, build_app
+    from deskd.testing.fake_v20 import FakeV20, serve_until_signal
 
     cfg = _load(args)
     check_inputs(cfg, [next(iter(cfg.costs.scenarios))])
-    token = _token(args) or os.environ.get("DESKD_V20_TOKEN")
+    v20_token = Settings().v20_token
+    token = _token(args) or (v20_token.get_secret_value() if v20_token else None)
     if not token:
         raise InputError("no token for the fake broker: set DESKD_V20_TOKEN or pass --token-file")
     broker = FakeV20.from_files({s: cfg.data.files[s] for s in cfg.universe.symbols}, cfg.data.timezone,
                                 cfg.universe.timeframe_s, account_id=args.account, token=token,
                                 state_file=args.state)
 
-    async def serve() -> int:
-        runner = web.AppRunner(build_app(broker), access_log=None)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, args.host, args.port).start()
-        except OSError as e:
-            raise InputError(f"--port {args.port}: {e.strerror}") from None
-        print(json.dumps({"fake_v20": f"http://{args.host}:{args.port}", "account": broker.account_id,
-                          "instruments": sorted(broker.bars), "released": broker.released}), flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        broker.save()
-        await runner.cleanup()
-        return EXIT_OK
-    return asyncio.run(serve())
+    try:
+        return asyncio.run(serve_until_signal(broker, args.host, args.port))
+    except OSError as e:
+        raise InputError(f"--port {args.port}: {e.strerror}") from None
 
 
 def cmd_check_config(args) -> int:
@@ -473,7 +289,7 @@ def _add_config_and_data(p: argparse.ArgumentParser, config_help: str = "desk co
 
 def _add_api_args(p: argparse.ArgumentParser, token: bool, prefix: str = "") -> None:
     """--api (and --token-file) of the commands that talk to a running daemon."""
-    p.add_argument("--api", default=os.environ.get("DESKD_API", "http://127.0.0.1:8765"),
+    p.add_argument("--api", default=Settings().api,
                    help=f"{prefix}daemon API URL (default $DESKD_API or http://127.0.0.1:8765)")
     if token:
         p.add_argument("--token-file", metavar="FILE", help=f"{prefix}bearer token file (default $DESKD_API_TOKEN)")
@@ -535,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--api-host", default="127.0.0.1", help="control API address (default 127.0.0.1)")
     r.add_argument("--api-port", type=int, default=8765, help="control API port (default 8765)")
     r.add_argument("--no-api", action="store_true", help="do not serve the control API")
+    r.add_argument("--api-allowed-host", action="append", default=[], metavar="NAME",
+                   help="a Host name clients use to reach the API, beyond the bind address and "
+                        "localhost (repeatable; needed with --api-host 0.0.0.0); others get 421")
     r.add_argument("--token-file", metavar="FILE", help="file holding the API bearer token "
                    "(default: $DESKD_API_TOKEN); without one, the API is read-only")
     r.add_argument("--health-file", metavar="PATH",
@@ -600,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, BarFileError, BacktestInputError, InputError, StoreError) as e:
+    except (ConfigError, BarFileError, BacktestInputError, InputError, OptionError, StoreError) as e:
         print(f"deskd: error: {e}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:

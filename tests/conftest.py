@@ -85,3 +85,11 @@ def desk_runner(tmp_path) -> Iterator[DeskRunner]:
     runner = DeskRunner(config(), sqlite_url(tmp_path / "d.db"))
     yield runner
     runner.close()
+
+
+async def poll_once(poller) -> int:
+    """What a bar-close run of the live daemon does with its CandlePoller: fetch every
+    completed bar since the last fed, feed them; returns how many."""
+    bars = await poller.fetch()
+    poller.feed(bars)
+    return len(bars)

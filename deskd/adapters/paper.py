@@ -132,7 +132,7 @@ class PaperBroker:
         return true_range(bar.high, bar.low, pc) / a
 
     def _fill_market(self, order: OrderIntent, bar: BarClosed, ref: float, tr_atr: float,
-                     exit_reason: str | None) -> None:
+                     exit_reason: ExitReason | None) -> None:
         sym = order.symbol
         inst = self.instruments[sym]
         pip = inst.pip_size
@@ -140,10 +140,11 @@ class PaperBroker:
         if order.intent is Intent.ENTRY:
             side = order.side
             price = ref + side * cost * pip
-            sl = inst.round_price(price - side * order.sl_pips * pip)
-            tp = None if order.tp_pips is None else inst.round_price(price + side * order.tp_pips * pip)
+            sl_pips, tp_pips = order.bracket_pips()
+            sl = inst.round_price(price - side * sl_pips * pip)
+            tp = None if tp_pips is None else inst.round_price(price + side * tp_pips * pip)
             self.positions[sym] = Position(order, side, order.units, sl, tp)
-            self.bus.publish(Fill(bar.bar_ts, order.client_order_id, sym, order.strategy_id,
+            self.bus.publish(Fill(bar.bar_ts, bar.bar_ts, order.client_order_id, sym, order.strategy_id,
                                   side, order.units, Intent.ENTRY, ref, price, cost,
                                   sl_price=sl, tp_price=tp))
             return
@@ -151,13 +152,13 @@ class PaperBroker:
         if pos is None:  # nothing to exit (cannot happen in a replay: exits fill before brackets)
             self.bus.publish(OrderCancelled(bar.bar_ts, order.client_order_id, "no position to exit"))
             return
-        self._publish_exit(pos, bar.bar_ts, ref, cost, exit_reason or ExitReason.MARKET, order.client_order_id)
+        self._publish_exit(pos, bar, bar.bar_ts, ref, cost, exit_reason or ExitReason.MARKET, order.client_order_id)
 
-    def _publish_exit(self, pos: Position, ts: int, ref: float, cost: float, reason: str,
-                      order_id: str) -> None:
+    def _publish_exit(self, pos: Position, bar: BarClosed, fill_ts: int, ref: float, cost: float,
+                      reason: ExitReason, order_id: str) -> None:
         pip = self.instruments[pos.order.symbol].pip_size
         price = ref - pos.side * cost * pip
-        self.bus.publish(Fill(ts, order_id, pos.order.symbol, pos.order.strategy_id, -pos.side,
+        self.bus.publish(Fill(bar.bar_ts, fill_ts, order_id, pos.order.symbol, pos.order.strategy_id, -pos.side,
                               pos.units, Intent.EXIT, ref, price, cost, exit_reason=reason))
 
     def _check_bracket(self, pos: Position, bar: BarClosed) -> None:
@@ -186,13 +187,13 @@ class PaperBroker:
         reason, ref = hit
         del self.positions[pos.order.symbol]
         cost = self.cost.side_cost_pips(pos.order.symbol, self._tr_atr(bar))
-        self._publish_exit(pos, bar.bar_ts, ref, cost, reason, f"{pos.order.client_order_id}:{reason}")
+        self._publish_exit(pos, bar, bar.bar_ts, ref, cost, reason, f"{pos.order.client_order_id}:{reason}")
 
     def _pick(self, sl_hit: bool, tp_hit: bool, sl: float, tp: float | None, o: float):
         if sl_hit and tp_hit:
             if self.policy == "tp_first":
                 return (ExitReason.TP, tp)
-            if self.policy == "open_proximity" and abs(tp - o) < abs(o - sl):
+            if self.policy == "open_proximity" and tp is not None and abs(tp - o) < abs(o - sl):
                 return (ExitReason.TP, tp)
             return (ExitReason.SL, sl)
         if sl_hit:
@@ -210,7 +211,7 @@ class PaperBroker:
             prev = atr.prev_value
             tr_atr = atr.tr / prev if prev > 0.0 else 0.0
             cost = self.cost.side_cost_pips(sym, tr_atr)
-            self._publish_exit(pos, bar.close_ts, bar.close, cost, reason,
+            self._publish_exit(pos, bar, bar.close_ts, bar.close, cost, reason,
                                f"{pos.order.client_order_id}:{reason}")
 
 

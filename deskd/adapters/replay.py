@@ -56,13 +56,12 @@ class ReplayFeed:
                    for p in self.files.values()]
         bufs: list[BarChunk | None] = [self._next(k, it) for k, it in enumerate(streams)]
         while True:
-            active = [k for k, b in enumerate(bufs) if b is not None]
-            if not active:
+            if all(b is None for b in bufs):
                 return
-            cut = min(int(bufs[k].ts[-1]) for k in active)
+            live = [(k, b) for k, b in enumerate(bufs) if b is not None]
+            cut = min(int(b.ts[-1]) for _, b in live)
             parts: list[tuple[int, BarChunk]] = []
-            for k in active:
-                b = bufs[k]
+            for k, b in live:
                 n = int(np.searchsorted(b.ts, cut, side="right"))
                 if n == 0:
                     continue
@@ -143,5 +142,5 @@ def _merge(parts: list[tuple[int, BarChunk]]) -> MergedChunk:
     cols = {name: np.concatenate([getattr(c, name) for _, c in parts])
             for name in ("ts", "open", "high", "low", "close", "volume")}
     order = np.argsort(cols["ts"], kind="stable")  # ties keep symbol order
-    return MergedChunk(*(cols[n][order] for n in ("ts", "open", "high", "low", "close", "volume")),
-                       sym=sym[order])
+    c = {n: v[order] for n, v in cols.items()}
+    return MergedChunk(c["ts"], c["open"], c["high"], c["low"], c["close"], c["volume"], sym=sym[order])

@@ -45,7 +45,7 @@ def load_config(path: str | Path) -> DeskConfig:
             lines.append(f"{path}: {_loc(err['loc'])}: {msg}")
         raise ConfigError("\n".join(lines)) from None
     files = {s: str((path.parent / f).resolve()) for s, f in cfg.data.files.items()}
-    update = {"data": cfg.data.model_copy(update={"files": files})}
+    update: dict[str, object] = {"data": cfg.data.model_copy(update={"files": files})}
     if cfg.health.reference_report:
         ref = str((path.parent / cfg.health.reference_report).resolve())
         update["health"] = cfg.health.model_copy(update={"reference_report": ref})

@@ -25,7 +25,7 @@ class Side(IntEnum):
 
 LONG = Side.LONG
 SHORT = Side.SHORT
-SIDE_NAME = {LONG: "LONG", SHORT: "SHORT"}
+SIDE_NAME: dict[int, str] = {LONG: "LONG", SHORT: "SHORT"}
 
 
 class ExitReason(StrEnum):
@@ -118,6 +118,13 @@ class OrderIntent:
     regime: str = ""
     why: str = ""
 
+    def bracket_pips(self) -> tuple[float, float | None]:
+        """(stop-loss, take-profit) distances of an entry from its fill, in pips; the target is
+        None when the strategy set none. Raises ValueError for an order without a stop (an exit)."""
+        if self.sl_pips is None:
+            raise ValueError(f"order {self.client_order_id}: {self.intent} carries no bracket")
+        return self.sl_pips, self.tp_pips
+
 
 @dataclass(frozen=True, slots=True)
 class OrderRejected:
@@ -153,13 +160,17 @@ class OrderCancelled:
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """An order (or a resting stop-loss / take-profit) filled during bar ``bar_ts``.
+    """An order (or a resting stop-loss / take-profit) filled during bar ``bar_ts`` (the open
+    time of the bar it belongs to), at ``fill_ts`` (UTC epoch seconds: a paper fill is stamped
+    at its bar's open, an end-of-data close at the last close, a broker fill at the broker's
+    time).
 
     ``ref_price`` is the market level (bar open, stop or target level) before costs;
     ``price`` the fill price after ``cost_pips`` (per side) were charged against the trader.
     """
 
     bar_ts: int
+    fill_ts: int
     client_order_id: str
     symbol: str
     strategy_id: str

@@ -187,6 +187,7 @@ class DeskRunner:
         """Put the store's snapshot back into the desk, once, after warm-up (the bars the
         store has processed); bars warmed up later only reach the indicators."""
         if not self._restored:
+            assert self.snapshot is not None  # _restored starts True without one
             restore(self.desk, self.snapshot)
             self._restored = True
             log.info("recovered from the store", warm_up_bars=self.stats.warmed,
@@ -256,7 +257,6 @@ class PacedReplayFeed:
     async def bars(self, skip_pacing, stop: asyncio.Event) -> AsyncIterator[tuple[BarClosed, float]]:
         """Yield (bar, simulated now in UTC epoch seconds); return early once ``stop`` is set,
         even in the middle of waiting for a bar's close."""
-        t0_wall = t0_sim = None
         for i, bar in enumerate(replay_bars(self.feed)):
             self._last_close = float(bar.close_ts)
             if skip_pacing(bar):
@@ -264,9 +264,9 @@ class PacedReplayFeed:
                     await asyncio.sleep(0)
                 yield bar, float(bar.close_ts)
                 continue
-            if t0_wall is None:
-                t0_wall, t0_sim = time.monotonic(), bar.close_ts
-                self._t0 = (t0_wall, t0_sim)
+            if self._t0 is None:
+                self._t0 = (time.monotonic(), bar.close_ts)
+            t0_wall, t0_sim = self._t0
             if self.speed > 0:
                 due = t0_wall + (bar.close_ts - t0_sim) / self.speed
                 delay = due - time.monotonic()

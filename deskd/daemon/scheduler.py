@@ -11,6 +11,7 @@ bar, the next run catches up: nothing is lost, late bars are reported.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import structlog
@@ -87,17 +88,11 @@ class CandlePoller:
         for bar in bars:
             self.runner.feed(bar, now, None if bar.bar_ts == newest[bar.symbol] else SUPERSEDED)
 
-    async def poll(self) -> int:
-        """One run: fetch and feed every completed bar since the last; returns how many."""
-        bars = await self.fetch()
-        self.feed(bars)
-        return len(bars)
-
-    def start(self, job=None) -> AsyncIOScheduler:
-        """Schedule ``job`` (a coroutine function; default :meth:`poll`) at every bar close
-        plus ``settle_s``, on the running event loop."""
+    def start(self, job: Callable[[], Awaitable[object]]) -> AsyncIOScheduler:
+        """Schedule ``job`` (a coroutine function: the live session's tick) at every bar
+        close plus ``settle_s``, on the running event loop."""
         self.scheduler = AsyncIOScheduler(timezone="UTC")
-        self.scheduler.add_job(job or self.poll, self.trigger,
+        self.scheduler.add_job(job, self.trigger,
                                id="bar-close-poll", coalesce=True, max_instances=1,
                                misfire_grace_time=max(1, self.tf // 2))
         self.scheduler.start()

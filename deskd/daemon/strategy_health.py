@@ -23,6 +23,7 @@ import json
 import math
 import os
 import statistics
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -105,7 +106,7 @@ class HealthMonitor:
 
     def __init__(self, cfg: HealthConfig, strategies: list[str], bus: Bus,
                  reference: dict[str, Profile] | None = None,
-                 history: list[tuple[str, float, float]] = ()):
+                 history: Iterable[tuple[str, float, float]] = ()):
         self.cfg = cfg
         self.strategies = list(strategies)
         self.reference = reference
@@ -143,6 +144,7 @@ class HealthMonitor:
         if prof is None or prof.trades < c.min_trades:
             h.reason = "no reference profile with min_trades trades yet"
             return h
+        assert wr is not None and exp_r is not None  # n >= min_trades >= 1
         zs = []
         if prof.sd_r > 0:
             h.z_r = (exp_r - prof.mean_r) / (prof.sd_r / math.sqrt(n))

@@ -162,8 +162,17 @@ class Desk:
             v = self.guard.check(ts, eq)
             if v is not None:
                 self._emit(self.state.fire(Trigger.DD_BREACH, ts, v.reason))
-        signals = self._observe(bar)
         sym = bar.symbol
+        update, strategies = self._per_symbol[sym]  # observe (inlined: the hot path)
+        update(bar.high, bar.low, bar.close)
+        signals = None
+        for st in strategies:
+            sig = st.on_bar(bar)
+            if sig is not None:
+                if signals is None:
+                    signals = [sig]
+                else:
+                    signals.append(sig)
         t = self._open.get(sym)
         if t is not None and sym not in self._exit_on:
             if t.hold_bars >= self.max_hold_bars.get(t.strategy_id, self._default_hold):

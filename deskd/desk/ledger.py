@@ -128,14 +128,16 @@ class Ledger:
             self._open(f, order)
         else:
             self._close(f)
-        self.mark(f.bar_ts, "FILL")
+        self.mark(f.fill_ts, "FILL")
 
     def _open(self, f: Fill, order: OrderIntent) -> None:
         if f.symbol in self.open:
             raise RuntimeError(f"ledger: entry fill {f.client_order_id} on {f.symbol}, which "
                                f"already has a position")
+        if f.sl_price is None:
+            raise RuntimeError(f"ledger: entry fill {f.client_order_id} carries no stop-loss level")
         t = Trade(self.next_trade_id, f.symbol, f.strategy_id, f.side, f.units,
-                  signal_ts=order.bar_ts + self.timeframe_s, fill_ts=f.bar_ts,
+                  signal_ts=order.bar_ts + self.timeframe_s, fill_ts=f.fill_ts,
                   entry_price=f.price, entry_ref_price=f.ref_price,
                   sl_price=f.sl_price, tp_price=f.tp_price, risk_usd=order.risk_usd,
                   entry_cost_pips=f.cost_pips, regime=order.regime, why=order.why,
@@ -151,7 +153,7 @@ class Ledger:
                                f"has no open position")
         pip = self.instruments[f.symbol].pip_size
         side = t.side
-        t.exit_ts = f.bar_ts
+        t.exit_ts = f.fill_ts
         t.exit_price = f.price
         t.exit_ref_price = f.ref_price
         t.exit_reason = f.exit_reason or ""

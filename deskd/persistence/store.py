@@ -80,7 +80,7 @@ orders = Table(
     Column("sl_pips", Float),
     Column("tp_pips", Float),
     Column("risk_usd", Float, nullable=False),
-    Column("exit_reason", String(8)),
+    Column("exit_reason", String(16)),
     Column("status", String(10), nullable=False),
     Column("notional_usd", Float, nullable=False),
     Column("regime", String(24), nullable=False),
@@ -91,6 +91,7 @@ fills = Table(
     "fills", metadata, *_serial(),
     Column("client_order_id", String(140), nullable=False),
     Column("bar_ts", BigInteger, nullable=False),
+    Column("fill_ts", BigInteger),  # NULL only in rows written before migration 0002
     Column("symbol", String(6), nullable=False),
     Column("strategy_id", String(40), nullable=False),
     Column("side", SmallInteger, nullable=False),
@@ -99,12 +100,12 @@ fills = Table(
     Column("ref_price", Float, nullable=False),
     Column("price", Float, nullable=False),
     Column("cost_pips", Float, nullable=False),
-    Column("exit_reason", String(8)),
+    Column("exit_reason", String(16)),
     Column("sl_price", Float),
     Column("tp_price", Float),
 )
 
-_TRADE_COLUMNS = [  # shared by trades and positions (symbol is keyed differently in each)
+_TRADE_COLUMNS: list[Column] = [  # shared by trades and positions (symbol is keyed differently in each)
     Column("strategy_id", String(40), nullable=False),
     Column("side", SmallInteger, nullable=False),
     Column("units", Float, nullable=False),
@@ -132,7 +133,7 @@ trades = Table(
     Column("exit_ts", BigInteger, nullable=False),
     Column("exit_price", Float, nullable=False),
     Column("exit_ref_price", Float, nullable=False),
-    Column("exit_reason", String(8), nullable=False),
+    Column("exit_reason", String(16), nullable=False),
     Column("exit_cost_pips", Float, nullable=False),
     Column("gross_pips", Float, nullable=False),
     Column("cost_pips", Float, nullable=False),
@@ -234,7 +235,7 @@ def open_store(url: str) -> Engine:
             command.upgrade(cfg, "head")
     except SQLAlchemyError as e:
         raise StoreError(f"store {_safe(url)}: cannot open or migrate: {e.__class__.__name__}: "
-                         f"{e.orig if getattr(e, 'orig', None) else e}") from None
+                         f"{getattr(e, 'orig', None) or e}") from None
     return engine
 
 

@@ -104,7 +104,8 @@ def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | None,
     if recorder is not None:
         recorder.write_snapshots()
     lg = desk.ledger
-    files = {s: {"bars": st.bars, "first_bar": iso(st.first_ts), "last_bar": iso(st.last_ts)}
+    files = {s: {"bars": st.bars, "first_bar": iso(st.first_ts) if st.first_ts is not None else None,
+                 "last_bar": iso(st.last_ts) if st.last_ts is not None else None}
              for s, st in feed.stats.items()}
     return ScenarioResult(scenario, bars, lg.closed, lg.equity_rows, lg.equity_usd,
                           (lg.max_dd_usd, lg.max_dd_frac), dict(writer.counts) if writer else {},
@@ -240,3 +241,31 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
     finally:
         if conn is not None:
             conn.close()  # rolls back whatever was not committed
+
+
+@dataclass
+class Backtest:
+    """A backtest ready to run: ``run()`` replays every scenario and writes the outputs
+    (see :func:`run_backtest`) and returns the report."""
+
+    cfg: DeskConfig
+    scenarios: list[str]
+    out: Path
+    force: bool = False
+    store_url: str | None = None
+    on_scenario_start: Callable[[str], Callable[[int], None] | None] | None = None
+
+    def run(self) -> dict:
+        return run_backtest(self.cfg, self.scenarios, self.out, self.force, self.on_scenario_start,
+                            self.store_url)
+
+
+def build_backtest(cfg: DeskConfig, scenarios: list[str] | None, out: Path, force: bool = False,
+                   store_url: str | None = None,
+                   on_scenario_start: Callable[[str], Callable[[int], None] | None] | None = None) -> Backtest:
+    """The backtest of ``cfg`` over ``scenarios`` (default: every scenario of the config).
+    Raises BacktestInputError when it cannot start (a symbol without data, an unknown
+    scenario)."""
+    scenarios = scenarios or list(cfg.costs.scenarios)
+    check_inputs(cfg, scenarios)
+    return Backtest(cfg, scenarios, out, force, store_url, on_scenario_start)

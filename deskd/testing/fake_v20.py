@@ -85,7 +85,7 @@ class FakeV20:
     def from_files(cls, files: dict[str, str], timezone: str, timeframe_s: int, **kw) -> FakeV20:
         bars = {}
         for sym, path in files.items():
-            rows = []
+            rows: list[tuple[int, float, float, float, float]] = []
             for ch in read_bars(Path(path), timezone, timeframe_s):
                 rows.extend(zip(ch.ts.tolist(), ch.open.tolist(), ch.high.tolist(),
                                 ch.low.tolist(), ch.close.tolist()))
@@ -113,6 +113,7 @@ class FakeV20:
         os.replace(tmp, self.state_file)
 
     def _load(self) -> None:
+        assert self.state_file is not None
         with open(self.state_file) as fh:
             state = json.load(fh)
         self.balance = state["balance"]
@@ -267,7 +268,7 @@ class FakeV20:
     # -- v20 entities ---------------------------------------------------------------------
     def trade_json(self, t: FakeTrade) -> dict:
         cur = self.last_price(t.symbol) or t.price
-        out = {"id": str(t.id), "instrument": to_instrument(t.symbol), "price": price_str(t.price, t.symbol),
+        out: dict[str, object] = {"id": str(t.id), "instrument": to_instrument(t.symbol), "price": price_str(t.price, t.symbol),
                "openTime": rfc3339(t.open_ts), "state": t.state, "initialUnits": str(t.units),
                "currentUnits": str(t.units if t.state == "OPEN" else 0),
                "realizedPL": f"{t.realized_pl:.4f}",
@@ -283,7 +284,7 @@ class FakeV20:
             out["takeProfitOrder"] = {"id": f"{t.id}-TP", "type": "TAKE_PROFIT", "tradeID": str(t.id),
                                       "price": price_str(t.tp_price, t.symbol), "state": "PENDING",
                                       "timeInForce": "GTC"}
-        if t.state == "CLOSED":
+        if t.state == "CLOSED" and t.close_price is not None and t.close_ts is not None:
             out["averageClosePrice"] = price_str(t.close_price, t.symbol)
             out["closeTime"] = rfc3339(t.close_ts)
             out["closingTransactionIDs"] = [t.closing_tx_id]
@@ -363,8 +364,8 @@ def build_app(broker: FakeV20) -> web.Application:  # noqa: C901 (its handlers a
         acc = request.match_info.get("account")
         if acc is not None and acc != broker.account_id:
             return _err(404, "The Account specified does not exist.", "NO_SUCH_ACCOUNT")
-        fault = broker.take_fault(request.method, request.path)
-        kind = fault["kind"] if fault else None
+        fault = broker.take_fault(request.method, request.path) or {}
+        kind = fault.get("kind")
         if kind == "latency":
             await asyncio.sleep(float(fault.get("delay_s", 1.0)))
         elif kind == "5xx":
@@ -376,7 +377,8 @@ def build_app(broker: FakeV20) -> web.Application:  # noqa: C901 (its handlers a
         elif kind == "malformed":
             return web.Response(status=200, text="<html>502 Bad Gateway</html>", content_type="text/html")
         elif kind == "drop":
-            request.transport.close()
+            if request.transport is not None:
+                request.transport.close()
             return web.Response(status=500)
         elif kind == "reject" and request.method == "POST" and request.path.endswith("/orders"):
             tx = broker._tx("MARKET_ORDER_REJECT", broker.now_ts(), rejectReason="INSUFFICIENT_MARGIN")
@@ -387,7 +389,7 @@ def build_app(broker: FakeV20) -> web.Application:  # noqa: C901 (its handlers a
         resp = await handler(request)
         if request.method in ("POST", "PUT"):
             broker.save()
-        if kind == "lose_response":
+        if kind == "lose_response" and request.transport is not None:
             request.transport.close()  # carried out, but the client never hears
         if kind == "resend_404":  # carried out; the re-sent request found nothing left to do
             return _err(404, "The Trade specified does not exist", "TRADE_DOESNT_EXIST")
@@ -523,3 +525,27 @@ def build_app(broker: FakeV20) -> web.Application:  # noqa: C901 (its handlers a
         web.post("/admin/close", admin_close),
     ])
     return app
+
+
+async def serve_until_signal(broker: FakeV20, host: str, port: int) -> int:
+    """Serve ``broker`` on ``host:port`` until SIGTERM/SIGINT, printing one JSON line with its
+    address, account and instruments once listening; saves its state on the way out. Returns
+    0. Raises OSError when the port cannot be bound."""
+    import json
+    import signal
+
+    runner = web.AppRunner(build_app(broker), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        print(json.dumps({"fake_v20": f"http://{host}:{port}", "account": broker.account_id,
+                          "instruments": sorted(broker.bars), "released": broker.released}), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        broker.save()
+        return 0
+    finally:
+        await runner.cleanup()

@@ -14,6 +14,7 @@ from deskd.adapters.v20.client import (
     credentials_from_env,
 )
 from deskd.daemon.scheduler import CandlePoller
+from tests.conftest import poll_once
 from tests.fake_broker import BARS, fake_v20_broker
 
 
@@ -117,10 +118,10 @@ async def test_candle_source_feeds_the_bar_close_poller_completed_bars_once(fake
     broker, runner = fake_v20, desk_runner
     poller = CandlePoller(runner, V20CandleSource(v20_client, "M15", 900), ["EURUSD", "USDJPY"], 900)
     broker.advance(3)
-    first = await poller.poll()
+    first = await poll_once(poller)
     broker.advance(2)
-    second = await poller.poll()
-    again = await poller.poll()
+    second = await poll_once(poller)
+    again = await poll_once(poller)
     assert (first, second, again) == (6, 4, 0)
     assert runner.gate.last["EURUSD"] == BARS["EURUSD"][4][0] and runner.gate.duplicates == 0
     assert runner.stats.live == 10

@@ -119,7 +119,8 @@ def test_eod_closes_at_the_last_close():
     broker.on_bar(bar(2, 1.1005, 1.1010, 1.0990, 1.0995))
     broker.close_at_last()
     f = fills[-1]
-    assert f.exit_reason == "EOD" and f.price == 1.0995 and f.bar_ts == 3 * 900
+    assert f.exit_reason == "EOD" and f.price == 1.0995 and f.fill_ts == 3 * 900  # at the last close
+    assert f.bar_ts == 2 * 900  # which belongs to the last bar
 
 
 def test_costs_are_paid_on_both_sides_half_spread_each():

@@ -38,7 +38,7 @@ def broker_with_long(txs=()):
     bus = Bus()
     fills = []
     bus.subscribe(Fill, fills.append)
-    b = HttpBroker(bus, {"EURUSD": Instrument.parse("EURUSD")}, Client(list(txs)))
+    b = HttpBroker(bus, {"EURUSD": Instrument.parse("EURUSD")}, Client(list(txs)), 900)
     order = OrderIntent("d-A-EURUSD-1-ENTRY", T, "EURUSD", "S1", 1, 10_000, Intent.ENTRY, 20.0, 30.0, 20.0)
     b.last_bar["EURUSD"] = BarClosed("EURUSD", 900, T, 1.1, 1.1, 1.1, 1.1000, 0)
     b.entry_filled(order, {"price": 1.10012, "time": T + 900, "trade_id": "7"})
@@ -131,7 +131,7 @@ async def live_session(tmp_path, fake_v20, v20_client):
     fake_v20.advance(30)
     instruments = {s: Instrument.parse(s) for s in ("EURUSD", "USDJPY")}
     runner = DeskRunner(config(), sqlite_url(tmp_path / "d.db"),
-                        make_broker=lambda desk: HttpBroker(desk.bus, instruments, v20_client))
+                        make_broker=lambda desk: HttpBroker(desk.bus, instruments, v20_client, desk.tf_s))
     try:
         poller = CandlePoller(runner, V20CandleSource(v20_client, "M15", 900, 20), ["EURUSD", "USDJPY"], 900)
         yield LiveSession(runner, poller)

@@ -7,6 +7,7 @@ import pytest
 
 from deskd.core.events import BarClosed
 from deskd.daemon.scheduler import CandlePoller, bar_close_trigger
+from tests.conftest import poll_once
 from tests.daemon.helpers import T0, TF
 
 UTC = UTC
@@ -42,10 +43,10 @@ async def test_poll_feeds_new_bars_in_time_then_symbol_order_and_catches_up_afte
     broker = FakeBroker()
     poller = CandlePoller(runner, broker, ["EURUSD", "USDJPY"], TF)
     broker.close_bar(0)
-    assert await poller.poll() == 2
+    assert await poll_once(poller) == 2
     broker.close_bar(1)
     broker.close_bar(2)  # the run after bar 1 misfired: the next one catches up
-    assert await poller.poll() == 4
-    assert await poller.poll() == 0  # nothing new, nothing twice
+    assert await poll_once(poller) == 4
+    assert await poll_once(poller) == 0  # nothing new, nothing twice
     assert runner.gate.last == {"EURUSD": T0 + 2 * TF, "USDJPY": T0 + 2 * TF}
     assert runner.stats.live == 6 and runner.gate.duplicates == 0

@@ -93,3 +93,27 @@ def test_crash_and_restart_on_postgres_reproduce_the_uninterrupted_trades(cfg, p
         rows = c.execute(select(trades).order_by(trades.c.trade_id)).mappings().all()
     engine.dispose()
     assert sorted(tuple(r[k] for k in KEY) for r in rows) == want
+
+
+def test_every_exit_reason_fits_its_column_on_postgres(pg_url):
+    """VARCHAR(8) once refused MARGIN_CLOSEOUT on PostgreSQL (SQLite does not check lengths):
+    every ExitReason must fit every exit_reason column, and a fill keeps its own time."""
+    from deskd.core.events import ExitReason
+    from deskd.persistence.store import fills, orders
+
+    engine = open_store(pg_url)
+    key = {"desk": "widths", "scenario": "A"}
+    with engine.begin() as c:
+        for i, reason in enumerate(ExitReason):
+            c.execute(orders.insert(), [{**key, "client_order_id": f"o{i}", "bar_ts": 0, "symbol": "EURUSD",
+                                         "strategy_id": "S1", "side": -1, "units": 1.0, "intent": "EXIT",
+                                         "risk_usd": 0.0, "exit_reason": reason, "status": "FILLED",
+                                         "notional_usd": 0.0, "regime": "", "why": ""}])
+            c.execute(fills.insert(), [{**key, "client_order_id": f"o{i}", "bar_ts": 900, "fill_ts": 1337,
+                                        "symbol": "EURUSD", "strategy_id": "S1", "side": -1, "units": 1.0,
+                                        "intent": "EXIT", "ref_price": 1.1, "price": 1.1, "cost_pips": 0.0,
+                                        "exit_reason": reason}])
+    with engine.connect() as c:
+        got = c.execute(select(fills.c.exit_reason, fills.c.fill_ts).filter_by(**key)).all()
+    assert sorted(r for r, _ in got) == sorted(ExitReason) and {t for _, t in got} == {1337}
+    engine.dispose()

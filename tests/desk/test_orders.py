@@ -64,7 +64,7 @@ class LostClient:
 
 def unknown_desk(tmp_path):
     cfg = config()
-    desk = Desk(cfg, lambda d: HttpBroker(d.bus, d.instruments, LostClient()), "A")
+    desk = Desk(cfg, lambda d: HttpBroker(d.bus, d.instruments, LostClient(), d.tf_s), "A")
     desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0, 1, 2])])
     engine = open_store(sqlite_url(tmp_path / "s.db"))
     conn = engine.connect()
@@ -98,7 +98,7 @@ async def test_an_order_never_confirmed_is_unknown_persisted_and_blocks_its_symb
         assert c.execute(select(orders.c.status).where(orders.c.client_order_id == oid)).scalar() == "UNKNOWN"
         snap = load_snapshot(c, cfg.desk, "A")
     # a restart keeps it UNKNOWN, its symbol still blocked
-    desk2 = Desk(cfg, lambda d: HttpBroker(d.bus, d.instruments, LostClient()), "A")
+    desk2 = Desk(cfg, lambda d: HttpBroker(d.bus, d.instruments, LostClient(), d.tf_s), "A")
     restore(desk2, snap)
     assert desk2.orders.status(oid) is S.UNKNOWN and desk2.orders.entry_on == {"EURUSD": oid}
     assert [o.client_order_id for o in desk2.broker.restored] == [oid]

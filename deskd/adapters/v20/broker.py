@@ -43,13 +43,8 @@ from deskd.desk.broker import Position
 log = structlog.get_logger("deskd.live")
 
 #: v20 ORDER_FILL reasons the desk books by itself, and the exit reason it records
-EXPLAINED_CLOSES = {"STOP_LOSS_ORDER": "SL", "TAKE_PROFIT_ORDER": "TP",
-                    "MARKET_ORDER_MARGIN_CLOSEOUT": "MARGIN_CLOSEOUT"}
-
-#: v20 ORDER_FILL reasons the desk books by itself, and the exit reason it records
-EXPLAINED_CLOSES = {"STOP_LOSS_ORDER": "SL", "TAKE_PROFIT_ORDER": "TP",
-                    "MARKET_ORDER_MARGIN_CLOSEOUT": "MARGIN_CLOSEOUT"}
-ADOPTED = "adopted"
+EXPLAINED_CLOSES: dict[str, ExitReason] = {"STOP_LOSS_ORDER": ExitReason.SL, "TAKE_PROFIT_ORDER": ExitReason.TP,
+                                           "MARKET_ORDER_MARGIN_CLOSEOUT": ExitReason.MARGIN_CLOSEOUT}
 
 
 class HttpBroker:
@@ -60,8 +55,9 @@ class HttpBroker:
     order for a symbol outside ``instruments``.
     """
 
-    def __init__(self, bus: Bus, instruments: dict[str, Instrument], client: V20Client):
+    def __init__(self, bus: Bus, instruments: dict[str, Instrument], client: V20Client, timeframe_s: int):
         self.bus = bus
+        self.timeframe_s = timeframe_s
         self.instruments = instruments
         self.client = client
         self.pending: dict[str, list[OrderIntent]] = {}
@@ -89,7 +85,7 @@ class HttpBroker:
         sym = bar.symbol
         self.last_bar[sym] = bar
         due = self.exits_due.get(sym)
-        while due and due[0].bar_ts < bar.close_ts:
+        while due and due[0].fill_ts < bar.close_ts:
             self.bus.publish(due.pop(0))
 
     def cancel_pending(self, symbol: str | None = None) -> list[OrderIntent]:
@@ -197,8 +193,9 @@ class HttpBroker:
     def _distances(self, order: OrderIntent) -> tuple[float, float | None]:
         """Bracket distances in price units, as v20 will read them (a tenth of a pip)."""
         sym, pip = order.symbol, self.instruments[order.symbol].pip_size
-        sl = float(price_str(order.sl_pips * pip, sym))
-        return sl, None if order.tp_pips is None else float(price_str(order.tp_pips * pip, sym))
+        sl_pips, tp_pips = order.bracket_pips()
+        sl = float(price_str(sl_pips * pip, sym))
+        return sl, None if tp_pips is None else float(price_str(tp_pips * pip, sym))
 
     def entry_filled(self, order: OrderIntent, got: dict) -> None:
         """Publish the entry Fill of ``order`` from the broker's answer ({"price", "time",
@@ -215,7 +212,7 @@ class HttpBroker:
         pip = self.instruments[sym].pip_size
         log.info("entry filled", symbol=sym, order_id=order.client_order_id, trade_id=got["trade_id"],
                  price=price, sl_price=sl, tp_price=tp)
-        self.bus.publish(Fill(got["time"], order.client_order_id, sym, order.strategy_id, side,
+        self.bus.publish(Fill(self._bar_of(got["time"]), got["time"], order.client_order_id, sym, order.strategy_id, side,
                               order.units, Intent.ENTRY, ref, price, side * (price - ref) / pip,
                               sl_price=sl, tp_price=tp))
 
@@ -253,16 +250,23 @@ class HttpBroker:
             return
         self.on_transaction(tx)
 
+    def _bar_of(self, fill_ts: int) -> int:
+        """The open time of the bar a broker fill at ``fill_ts`` falls in (bars are aligned to
+        their timeframe, as v20's M1..H1 candles are)."""
+        return fill_ts - fill_ts % self.timeframe_s
+
     def _reject(self, order: OrderIntent, reason: str) -> None:
         log.error("order failed", symbol=order.symbol, order_id=order.client_order_id, error=reason)
         self.bus.publish(OrderRejected(order.bar_ts, order.client_order_id, reason, order.symbol, order.intent))
 
-    def _exit_fill(self, sym: str, tx: dict, price: float, order_id: str, reason: str, ref: float) -> Fill:
+    def _exit_fill(self, sym: str, tx: dict, price: float, order_id: str, reason: ExitReason,
+                   ref: float) -> Fill:
         """The exit Fill of the desk's position on ``sym`` (which leaves ``positions``)."""
         pos = self.positions.pop(sym)
         self.trade_ids.pop(sym, None)
         pip = self.instruments[sym].pip_size
-        return Fill(parse_time(tx["time"]), order_id, sym, pos.order.strategy_id, -pos.side, pos.units,
+        fill_ts = parse_time(tx["time"])
+        return Fill(self._bar_of(fill_ts), fill_ts, order_id, sym, pos.order.strategy_id, -pos.side, pos.units,
                     Intent.EXIT, ref, price, pos.side * (ref - price) / pip, exit_reason=reason)
 
     # -- what happened at the broker ------------------------------------------------------
@@ -326,11 +330,12 @@ class HttpBroker:
                              f"({tx.get('reason', '?')}, transaction {tx['id']}, price {price:g}); not booked")
                 continue
             pos = self.positions[sym]
-            ref = pos.sl_price if reason == "SL" else pos.tp_price if reason == "TP" else price
+            level = pos.sl_price if reason == "SL" else pos.tp_price if reason == "TP" else None
+            ref = price if level is None else level
             fill = self._exit_fill(sym, tx, price, f"{pos.order.client_order_id}:{reason}", reason, ref)
             log.info("broker-side exit", symbol=sym, reason=reason, price=price, transaction=tx["id"])
             bar = self.last_bar.get(sym)
-            if bar is not None and bar.close_ts > fill.bar_ts:
+            if bar is not None and bar.close_ts > fill.fill_ts:
                 self.bus.publish(fill)  # its bar is already behind us
             else:
                 self.exits_due.setdefault(sym, []).append(fill)
@@ -347,7 +352,7 @@ class HttpBroker:
         tx = self.unexplained.pop(sym)
         pos = self.positions[sym]
         self.bus.publish(self._exit_fill(sym, tx, tx["closePrice"], f"{pos.order.client_order_id}:BROKER_CLOSE",
-                                         "BROKER_CLOSE", tx["closePrice"]))
+                                         ExitReason.BROKER_CLOSE, tx["closePrice"]))
 
 
 def _opened(tx: dict) -> dict:

@@ -19,19 +19,19 @@ desk config, and are never logged.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 
 import aiohttp
 import structlog
 
 from deskd.adapters.v20.naming import parse_time, price_str, rfc3339, to_instrument
+from deskd.configs.settings import Settings
 
 log = structlog.get_logger("deskd.broker")
 
@@ -63,19 +63,20 @@ class Credentials:
         return f"Credentials(base_url={self.base_url!r}, account_id={self.account_id!r}, token=***)"
 
 
-def credentials_from_env(env: dict[str, str] | None = None) -> Credentials:
-    """DESKD_V20_URL, DESKD_V20_ACCOUNT, and DESKD_V20_TOKEN or DESKD_V20_TOKEN_FILE.
-    Raises ValueError naming the missing variable."""
-    env = os.environ if env is None else env
-    token = env.get("DESKD_V20_TOKEN")
-    if not token and env.get("DESKD_V20_TOKEN_FILE"):
-        token = Path(env["DESKD_V20_TOKEN_FILE"]).read_text().strip()
-    for name, value in (("DESKD_V20_URL", env.get("DESKD_V20_URL")),
-                        ("DESKD_V20_ACCOUNT", env.get("DESKD_V20_ACCOUNT")),
+def credentials_from_env(env: Mapping[str, str] | None = None) -> Credentials:
+    """DESKD_V20_URL, DESKD_V20_ACCOUNT, and DESKD_V20_TOKEN or DESKD_V20_TOKEN_FILE, from
+    ``env`` or the process environment (:class:`deskd.configs.settings.Settings`). Raises
+    ValueError naming the missing variable, OSError for an unreadable token file."""
+    s = Settings.from_env(env)
+    token = s.v20_token.get_secret_value() if s.v20_token else None
+    if not token and s.v20_token_file:
+        token = s.v20_token_file.read_text().strip()
+    for name, value in (("DESKD_V20_URL", s.v20_url), ("DESKD_V20_ACCOUNT", s.v20_account),
                         ("DESKD_V20_TOKEN or DESKD_V20_TOKEN_FILE", token)):
         if not value:
             raise ValueError(f"broker credentials: {name} is not set")
-    return Credentials(env["DESKD_V20_URL"].rstrip("/"), env["DESKD_V20_ACCOUNT"], token)
+    assert s.v20_url is not None and s.v20_account is not None and token is not None
+    return Credentials(s.v20_url.rstrip("/"), s.v20_account, token)
 
 
 def retry_after_s(value: str | None, now: datetime, default_s: float, max_s: float) -> float:
@@ -155,6 +156,8 @@ class V20Client:
             self.requests += 1
             t0 = time.perf_counter()
             outcome = "ok"
+            if self._session is None:
+                raise RuntimeError("V20Client used outside `async with`")
             try:
                 async with self._session.request(method, self.creds.base_url + path, **kw) as r:
                     body = await r.json(content_type=None) if r.content_length != 0 else {}
@@ -209,9 +212,6 @@ class V20Client:
         """Open trades and the id of the last transaction they reflect."""
         body = await self._request("GET", self._acct("/openTrades"))
         return body["trades"], int(body["lastTransactionID"])
-
-    async def open_positions(self) -> list[dict]:
-        return (await self._request("GET", self._acct("/openPositions")))["positions"]
 
     async def transactions_since(self, tx_id: int) -> tuple[list[dict], int]:
         body = await self._request("GET", self._acct("/transactions/sinceid"), params={"id": str(tx_id)})

@@ -1,13 +1,12 @@
-"""OANDA v20 naming, in one place: symbols <-> instruments, timeframes <-> granularities,
-and the RFC 3339 times and decimal strings the v20 REST API speaks."""
+"""OANDA v20 naming, in one place: symbols <-> instruments, and the RFC 3339 times and decimal
+strings the v20 REST API speaks. The config's timeframes (M1 .. H4) are v20 granularities as
+they are."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from deskd.core.money import Instrument
-
-GRANULARITY = {"M1": "M1", "M5": "M5", "M15": "M15", "M30": "M30", "H1": "H1", "H4": "H4"}
 
 
 def to_instrument(symbol: str) -> str:

@@ -9,6 +9,7 @@ client order id of this desk) are reported, never adopted silently. Any differen
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import asdict, dataclass
 
 from deskd.adapters.v20.naming import to_symbol
@@ -48,7 +49,7 @@ def client_id(trade: dict) -> str:
 
 
 def broker_holdings(trades: list[dict], desk_prefix: str,
-                    known_ids: set[str] = frozenset()) -> tuple[dict[str, Holding], list[dict]]:
+                    known_ids: Set[str] = frozenset()) -> tuple[dict[str, Holding], list[dict]]:
     """Net the broker's open trades (v20 JSON) per symbol; returns (holdings of this desk,
     trades not opened by it). The desk's are those whose client id starts with
     ``desk_prefix`` or is one of ``known_ids`` (trades it adopted)."""
@@ -88,6 +89,7 @@ def reconcile(expected: dict[str, Holding], broker: dict[str, Holding],
     for sym in sorted(set(expected) | set(broker)):
         e, b = expected.get(sym), broker.get(sym)
         if e is None:
+            assert b is not None
             diffs.append(ReconcileDiff(sym, "position", "flat", f"{'LONG' if b.side > 0 else 'SHORT'} {b.units:g}",
                                        "the broker holds a position the store does not know"))
             continue
