@@ -1,0 +1,55 @@
+"""The daemon's builders: options checked before anything starts, and the watchdog tied to
+progress."""
+
+import socket
+import time
+
+import pytest
+
+from deskd.configs.loader import load_config
+from deskd.daemon.nodes import OptionError, RunOptions, build_paper_node, check_options
+from deskd.persistence.store import sqlite_url
+from tests.e2e.test_backtest_cli import EXAMPLE
+
+
+@pytest.fixture
+def cfg():
+    return load_config(EXAMPLE)
+
+
+@pytest.mark.parametrize("opts, match", [
+    (dict(api_token="short"), "at least 16"),
+    (dict(scenario="Z"), "--scenario Z"),
+    (dict(warmup_bars=1), "--warmup-bars"),
+    (dict(poll_interval_s=0.0), "--poll-interval"),
+    (dict(broker_timeout_s=-1.0), "--broker-timeout"),
+    (dict(reconcile_every_s=-5.0), "--reconcile-every"),
+])
+def test_options_that_cannot_work_are_refused_before_anything_starts(cfg, tmp_path, opts, match):
+    with pytest.raises(OptionError, match=match):
+        check_options(cfg, RunOptions(store_url=sqlite_url(tmp_path / "d.db"), **opts))
+
+
+def test_watchdog_is_pinged_while_idle_or_progressing_and_not_when_a_bar_hangs(cfg, tmp_path, monkeypatch):
+    sock_path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(sock_path)
+        server.settimeout(0.2)
+        monkeypatch.setenv("NOTIFY_SOCKET", sock_path)
+        node = build_paper_node(cfg, RunOptions(store_url=sqlite_url(tmp_path / "d.db"), serve_api=False))
+        try:
+            def pinged() -> bool:
+                try:
+                    return server.recv(64) == b"WATCHDOG=1"
+                except TimeoutError:
+                    return False
+            node._watchdog(interval_s=1.0)                       # idle
+            assert pinged()
+            node.runner.bar_started = time.perf_counter() - 2.0  # a bar in flight, still in time
+            node._watchdog(interval_s=1.0)
+            assert pinged()
+            node.runner.bar_started = time.perf_counter() - 60.0  # a bar that hangs
+            node._watchdog(interval_s=1.0)
+            assert not pinged()
+        finally:
+            node.runner.close()
