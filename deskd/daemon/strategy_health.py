@@ -168,9 +168,14 @@ class HealthMonitor:
         return {sid: asdict(self.assess(sid)) for sid in self.strategies}
 
     def write(self, path: str | Path, now_iso: str) -> None:
-        """Write the snapshot as JSON, atomically (a reader never sees half a file)."""
+        """Write the snapshot as JSON, atomically (a reader never sees half a file), readable
+        by its owner and group only (mode 0640: it shows the desk's P&L). Raises OSError."""
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"written_at": now_iso, "window_trades": self.cfg.window_trades,
-                                   "strategies": self.snapshot()}, indent=2))
+        text = json.dumps({"written_at": now_iso, "window_trades": self.cfg.window_trades,
+                           "strategies": self.snapshot()}, indent=2)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        with os.fdopen(fd, "w") as fh:
+            os.fchmod(fh.fileno(), 0o640)  # also when the file was left behind with other bits
+            fh.write(text)
         os.replace(tmp, path)

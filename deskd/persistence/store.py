@@ -20,6 +20,7 @@ Times are UTC epoch seconds (bar open times, as on the bus).
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from sqlalchemy import (
@@ -226,6 +227,7 @@ def open_store(url: str) -> Engine:
     except (SQLAlchemyError, ValueError, ImportError) as e:
         raise StoreError(f"store {_safe(url)}: {e}") from None
     if engine.dialect.name == "sqlite":
+        _create_private(engine.url.database)
         event.listen(engine, "connect", _sqlite_pragmas)
     cfg = Config()
     cfg.set_main_option("script_location", "deskd.persistence:migrations")
@@ -237,6 +239,20 @@ def open_store(url: str) -> Engine:
         raise StoreError(f"store {_safe(url)}: cannot open or migrate: {e.__class__.__name__}: "
                          f"{getattr(e, 'orig', None) or e}") from None
     return engine
+
+
+def _create_private(database: str | None) -> None:
+    """Create a new SQLite store file readable by its owner only (0600: it holds positions and
+    P&L); SQLite gives its -wal and -shm files the same mode. An existing file is left as it
+    is (an operator may have chosen its mode). Errors surface when the engine connects."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # a missing folder: StoreError from the first connection names it
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -91,3 +91,13 @@ def test_config_rejects_thresholds_in_the_wrong_order():
         HealthConfig(window_trades=5, min_trades=10)
     with pytest.raises(ValidationError, match="out_of_profile_z must be larger"):
         HealthConfig(weakening_z=2.0, out_of_profile_z=1.5)
+
+
+def test_the_health_snapshot_is_not_world_readable(tmp_path):
+    from deskd.configs.models import HealthConfig
+    from deskd.core.bus import Bus
+    from deskd.daemon.strategy_health import HealthMonitor
+
+    path = tmp_path / "deskd-health.json"
+    HealthMonitor(HealthConfig(), ["S1"], Bus()).write(path, "2026-11-22T00:00:00+00:00")
+    assert path.stat().st_mode & 0o777 == 0o640

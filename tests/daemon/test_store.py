@@ -131,3 +131,15 @@ def test_backtest_failing_midway_leaves_the_store_empty(tmp_path):
     with sqlite3.connect(db) as c:
         for table in ("decisions", "trades", "orders", "desk_state"):
             assert c.execute(f"select count(*) from {table}").fetchone()[0] == 0, table
+
+
+def test_a_new_sqlite_store_and_its_wal_are_private_to_their_owner(tmp_path):
+    db = tmp_path / "private.db"
+    engine = open_store(sqlite_url(db))
+    with engine.begin() as c:
+        c.execute(desk_state.delete())  # a write, so the WAL exists
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    assert mode(db) == 0o600
+    wal = db.with_name(db.name + "-wal")
+    assert not wal.exists() or mode(wal) == 0o600
+    engine.dispose()
