@@ -16,7 +16,11 @@ in ``tmp_path``). Synchronous clients of the fake broker use ``tests.fake_broker
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -28,6 +32,44 @@ from deskd.persistence.store import sqlite_url
 from deskd.testing.fake_v20 import FakeV20, build_app
 from tests.daemon.helpers import config
 from tests.fake_broker import fake_v20_broker
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "deskd" / "configs" / "examples" / "desk.yaml"
+#: the fields by which two runs' closed trades are compared
+TRADE_KEY = ("trade_id", "symbol", "strategy_id", "side", "units", "fill_ts", "entry_price", "exit_ts",
+             "exit_price", "exit_reason", "pnl_usd", "hold_bars", "mae_pips", "mfe_pips", "regime")
+
+
+def deskd_cmd() -> list[str]:
+    """The installed ``deskd`` console script (fails the test when it is not installed)."""
+    exe = Path(sys.executable).parent / "deskd"
+    found = str(exe) if exe.exists() else shutil.which("deskd")
+    if not found:
+        pytest.fail("the deskd console script is not installed: pip install -e '.[dev]'")
+    return [found]
+
+
+def run(*args, check=True, env=None) -> subprocess.CompletedProcess:
+    """Run the real ``deskd`` command; with ``check`` a non-zero exit fails with its stderr."""
+    p = subprocess.run(deskd_cmd() + list(args), capture_output=True, text=True, timeout=600,
+                       env=None if env is None else {**os.environ, **env})
+    if check and p.returncode != 0:
+        raise AssertionError(f"deskd {' '.join(args)} exited {p.returncode}:\n{p.stderr}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def cfg_all_strategies():
+    """The example desk with S1, S2 and S3 enabled, on the bundled sample."""
+    from deskd.configs.loader import load_config
+
+    c = load_config(EXAMPLE)
+    strategies = c.strategies.model_copy(update={
+        "S2_MR_ZSCORE_EMA_REGIME": c.strategies.S2_MR_ZSCORE_EMA_REGIME.model_copy(update={"enabled": True}),
+        "S3_BREAKOUT_ATR_REGIME_EMA200": c.strategies.S3_BREAKOUT_ATR_REGIME_EMA200.model_copy(
+            update={"enabled": True}),
+    })
+    return c.model_copy(update={"strategies": strategies})
 
 
 def require_tool(found: str | None, what: str, package: str) -> str:

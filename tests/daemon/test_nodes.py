@@ -9,7 +9,7 @@ import pytest
 from deskd.configs.loader import load_config
 from deskd.daemon.nodes import OptionError, RunOptions, build_paper_node, check_options
 from deskd.persistence.store import sqlite_url
-from tests.e2e.test_backtest_cli import EXAMPLE
+from tests.conftest import EXAMPLE
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ from deskd.adapters.v20.reconcile import Holding, broker_holdings, reconcile
 from deskd.core.events import Trade
 from deskd.persistence.store import POSITION_FIELDS, open_store, positions, row_of, sqlite_url
 from deskd.testing.fake_v20 import FakeV20
-from tests.adapters.test_fake_v20 import BARS
-from tests.e2e.test_backtest_cli import EXAMPLE, deskd_cmd, run
-from tests.fake_broker import running
+from tests.conftest import EXAMPLE, deskd_cmd, run
+from tests.fake_broker import BARS, running
 
 PREFIX = "example-A-"
 

@@ -6,23 +6,16 @@ from sqlalchemy import select
 
 from deskd.adapters.paper import paper_desk
 from deskd.adapters.replay import ReplayFeed, replay, replay_bars
-from deskd.configs.loader import load_config
 from deskd.daemon.runner import DeskRunner
 from deskd.persistence.store import sqlite_url, trades
-from tests.e2e.test_backtest_cli import EXAMPLE
+from tests.conftest import TRADE_KEY
 
-KEY = ("trade_id", "symbol", "strategy_id", "side", "units", "fill_ts", "entry_price", "exit_ts",
-       "exit_price", "exit_reason", "pnl_usd", "hold_bars", "mae_pips", "mfe_pips", "regime")
+KEY = TRADE_KEY
 
 
 @pytest.fixture(scope="module")
-def cfg():
-    c = load_config(EXAMPLE)
-    strategies = c.strategies.model_copy(update={
-        "S2_MR_ZSCORE_EMA_REGIME": c.strategies.S2_MR_ZSCORE_EMA_REGIME.model_copy(update={"enabled": True}),
-        "S3_BREAKOUT_ATR_REGIME_EMA200": c.strategies.S3_BREAKOUT_ATR_REGIME_EMA200.model_copy(update={"enabled": True}),
-    })
-    return c.model_copy(update={"strategies": strategies})
+def cfg(cfg_all_strategies):
+    return cfg_all_strategies
 
 
 def feed(cfg):

@@ -23,8 +23,8 @@ from deskd.persistence.store import (
     positions,
     sqlite_url,
 )
+from tests.conftest import EXAMPLE, run
 from tests.daemon.helpers import T0, TF, Harness, Scripted
-from tests.e2e.test_backtest_cli import EXAMPLE, run
 
 
 def test_migrations_create_exactly_the_models_schema(tmp_path):

@@ -20,8 +20,8 @@ from deskd.adapters.paper import paper_desk
 from deskd.adapters.replay import ReplayFeed, close_out, replay_bars
 from deskd.daemon.runner import DeskRunner
 from deskd.persistence.store import metadata, open_store, trades
+from tests.conftest import TRADE_KEY as KEY
 from tests.conftest import require_tool
-from tests.daemon.test_recovery import KEY, cfg  # noqa: F401  (fixture)
 
 
 def _pg_bin() -> Path | None:
@@ -33,6 +33,11 @@ def _ensure_postgres() -> Path:
     bindir = _pg_bin()
     require_tool(str(bindir) if bindir else None, "PostgreSQL server binaries (initdb)", "postgresql")
     return bindir
+
+
+@pytest.fixture(scope="module")
+def cfg(cfg_all_strategies):
+    return cfg_all_strategies
 
 
 @pytest.fixture(scope="module")

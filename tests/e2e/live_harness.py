@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from deskd.testing.fake_v20 import FakeV20
-from tests.e2e.test_backtest_cli import EXAMPLE, deskd_cmd
+from tests.conftest import EXAMPLE, deskd_cmd
 from tests.fake_broker import running
 
 SAMPLE = EXAMPLE.parent / "../../data/sample"

@@ -2,34 +2,13 @@
 
 import csv
 import json
-import os
-import shutil
-import subprocess
-import sys
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "deskd" / "configs" / "examples" / "desk.yaml"
+from tests.conftest import EXAMPLE, ROOT, run
+
 pytestmark = pytest.mark.e2e
-
-
-def deskd_cmd() -> list[str]:
-    exe = Path(sys.executable).parent / "deskd"
-    found = str(exe) if exe.exists() else shutil.which("deskd")
-    if not found:
-        pytest.fail("the deskd console script is not installed: pip install -e '.[dev]'")
-    return [found]
-
-
-def run(*args, check=True, env=None):
-    p = subprocess.run(deskd_cmd() + list(args), capture_output=True, text=True, timeout=600,
-                       env=None if env is None else {**os.environ, **env})
-    if check and p.returncode != 0:
-        raise AssertionError(f"deskd {' '.join(args)} exited {p.returncode}:\n{p.stderr}")
-    return p
 
 
 @pytest.fixture(scope="module")

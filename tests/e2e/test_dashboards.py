@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import require_tool
+from tests.conftest import deskd_cmd, require_tool
 from tests.e2e.live_harness import API_TOKEN, Live, free_port, write_live_config
-from tests.e2e.test_backtest_cli import deskd_cmd
 
 pytestmark = pytest.mark.e2e
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"

@@ -12,8 +12,8 @@ from datetime import datetime
 
 import pytest
 
+from tests.conftest import deskd_cmd, run
 from tests.e2e.live_harness import Live, free_port, write_live_config
-from tests.e2e.test_backtest_cli import deskd_cmd, run
 
 pytestmark = pytest.mark.e2e
 BARS = 700

@@ -17,8 +17,8 @@ import urllib.request
 import pytest
 import yaml
 
+from tests.conftest import EXAMPLE, deskd_cmd
 from tests.e2e.live_harness import free_port
-from tests.e2e.test_backtest_cli import EXAMPLE, deskd_cmd
 
 pytestmark = pytest.mark.e2e
 SAMPLE = EXAMPLE.parent / "../../data/sample"

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_backtest_cli import EXAMPLE, deskd_cmd, run
+from tests.conftest import EXAMPLE, deskd_cmd, run
 
 pytestmark = pytest.mark.e2e
 SAMPLE = EXAMPLE.parent / "../../data/sample"

@@ -6,8 +6,7 @@ import subprocess
 from pathlib import Path
 
 from deskd.cli import build_parser
-from tests.conftest import require_tool
-from tests.e2e.test_backtest_cli import deskd_cmd
+from tests.conftest import deskd_cmd, require_tool
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "deskd.service"
 
