@@ -3,7 +3,8 @@
 ``python tests/golden/make_fingerprint.py RUN_DIR`` prints the JSON stored in
 ``tests/golden/sample_outputs.json``. trades.csv, decisions.csv and equity.csv are hashed as
 they are; report.json without the fields that legitimately differ between checkouts (the deskd
-version and the absolute paths of the data files).
+version, the absolute paths of the data files, and the config's SHA-256, which is taken of the
+resolved config and so of those paths).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ FILES = ("trades.csv", "decisions.csv", "equity.csv")
 def normalised_report(path: Path) -> bytes:
     report = json.loads(path.read_text())
     report.pop("deskd_version", None)
+    report.pop("config_sha256", None)
     for d in report.get("data", {}).values():
         d.pop("path", None)
     return json.dumps(report, sort_keys=True).encode()
