@@ -5,12 +5,17 @@ GET  /metrics    Prometheus exposition (see deskd.daemon.prometheus)
 GET  /status     state, equity, drawdown (day, week, from peak), open positions, last bar
                  per symbol, feed checks
 GET  /positions  open positions
-GET  /trades     closed trades, newest first (?limit=100, ?symbol=EURUSD)
-GET  /decisions  decisions, newest first (?limit=100, ?symbol=EURUSD)
+GET  /trades     closed trades, newest first (?limit=100, at most 10000; ?symbol=EURUSD)
+GET  /decisions  decisions, newest first (?limit=100, at most 10000; ?symbol=EURUSD)
 POST /halt       {"reason": "..."}                  stop new entries
 POST /resume     {"reason": "...", "force": false}  back to RUNNING (force lifts a DD halt)
 POST /flatten    {"reason": "..."}                  close every position at the next open
-                                                    (with a v20 broker: at market, now)
+                 {"closing": [symbols], "fills_at": "next open of each symbol"}
+                 With a v20 broker the exits go out at market, now, and the answer says what
+                 became of each: "outcomes": {symbol: {"outcome": "closed", "price", "exit_reason"}
+                 | {"outcome": "failed", "error", "next": "retried at every bar close"}
+                 | {"outcome": "unknown", "error", "next": "looked up every tick"}}; 200 when
+                 every position closed, else 502 with "error" naming the others
 POST /poll       {"reason": "..."}  v20 broker: run a tick now (transactions, bars, orders)
                  and answer when it is done: {"bars": n, "state": ...}; 409 with a paper broker
 POST /reconcile  {"reason": "...", "book_broker_closes": false}
@@ -25,24 +30,38 @@ length). Every request must name this daemon in its ``Host`` header (a loopback 
 bind address, any port; see :func:`allowed_hosts_for`), so a DNS-rebinding page cannot read
 it. Bodies are at most 64 KiB of JSON. Errors are JSON ``{"error": "..."}``: 400 malformed
 request, 401 missing or wrong token, 403 no token configured, 409 refused by the state
-machine, 413 body too large, 421 a Host this daemon does not answer to. Handlers run between
-bars (the bar pipeline does not yield), and every action is committed to the store before
-the reply.
+machine, 413 body too large, 421 a Host this daemon does not answer to, 503 an action once
+the daemon has begun to stop ``{"error": "shutting down"}``, or a store read refused while
+too many wait (with ``Retry-After``). Actions run between bars (the bar pipeline does not
+yield), and every action is committed to the store before the reply.
+
+Store reads (/trades, /decisions) never run on the event loop: each runs in one of
+``read_workers`` threads (default 2) on a connection of its own from the runner's engine
+(never the runner's writer connection; SQLite in WAL mode lets readers run beside the
+writer), rows encoded to JSON there too. Up to ``read_queue`` more (default 32) wait their
+turn; past that a read is answered 503 with ``Retry-After``. The threads still share the GIL
+with the loop, so rows are fetched and encoded in batches and few reads run at once: on a
+2-core VM, 4 threads held bars up twice as long as 2 (bench/api_load.py, bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import hmac
 import ipaddress
 import json
 import math
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 
+import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import select
+from sqlalchemy import Select, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from deskd.core.events import SIDE_NAME
 from deskd.core.time import iso
@@ -50,7 +69,13 @@ from deskd.daemon.runner import DeskRunner
 from deskd.desk.state import TransitionRefused
 from deskd.persistence.store import decisions, trades
 
+log = structlog.get_logger("deskd.api")
+
 MIN_TOKEN_CHARS = 16
+READ_WORKERS = 2          # store reads running at once, each in its own thread and connection
+READ_QUEUE = 32           # store reads waiting for a worker; past that: 503
+READ_RETRY_AFTER_S = 1    # the Retry-After of that 503, seconds
+READ_BATCH = 500          # rows fetched and JSON-encoded at a time by a store read
 MAX_BODY_BYTES = 64 * 1024
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # the store keeps "operator: <reason>" in state_transitions.reason, a String(200)
@@ -147,18 +172,35 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def _shutting_down(**extra) -> web.Response:
+    return web.json_response({"error": "shutting down", **extra}, status=503)
+
+
 def _num(x: float | None, nd: int = 2) -> float | None:
     return None if x is None or not math.isfinite(x) else round(x, nd)
 
 
 def _action(model: type[BaseModel]):
     """An action handler: the bearer token is checked and the body validated as ``model``
-    before ``handler(self, body)`` runs; otherwise the error response is returned."""
+    before ``handler(self, body)`` runs; otherwise the error response is returned. Once the
+    daemon has begun to stop (:attr:`ControlAPI.stopping`) the action is answered 503
+    ``{"error": "shutting down"}``: at once, or when it was waiting for a tick and found the
+    broker client closed (a RuntimeError then; other errors propagate)."""
     def wrap(handler):
         @functools.wraps(handler)
         async def route(self, request: web.Request) -> web.Response:
             body = await self._authorized_body(request, model)
-            return body if isinstance(body, web.Response) else await handler(self, body)
+            if isinstance(body, web.Response):
+                return body
+            if self.stopping:
+                return _shutting_down()
+            try:
+                return await handler(self, body)
+            except RuntimeError as e:  # ShuttingDown, or aiohttp's "Session is closed"
+                if not self.stopping:
+                    raise
+                log.warning("action cut short: the daemon is stopping", path=request.path, error=str(e))
+                return _shutting_down()
         return route
     return wrap
 
@@ -166,10 +208,12 @@ def _action(model: type[BaseModel]):
 class ControlAPI:
     """Routes bound to one running desk. ``allowed_hosts`` are the only names a request's
     ``Host`` header may give (any port; "[::1]" or "::1" alike); None (the default):
-    :func:`allowed_hosts_for` the host :meth:`app` is served on."""
+    :func:`allowed_hosts_for` the host :meth:`app` is served on. ``read_workers`` store reads
+    run at once (threads), ``read_queue`` more may wait (module docstring)."""
 
     def __init__(self, runner: DeskRunner, token: str | None, session=None, metrics=None, health=None,
-                 allowed_hosts: Iterable[str] | None = None):
+                 allowed_hosts: Iterable[str] | None = None, read_workers: int = READ_WORKERS,
+                 read_queue: int = READ_QUEUE):
         self.runner = runner
         self.token = token
         self.session = session  # the LiveSession with a v20 broker, else None
@@ -177,6 +221,18 @@ class ControlAPI:
         self.health_monitor = health  # HealthMonitor, or None
         self.allowed_hosts = None if allowed_hosts is None else frozenset(
             _host_name(h) for h in allowed_hosts) - {""}
+        self.read_workers = read_workers
+        self.read_queue = read_queue
+        self._reads = asyncio.Semaphore(read_workers)
+        self._read_waiting = 0
+        self._read_pool: ThreadPoolExecutor | None = None
+        self._shutdown = False  # the web server is shutting down (aiohttp's on_shutdown)
+
+    @property
+    def stopping(self) -> bool:
+        """The daemon has begun to stop: the server is shutting down, or the LiveSession says
+        so (its broker client is closed or closing). Actions are then answered 503."""
+        return self._shutdown or bool(self.session is not None and self.session.stopping)
 
     def app(self, bind_host: str = "127.0.0.1") -> web.Application:
         """The aiohttp application, to serve on ``bind_host`` (which sets the default
@@ -190,6 +246,8 @@ class ControlAPI:
             return await handler(request)
 
         app = web.Application(middlewares=[check_host], client_max_size=MAX_BODY_BYTES)
+        app.on_shutdown.append(self._on_shutdown)
+        app.on_cleanup.append(self._on_cleanup)
         app.add_routes([
             web.get("/health", self.health), web.get("/status", self.status),
             web.get("/metrics", self.prometheus),
@@ -199,6 +257,14 @@ class ControlAPI:
             web.post("/reconcile", self.reconcile), web.post("/poll", self.poll),
         ])
         return app
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        self._shutdown = True
+
+    async def _on_cleanup(self, app: web.Application) -> None:
+        if self._read_pool is not None:
+            self._read_pool.shutdown(wait=False, cancel_futures=True)
+            self._read_pool = None
 
     # -- reads ------------------------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
@@ -252,7 +318,10 @@ class ControlAPI:
     async def positions(self, request: web.Request) -> web.Response:
         return web.json_response(self._positions())
 
-    def _query(self, request: web.Request, table) -> list[dict] | web.Response:
+    async def _rows(self, request: web.Request, table) -> web.Response:
+        """Rows of ``table`` (trades or decisions) for this desk and scenario, newest first:
+        ``?limit=`` (1-10000, default 100), ``?symbol=``. 400 for a bad limit; the read
+        itself goes through :meth:`_read`."""
         try:
             limit = int(request.query.get("limit", "100"))
         except ValueError:
@@ -260,21 +329,69 @@ class ControlAPI:
         if not 1 <= limit <= 10_000:
             return _error(400, "limit must be between 1 and 10000")
         d = self.runner.desk
-        q = select(table).filter_by(desk=d.cfg.desk, scenario=d.scenario)
+        q = select(*[c for c in table.c if c.name not in ("desk", "scenario")]).where(
+            table.c.desk == d.cfg.desk, table.c.scenario == d.scenario)
         if "symbol" in request.query:
-            q = q.filter_by(symbol=request.query["symbol"].upper())
+            q = q.where(table.c.symbol == request.query["symbol"].upper())
         order = table.c.trade_id if table is trades else table.c.id
+        return await self._read(functools.partial(self._rows_json, q.order_by(order.desc()).limit(limit)))
+
+    def _rows_json(self, q: Select) -> bytes:
+        """Run ``q`` on a connection of its own from the engine (this runs in a read thread,
+        never on the event loop, and never touches the runner's writer connection) and encode
+        its rows as a JSON array of objects. Rows are fetched and encoded ``READ_BATCH`` at a
+        time, so no single C call holds the GIL away from the event loop for long, as the
+        DBAPI cursor's plain tuples (the columns need no result processing): SQLAlchemy Row
+        objects make the garbage collector run far more often. Raises SQLAlchemyError, or the
+        DBAPI's Error while fetching."""
+        parts = []
         with self.runner.engine.connect() as conn:
-            rows = conn.execute(q.order_by(order.desc()).limit(limit)).mappings().all()
-        return [{k: v for k, v in r.items() if k not in ("desk", "scenario")} for r in rows]
+            result = conn.execute(q)
+            keys = list(result.keys())
+            while batch := result.cursor.fetchmany(READ_BATCH):
+                parts.append(json.dumps([dict(zip(keys, row)) for row in batch])[1:-1])
+            result.close()
+        return f"[{', '.join(parts)}]".encode()
+
+    async def _read(self, work: Callable[[], bytes]) -> web.Response:
+        """A 200 JSON response of ``work()`` (the JSON body), run in a read thread. At most
+        ``read_workers`` run at once and ``read_queue`` wait; past that, and when the store
+        cannot be read, 503 with Retry-After (seconds). A worker counts as busy until its
+        thread is done, even if the request went away."""
+        if self._reads.locked() and self._read_waiting >= self.read_queue:
+            return web.json_response({"error": "too many store reads waiting; try again"}, status=503,
+                                     headers={"Retry-After": str(READ_RETRY_AFTER_S)})
+        self._read_waiting += 1
+        try:
+            await self._reads.acquire()
+        finally:
+            self._read_waiting -= 1
+        loop = asyncio.get_running_loop()
+
+        def release(_: Future) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing left to bound
+                loop.call_soon_threadsafe(self._reads.release)
+        try:
+            if self._read_pool is None:
+                self._read_pool = ThreadPoolExecutor(self.read_workers, thread_name_prefix="deskd-api-read")
+            job = self._read_pool.submit(work)
+        except BaseException:
+            self._reads.release()
+            raise
+        job.add_done_callback(release)
+        try:
+            body = await asyncio.wrap_future(job)
+        except (SQLAlchemyError, self.runner.engine.dialect.loaded_dbapi.Error) as e:
+            log.error("the store could not be read", error=f"{type(e).__name__}: {e}")
+            return web.json_response({"error": "the store could not be read; try again"}, status=503,
+                                     headers={"Retry-After": str(READ_RETRY_AFTER_S)})
+        return web.Response(body=body, content_type="application/json")
 
     async def trades(self, request: web.Request) -> web.Response:
-        got = self._query(request, trades)
-        return got if isinstance(got, web.Response) else web.json_response(got)
+        return await self._rows(request, trades)
 
     async def decisions(self, request: web.Request) -> web.Response:
-        got = self._query(request, decisions)
-        return got if isinstance(got, web.Response) else web.json_response(got)
+        return await self._rows(request, decisions)
 
     # -- actions ----------------------------------------------------------------------------
     async def _authorized_body(self, request: web.Request, model: type[BaseModel]):
@@ -319,12 +436,28 @@ class ControlAPI:
 
     @_action(FlattenBody)
     async def flatten(self, body: FlattenBody) -> web.Response:
+        """Paper: the exits fill at each symbol's next open (200). v20: they go out now and the
+        answer says what became of each (module docstring): 200 when every position closed,
+        502 otherwise; 503 when the daemon began to stop before they went out (they are
+        committed: a restarted daemon sends them)."""
+        from deskd.daemon.live import CLOSED, ShuttingDown
+
         closing = self.runner.desk.flatten(body.reason)
         self.runner.writer.commit()
-        if self.session is not None:
-            await self.session.send_now()
-            return web.json_response({"closing": closing, "fills_at": "market, now"})
-        return web.json_response({"closing": closing, "fills_at": "next open of each symbol"})
+        if self.session is None:
+            return web.json_response({"closing": closing, "fills_at": "next open of each symbol"})
+        try:
+            outcomes = await self.session.send_now(closing)
+        except ShuttingDown:
+            return _shutting_down(closing=closing, note="the exits are committed; a restarted daemon sends them")
+        reply = {"closing": closing, "fills_at": "market, now", "state": self.runner.desk.state.state.value,
+                 "outcomes": {s: o.as_dict() for s, o in outcomes.items()}}
+        open_ = [o for o in outcomes.values() if o.outcome != CLOSED]
+        if not open_:
+            return web.json_response(reply)
+        reply["error"] = "not every position is closed: " + "; ".join(
+            f"{o.symbol} {o.outcome} ({o.error}), {o.next}" for o in open_)
+        return web.json_response(reply, status=502)
 
     @_action(PollBody)
     async def poll(self, body: PollBody) -> web.Response:
@@ -339,10 +472,16 @@ class ControlAPI:
 
         if self.session is None:
             return _error(409, "the paper broker has nothing to reconcile against")
+        unexplained = set(self.session.broker.unexplained)
         try:
             diffs = await self.session.reconcile_now(body.book_broker_closes)
         except BrokerError as e:
             return _error(502, f"the broker could not be read: {e}")
+        except RuntimeError:
+            if not self.stopping:
+                raise
+            booked = sorted(unexplained - set(self.session.broker.unexplained))
+            return _shutting_down(**({"booked_broker_closes": booked} if booked else {}))
         return web.json_response({"in_sync": not diffs, "state": self.runner.desk.state.state.value,
                                   "positions": len(self.runner.desk.ledger.open),
                                   "differences": [d.as_dict() for d in diffs]})

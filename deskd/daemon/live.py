@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import structlog
@@ -26,18 +27,53 @@ from deskd.adapters.v20.reconcile import (
     client_id,
     reconcile,
 )
-from deskd.core.events import Intent, OrderIntent, Trade
+from deskd.core.events import Fill, Intent, OrderCancelled, OrderIntent, OrderRejected, OrderUnknown, Trade
 from deskd.core.time import iso
+from deskd.desk.orders import OrderStatus
 
 log = structlog.get_logger("deskd.live")
 
 ADOPTED = "adopted"
+
+#: what became of closing one position now (:meth:`LiveSession.send_now`)
+CLOSED, FAILED, UNKNOWN = "closed", "failed", "unknown"
+_NEXT = {CLOSED: None, FAILED: "retried at every bar close", UNKNOWN: "looked up every tick"}
+_OUTCOME_EVENTS = (OrderIntent, Fill, OrderRejected, OrderUnknown, OrderCancelled)
 
 
 @dataclass
 class ReconcileResult:
     diffs: list[ReconcileDiff]
     at: float
+
+
+class ShuttingDown(RuntimeError):
+    """The daemon began to stop before the broker could be called: nothing was sent."""
+
+
+@dataclass(frozen=True)
+class ExitOutcome:
+    """What became of closing ``symbol``'s position: ``outcome`` CLOSED (``price``: the
+    broker's fill, ``exit_reason``: FLATTEN, or SL/TP when a bracket closed it first), FAILED
+    (``error``: refused, or nothing to close at the broker; the desk sends the exit again at
+    every bar close until the position is closed) or UNKNOWN (``error``: the broker never
+    confirmed; the order is looked up every tick)."""
+
+    symbol: str
+    outcome: str
+    price: float | None = None
+    exit_reason: str | None = None
+    error: str | None = None
+
+    @property
+    def next(self) -> str | None:
+        """What the desk does next about it; None once closed."""
+        return _NEXT[self.outcome]
+
+    def as_dict(self) -> dict:
+        if self.outcome == CLOSED:
+            return {"outcome": CLOSED, "price": self.price, "exit_reason": self.exit_reason}
+        return {"outcome": self.outcome, "error": self.error, "next": self.next}
 
 
 class LiveSession:
@@ -63,6 +99,22 @@ class LiveSession:
             runner.clock = lambda: max((t + runner.desk.tf_s for t in runner.gate.last.values()), default=0)
         self.last_reconcile: ReconcileResult | None = None
         self.prefix = f"{runner.cfg.desk}-{runner.desk.scenario}-"
+        self.busy_since: float | None = None  # perf_counter() while a tick runs (the watchdog's)
+        self.stop = asyncio.Event()  # set when the daemon begins to stop (pass it to serve_live)
+        self._watches: list[list] = []  # events seen while send_now waits for outcomes
+        for kind in _OUTCOME_EVENTS:
+            runner.desk.bus.subscribe(kind, self._seen)
+
+    @property
+    def stopping(self) -> bool:
+        """The daemon has begun to stop: :attr:`stop` is set, or the broker client is closed
+        (``deskd run`` closes it once the live loop has returned). Nothing more may be sent."""
+        http = getattr(self.client, "_session", None)  # the V20Client's aiohttp session
+        return self.stop.is_set() or bool(http is not None and http.closed)
+
+    def _seen(self, event) -> None:
+        for seen in self._watches:
+            seen.append(event)
 
     # -- start-up ---------------------------------------------------------------------------
     async def start(self) -> list[ReconcileDiff]:
@@ -135,24 +187,28 @@ class LiveSession:
         is fed blind (the next tick fetches the same bars again). Returns the bars fed."""
         async with self.lock:
             self.ticks += 1
+            self.busy_since = time.perf_counter()
             d = self.desk
-            try:  # candles first: every fill inside a bar fetched is then in the transactions
-                bars = await self.poller.fetch()
-                found = await self.broker.poll_transactions()
-                if found:
-                    self._mismatch(found)
-                await self.broker.resolve_unknown()
-            except (BrokerError, KeyError, ValueError, TypeError) as e:
-                log.error("broker unreachable this tick", error=f"{type(e).__name__}: {e}")
-                d.broker_error(f"broker unreachable: {e}")
+            try:
+                try:  # candles first: every fill inside a bar fetched is then in the transactions
+                    bars = await self.poller.fetch()
+                    found = await self.broker.poll_transactions()
+                    if found:
+                        self._mismatch(found)
+                    await self.broker.resolve_unknown()
+                except (BrokerError, KeyError, ValueError, TypeError) as e:
+                    log.error("broker unreachable this tick", error=f"{type(e).__name__}: {e}")
+                    d.broker_error(f"broker unreachable: {e}")
+                    self.runner.writer.commit()
+                    return 0
+                self.poller.feed(bars)
+                await self.broker.send(self._withdraw)
                 self.runner.writer.commit()
-                return 0
-            self.poller.feed(bars)
-            await self.broker.send(self._withdraw)
-            self.runner.writer.commit()
-            due = self.last_reconcile is None or \
-                time.monotonic() - self.last_reconcile.at >= self.reconcile_every_s
-        if due:
+                due = self.last_reconcile is None or \
+                    time.monotonic() - self.last_reconcile.at >= self.reconcile_every_s
+            finally:
+                self.busy_since = None
+        if due and not self.stopping:
             try:
                 await self.reconcile_now()
             except BrokerError as e:
@@ -168,11 +224,50 @@ class LiveSession:
         d.cancel_order(order, f"not sent: desk {d.state.state.value}")
         return True
 
-    async def send_now(self) -> None:
-        """Send orders queued outside a tick (an operator's flatten), and commit."""
-        async with self.lock:
-            await self.broker.send(self._withdraw)
-            self.runner.writer.commit()
+    async def send_now(self, symbols: Iterable[str] = ()) -> dict[str, ExitOutcome]:
+        """Send the orders queued outside a tick (an operator's flatten), commit, and return
+        what became of closing each of ``symbols`` (:class:`ExitOutcome`), from the fills,
+        rejections and cancellations published meanwhile (a tick already in flight may be the
+        one that sends them). Raises ShuttingDown when the daemon began to stop before the
+        lock was free: nothing is sent (the orders stay committed for the next start)."""
+        d = self.desk
+        exits = {oid: sym for sym, oid in d.orders.exit_on.items()}
+        seen: list = []
+        self._watches.append(seen)
+        try:
+            async with self.lock:
+                if self.stopping:
+                    raise ShuttingDown("the daemon is stopping: nothing sent to the broker")
+                await self.broker.send(self._withdraw)
+                self.runner.writer.commit()
+                return {sym: self._exit_outcome(sym, seen, exits) for sym in symbols}
+        finally:
+            self._watches.remove(seen)
+
+    def _exit_outcome(self, sym: str, seen: list, exits: dict[str, str]) -> ExitOutcome:
+        """The outcome of closing ``sym`` from the events ``seen`` and the desk's books;
+        ``exits`` maps client order ids of the exits open before them to their symbols."""
+        d = self.desk
+        exits = {**exits, **{e.client_order_id: e.symbol for e in seen
+                             if isinstance(e, OrderIntent) and e.intent is Intent.EXIT}}
+        fills = [e for e in seen if isinstance(e, Fill) and e.symbol == sym and e.intent is Intent.EXIT]
+        fills += self.broker.exits_due.get(sym, [])  # closed at the broker, booked in its bar
+        if fills:
+            f = fills[-1]
+            return ExitOutcome(sym, CLOSED, price=f.price, exit_reason=None if f.exit_reason is None
+                               else str(f.exit_reason))
+        if sym not in d.ledger.open:
+            return ExitOutcome(sym, CLOSED)
+        oid = d.orders.exit_on.get(sym)
+        if oid is not None and d.orders.status(oid) is OrderStatus.UNKNOWN:
+            why = [e.reason for e in seen if isinstance(e, OrderUnknown) and e.symbol == sym]
+            return ExitOutcome(sym, UNKNOWN, error=why[-1] if why else "the broker has not confirmed the close")
+        why = [e.reason for e in seen
+               if (isinstance(e, OrderRejected) and e.symbol == sym and e.intent is Intent.EXIT)
+               or (isinstance(e, OrderCancelled) and exits.get(e.client_order_id) == sym)]
+        if why:
+            return ExitOutcome(sym, FAILED, error=why[-1])
+        return ExitOutcome(sym, UNKNOWN, error="no answer from the broker yet")
 
     # -- reconciliation ---------------------------------------------------------------------
     async def reconcile_now(self, book_broker_closes: bool = False) -> list[ReconcileDiff]:
@@ -180,6 +275,8 @@ class LiveSession:
         the unexplained broker-side closes are first booked at the broker's price. Raises
         BrokerError when the broker cannot be read (the result is unknown, not "in sync")."""
         async with self.lock:
+            if self.stopping:
+                raise ShuttingDown("the daemon is stopping: not reconciling on a closed broker client")
             if book_broker_closes:
                 for sym in list(self.broker.unexplained):
                     log.warning("operator books the broker's close", symbol=sym)

@@ -97,7 +97,7 @@ class Node:
 
     def busy_since(self) -> float | None:
         """perf_counter() when the bar or tick in flight started; None when idle."""
-        started = [t for t in (self.runner.bar_started, getattr(self.session, "busy_since", None))
+        started = [t for t in (self.runner.bar_started, self.session.busy_since if self.session else None)
                    if t is not None]
         return min(started) if started else None
 
@@ -139,7 +139,7 @@ class Node:
                 return await serve(runner, self.feed, o.exit_at_end, on_ready=ready)
             try:
                 async with session.client:
-                    return await serve_live(session, o.poll_interval_s, on_ready=ready)
+                    return await serve_live(session, o.poll_interval_s, on_ready=ready, stop=session.stop)
             except BrokerError as e:
                 log.error("the broker could not be read at start-up; not trading blind", error=str(e))
                 raise OptionError(f"the broker could not be read at start-up: {e}") from None
