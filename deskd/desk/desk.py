@@ -72,6 +72,10 @@ class DeskSnapshot:
     orders: tuple[tuple[OrderIntent, OrderStatus], ...]
     notional_by_order: dict[str, float]
 
+    def symbols(self) -> set[str]:
+        """The symbols of its open positions and open orders."""
+        return {t.symbol for t, _ in self.ledger.open} | {o.symbol for o, _ in self.orders}
+
 
 class Desk:
     """One desk on one bus: strategies, risk, guard, state machine, order book, broker, ledger.
@@ -190,20 +194,6 @@ class Desk:
         if g.expired(ts):
             self._emit(self.state.fire(Trigger.DD_HALT_EXPIRED, ts, "drawdown halt reached its anchor"))
 
-    def _observe(self, bar: BarClosed) -> list[SignalIntent] | None:
-        """Update the symbol's indicators and run its strategies; their signals, or None."""
-        update, strategies = self._per_symbol[bar.symbol]
-        update(bar.high, bar.low, bar.close)
-        signals = None
-        for st in strategies:
-            s = st.on_bar(bar)
-            if s is not None:
-                if signals is None:
-                    signals = [s]
-                else:
-                    signals.append(s)
-        return signals
-
     def warm_up(self, bar: BarClosed) -> None:
         """Observe an already-processed bar (indicators and strategies; signals dropped):
         start-up rebuilds in-memory indicator state this way, bar for bar, before the store's
@@ -212,7 +202,10 @@ class Desk:
         self.broker.warm_up(bar)
         if bar.symbol in self.conv.legs:
             self.conv.last_price[bar.symbol] = bar.close
-        self._observe(bar)
+        update, strategies = self._per_symbol[bar.symbol]
+        update(bar.high, bar.low, bar.close)
+        for st in strategies:
+            st.on_bar(bar)  # its signal is dropped: this bar was traded before the restart
 
     def adopt_position(self, trade: Trade, unrealized_usd: float, notional_usd: float) -> None:
         """Take over an open position the desk did not open in this process (a broker trade
@@ -231,7 +224,7 @@ class Desk:
 
     def snapshot(self) -> DeskSnapshot:
         """Everything a restart must get back, component by component."""
-        notional = {oid: booked[3] for oid, booked in self.allocator._open.items()}
+        notional = self.allocator.notional_by_order()
         return DeskSnapshot(self.ledger.snapshot(), self.guard.snapshot(), self.state.snapshot(),
                             tuple(self.orders.orders.values()), notional)
 
@@ -240,8 +233,7 @@ class Desk:
         open positions rest at the broker again and book their caps; open orders go back to
         the book (an entry's caps booked) and to the broker. Raises ValueError for a position
         or order on a symbol outside the universe."""
-        held = {t.symbol for t, _ in s.ledger.open} | {o.symbol for o, _ in s.orders}
-        unknown = sorted(held - set(self.instruments))
+        unknown = sorted(s.symbols() - set(self.instruments))
         if unknown:
             raise ValueError(f"the store holds positions or orders on {unknown}, which the "
                              f"config's universe does not trade")

@@ -87,8 +87,7 @@ def _trade(row) -> Trade:
 def unknown_symbols(snap: Snapshot, symbols: Iterable[str]) -> list[str]:
     """The symbols, sorted, of ``snap``'s positions and unfilled orders that are not in
     ``symbols`` (a desk's universe): a snapshot the desk cannot hold."""
-    held = {t.symbol for t, _ in snap.desk.ledger.open} | {o.symbol for o, _ in snap.desk.orders}
-    return sorted(held - set(symbols))
+    return sorted(snap.desk.symbols() - set(symbols))
 
 
 def restore(desk: Desk, snap: Snapshot) -> None:

@@ -73,6 +73,10 @@ class Allocator:
         self.risk_by_symbol[symbol] = self.risk_by_symbol.get(symbol, 0.0) + risk_usd
         self.notional_usd += notional_usd
 
+    def notional_by_order(self) -> dict[str, float]:
+        """USD notional booked against the caps, by client order id (for the desk's snapshot)."""
+        return {oid: booked[3] for oid, booked in self._open.items()}
+
     def release(self, order_id: str) -> None:
         """The position opened by ``order_id`` closed (or the order was cancelled)."""
         got = self._open.pop(order_id, None)
