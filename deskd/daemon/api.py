@@ -309,8 +309,8 @@ class ControlAPI:
         if self.session is None:
             return {"kind": "paper"}
         last = self.session.last_reconcile
-        b = self.session.broker
-        return {"kind": "http", "ticks": self.session.ticks, "last_transaction_id": b.last_tx_id,
+        b = self.session.book
+        return {"kind": "http", "ticks": self.session.ticks, "last_transaction_id": self.session.sender.last_tx_id,
                 "reconciled_clean": self.runner.desk.state.reconciled_clean,
                 "last_reconcile_differences": None if last is None else [d.as_dict() for d in last.diffs],
                 "unexplained_closes": sorted(b.unexplained)}
@@ -472,7 +472,7 @@ class ControlAPI:
 
         if self.session is None:
             return _error(409, "the paper broker has nothing to reconcile against")
-        unexplained = set(self.session.broker.unexplained)
+        unexplained = set(self.session.book.unexplained)
         try:
             diffs = await self.session.reconcile_now(body.book_broker_closes)
         except BrokerError as e:
@@ -480,7 +480,7 @@ class ControlAPI:
         except RuntimeError:
             if not self.stopping:
                 raise
-            booked = sorted(unexplained - set(self.session.broker.unexplained))
+            booked = sorted(unexplained - set(self.session.book.unexplained))
             return _shutting_down(**({"booked_broker_closes": booked} if booked else {}))
         return web.json_response({"in_sync": not diffs, "state": self.runner.desk.state.state.value,
                                   "positions": len(self.runner.desk.ledger.open),

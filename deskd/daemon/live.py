@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from deskd.adapters.v20.broker import HttpBroker
-from deskd.adapters.v20.client import BrokerError
+from deskd.adapters.v20.book import V20Book, opened
+from deskd.adapters.v20.client import BrokerError, V20Client
 from deskd.adapters.v20.naming import parse_time, to_symbol
 from deskd.adapters.v20.reconcile import (
     FOREIGN_ID,
@@ -27,6 +27,7 @@ from deskd.adapters.v20.reconcile import (
     client_id,
     reconcile,
 )
+from deskd.adapters.v20.sender import V20Sender
 from deskd.core.events import Fill, Intent, OrderCancelled, OrderIntent, OrderRejected, OrderUnknown, Trade
 from deskd.core.time import iso
 from deskd.desk.orders import OrderStatus
@@ -77,18 +78,20 @@ class ExitOutcome:
 
 
 class LiveSession:
-    """The live daemon's loop around a DeskRunner whose desk trades through an HttpBroker.
+    """The live daemon's loop around a DeskRunner whose desk trades through a V20Book.
 
+    ``client`` is the broker's V20Client (the session sends the book's orders through it);
     ``poller`` is the CandlePoller of the broker's candles; ``adopt`` takes over broker
     trades the store does not know (only with a stop-loss, one per symbol) instead of only
     reporting them; ``reconcile_every_s`` schedules reconciliation between ticks.
     """
 
-    def __init__(self, runner, poller, adopt: bool = False, reconcile_every_s: float = 300.0):
+    def __init__(self, runner, client: V20Client, poller, adopt: bool = False, reconcile_every_s: float = 300.0):
         self.runner = runner
         self.desk = runner.desk
-        self.broker: HttpBroker = runner.desk.broker
-        self.client = self.broker.client
+        self.book: V20Book = runner.desk.broker
+        self.client = client
+        self.sender = V20Sender(self.book, client)
         self.poller = poller
         self.adopt = adopt
         self.reconcile_every_s = reconcile_every_s
@@ -122,8 +125,8 @@ class LiveSession:
         (SAFE_MODE on differences), then feed the bars closed since the store's last one.
         Raises BrokerError when the broker cannot be read: the daemon does not trade blind."""
         async with self.lock:
-            r, b = self.runner, self.broker
-            b.last_tx_id = (await self.client.summary())["lastTransactionID"]
+            r = self.runner
+            self.sender.last_tx_id = (await self.client.summary())["lastTransactionID"]
             bars = await self.poller.fetch(since_last=False)
             if r.snapshot is None and bars:  # a new desk: history before it is warm-up only
                 for bar in bars:
@@ -141,13 +144,13 @@ class LiveSession:
                             "reported until settled at the broker, or restart with --adopt to take them over",
                             symbols=sorted({x.symbol for x in unknown}))
             self.poller.feed([bar for bar in bars if not r.is_warm_up(bar)])
-            await b.send(self._withdraw)
+            await self.sender.send(self._withdraw)
             r.writer.commit()
             return diffs
 
     async def _settle_restored(self) -> None:
         """Orders the store left SUBMITTED and positions it holds, against the broker."""
-        b, d = self.broker, self.desk
+        b, d = self.book, self.desk
         restored, b.restored = b.restored, []
         for order in restored:
             if order.intent is not Intent.ENTRY:
@@ -158,8 +161,7 @@ class LiveSession:
             if got is not None and got.get("fillingTransactionID"):
                 tx = await self.client.transaction(got["fillingTransactionID"])
                 log.info("order answered while the daemon was away", order_id=order.client_order_id)
-                b.entry_filled(order, {"price": float(tx["price"]), "time": parse_time(tx["time"]),
-                                       "trade_id": (tx.get("tradeOpened") or {}).get("tradeID")})
+                b.entry_filled(order, opened(tx))
             else:
                 d.cancel_order(order, "not at the broker after a restart: never sent, too late now")
         for sym, t in list(d.ledger.open.items()):
@@ -192,17 +194,17 @@ class LiveSession:
             try:
                 try:  # candles first: every fill inside a bar fetched is then in the transactions
                     bars = await self.poller.fetch()
-                    found = await self.broker.poll_transactions()
+                    found = await self.sender.poll_transactions()
+                    found += await self.sender.resolve_unknown()
                     if found:
                         self._mismatch(found)
-                    await self.broker.resolve_unknown()
                 except (BrokerError, KeyError, ValueError, TypeError) as e:
                     log.error("broker unreachable this tick", error=f"{type(e).__name__}: {e}")
                     d.broker_error(f"broker unreachable: {e}")
                     self.runner.writer.commit()
                     return 0
                 self.poller.feed(bars)
-                await self.broker.send(self._withdraw)
+                await self.sender.send(self._withdraw)
                 self.runner.writer.commit()
                 due = self.last_reconcile is None or \
                     time.monotonic() - self.last_reconcile.at >= self.reconcile_every_s
@@ -238,7 +240,7 @@ class LiveSession:
             async with self.lock:
                 if self.stopping:
                     raise ShuttingDown("the daemon is stopping: nothing sent to the broker")
-                await self.broker.send(self._withdraw)
+                await self.sender.send(self._withdraw)
                 self.runner.writer.commit()
                 return {sym: self._exit_outcome(sym, seen, exits) for sym in symbols}
         finally:
@@ -251,7 +253,7 @@ class LiveSession:
         exits = {**exits, **{e.client_order_id: e.symbol for e in seen
                              if isinstance(e, OrderIntent) and e.intent is Intent.EXIT}}
         fills = [e for e in seen if isinstance(e, Fill) and e.symbol == sym and e.intent is Intent.EXIT]
-        fills += self.broker.exits_due.get(sym, [])  # closed at the broker, booked in its bar
+        fills += self.book.exits_due.get(sym, [])  # closed at the broker, booked in its bar
         if fills:
             f = fills[-1]
             return ExitOutcome(sym, CLOSED, price=f.price, exit_reason=None if f.exit_reason is None
@@ -278,9 +280,9 @@ class LiveSession:
             if self.stopping:
                 raise ShuttingDown("the daemon is stopping: not reconciling on a closed broker client")
             if book_broker_closes:
-                for sym in list(self.broker.unexplained):
+                for sym in list(self.book.unexplained):
                     log.warning("operator books the broker's close", symbol=sym)
-                    self.broker.book_unexplained(sym)
+                    self.book.book_unexplained(sym)
             try:
                 return await self._reconcile(adopt=False)
             except BrokerError:
@@ -290,9 +292,9 @@ class LiveSession:
                 self.runner.writer.commit()
 
     async def _reconcile(self, adopt: bool) -> list[ReconcileDiff]:
-        d, b = self.desk, self.broker
+        d, b = self.desk, self.book
         trades, at_id = await self.client.open_trades_snapshot()
-        found = await b.poll_transactions(until_id=at_id)  # the desk as of the broker's snapshot
+        found = await self.sender.poll_transactions(until_id=at_id)  # the desk as of the broker's snapshot
         if found:
             self._mismatch(found)
         if adopt:
@@ -349,7 +351,7 @@ class LiveSession:
             self._adopt_one(sym, t)
 
     def _adopt_one(self, sym: str, t: dict) -> None:
-        d, b = self.desk, self.broker
+        d, b = self.desk, self.book
         units = float(t["currentUnits"])
         side = 1 if units > 0 else -1
         price, sl = float(t["price"]), float(t["stopLossOrder"]["price"])

@@ -224,7 +224,7 @@ def build_paper_node(cfg: DeskConfig, opts: RunOptions) -> Node:
 def build_live_node(cfg: DeskConfig, opts: RunOptions) -> Node:
     """The live daemon on an OANDA v20 broker (credentials from the DESKD_V20_* environment).
     Raises OptionError (bad options, missing credentials), StoreError."""
-    from deskd.adapters.v20.broker import HttpBroker
+    from deskd.adapters.v20.book import V20Book
     from deskd.adapters.v20.candles import V20CandleSource
     from deskd.adapters.v20.client import V20Client, credentials_from_env
     from deskd.daemon.live import LiveSession
@@ -240,9 +240,9 @@ def build_live_node(cfg: DeskConfig, opts: RunOptions) -> Node:
         raise OptionError(str(e)) from None
     client = V20Client(creds, timeout_s=opts.broker_timeout_s)
     runner = DeskRunner(cfg, opts.store_url, opts.scenario,
-                        make_broker=lambda desk: HttpBroker(desk.bus, desk.instruments, client, desk.tf_s))
+                        make_broker=lambda desk: V20Book(desk.bus, desk.instruments, desk.tf_s))
     tf = cfg.universe.timeframe_s
     poller = CandlePoller(runner, V20CandleSource(client, cfg.universe.timeframe, tf, opts.warmup_bars),
                           list(cfg.universe.symbols), tf, wall_clock=opts.poll_interval_s is None)
-    session = LiveSession(runner, poller, adopt=opts.adopt, reconcile_every_s=opts.reconcile_every_s)
+    session = LiveSession(runner, client, poller, adopt=opts.adopt, reconcile_every_s=opts.reconcile_every_s)
     return Node(cfg, opts, runner, session=session)

@@ -29,7 +29,7 @@ class Position:
 
 class Broker(Protocol):
     """Implemented by :class:`deskd.adapters.paper.PaperBroker` and
-    :class:`deskd.adapters.v20.broker.HttpBroker`.
+    :class:`deskd.adapters.v20.book.V20Book`.
 
     ``positions`` maps symbol -> the desk's open position at the broker, ``last_bar`` symbol ->
     the last bar the broker saw (warm-up included); both are read by the desk, never written.

@@ -18,7 +18,7 @@ StateChanged) to observers: journal, store, logs, metrics. The desk owns the ord
 (:mod:`deskd.desk.orders`); the broker is injected through the port (:mod:`deskd.desk.broker`).
 
 The same Desk runs a backtest (replay feed + paper broker), the paper daemon, and the live
-daemon (broker candles + :class:`deskd.adapters.v20.broker.HttpBroker`).
+daemon (broker candles + :class:`deskd.adapters.v20.book.V20Book`).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 import pytest
 from sqlalchemy import select
 
-from deskd.adapters.v20.broker import HttpBroker
+from deskd.adapters.v20.book import V20Book
 from deskd.adapters.v20.client import BrokerUnavailable
+from deskd.adapters.v20.sender import V20Sender
 from deskd.core.events import Decision, Intent, OrderIntent
 from deskd.core.money import Instrument, QuoteConverter
 from deskd.desk.desk import Desk
@@ -64,7 +65,7 @@ class LostClient:
 
 def unknown_desk(tmp_path):
     cfg = config()
-    desk = Desk(cfg, lambda d: HttpBroker(d.bus, d.instruments, LostClient(), d.tf_s), "A")
+    desk = Desk(cfg, lambda d: V20Book(d.bus, d.instruments, d.tf_s), "A")
     desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0, 1, 2])])
     engine = open_store(sqlite_url(tmp_path / "s.db"))
     conn = engine.connect()
@@ -86,7 +87,7 @@ def bar(desk, i, price=1.1000):
 async def test_an_order_never_confirmed_is_unknown_persisted_and_blocks_its_symbol(tmp_path):
     cfg, desk, engine, writer, decisions = unknown_desk(tmp_path)
     writer.end_bar(bar(desk, 0))
-    await desk.broker.send()
+    await V20Sender(desk.broker, LostClient()).send()
     writer.commit()
     (oid,) = desk.orders.orders
     assert desk.orders.status(oid) is S.UNKNOWN and desk.state.state.value == "DEGRADED"
@@ -98,7 +99,7 @@ async def test_an_order_never_confirmed_is_unknown_persisted_and_blocks_its_symb
         assert c.execute(select(orders.c.status).where(orders.c.client_order_id == oid)).scalar() == "UNKNOWN"
         snap = load_snapshot(c, cfg.desk, "A")
     # a restart keeps it UNKNOWN, its symbol still blocked
-    desk2 = Desk(cfg, lambda d: HttpBroker(d.bus, d.instruments, LostClient(), d.tf_s), "A")
+    desk2 = Desk(cfg, lambda d: V20Book(d.bus, d.instruments, d.tf_s), "A")
     restore(desk2, snap)
     assert desk2.orders.status(oid) is S.UNKNOWN and desk2.orders.entry_on == {"EURUSD": oid}
     assert [o.client_order_id for o in desk2.broker.restored] == [oid]

@@ -1,9 +1,12 @@
-"""The desk's broker over the OANDA v20 REST API: orders out, fills and broker-side closes in.
+"""The desk's broker on OANDA v20, the bookkeeping half: broker reports in, fills and decisions out.
 
-:class:`HttpBroker` is the Desk's broker, as the paper broker is in a backtest: the bar
-pipeline stays synchronous and only queues orders; after the bar (committed, order rows
-SUBMITTED), :meth:`HttpBroker.send` sends them and publishes what the broker answered -
-a Fill with the broker's price, or OrderRejected (an execution error for the state machine).
+:class:`V20Book` is the Desk's broker, as the paper broker is in a backtest, and does no I/O
+(it is tested with plain dicts, as h11's ``Connection`` is tested without a socket): the bar
+pipeline only queues orders in it; :class:`deskd.adapters.v20.sender.V20Sender` sends them
+after the bar (committed, order rows SUBMITTED) and hands back what the broker answered
+(``entry_filled``, ``on_transaction``, ``rejected``, ``unknown``), which the book turns into
+a Fill with the broker's price, OrderRejected (an execution error for the state machine),
+OrderUnknown or OrderCancelled on the bus.
 
 Prices and costs of live fills. Entries: ``ref_price`` is the close of the decision bar,
 ``price`` the broker's fill; ``cost_pips`` = side x (price - ref) / pip is what the trader
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import structlog
 
-from deskd.adapters.v20.client import BrokerError, BrokerRejected, V20Client
 from deskd.adapters.v20.naming import parse_time, price_str, round_price
 from deskd.core.bus import Bus
 from deskd.core.events import (
@@ -47,19 +49,18 @@ EXPLAINED_CLOSES: dict[str, ExitReason] = {"STOP_LOSS_ORDER": ExitReason.SL, "TA
                                            "MARKET_ORDER_MARGIN_CLOSEOUT": ExitReason.MARGIN_CLOSEOUT}
 
 
-class HttpBroker:
-    """The Desk's broker over a :class:`V20Client` (see the module docstring).
+class V20Book:
+    """The Desk's broker on v20, bookkeeping only (see the module docstring).
 
     ``pending`` holds orders decided but not yet sent; ``positions`` the desk's open trades
     with their brackets; ``trade_ids`` the broker's trade id per symbol. Raises KeyError on an
     order for a symbol outside ``instruments``.
     """
 
-    def __init__(self, bus: Bus, instruments: dict[str, Instrument], client: V20Client, timeframe_s: int):
+    def __init__(self, bus: Bus, instruments: dict[str, Instrument], timeframe_s: int):
         self.bus = bus
         self.timeframe_s = timeframe_s
         self.instruments = instruments
-        self.client = client
         self.pending: dict[str, list[OrderIntent]] = {}
         self.positions: dict[str, Position] = {}
         self.last_bar: dict[str, BarClosed] = {}
@@ -67,14 +68,13 @@ class HttpBroker:
         self.exits_due: dict[str, list[Fill]] = {}   # broker-side exits waiting for their bar
         self.unexplained: dict[str, dict] = {}       # symbol -> closing transaction not booked
         self.booked_tx: set[str] = set()             # transaction ids already booked
-        self.last_tx_id = "0"
         self.restored: list[OrderIntent] = []        # open orders the store held at start-up
         self.unknown: dict[str, OrderIntent] = {}    # client id -> order whose outcome is UNKNOWN
         self.exits_out: dict[str, OrderIntent] = {}  # symbol -> the desk's exit sent, not yet answered
 
     # -- the Desk's side (synchronous) ----------------------------------------------------
     def submit(self, order: OrderIntent) -> bool:
-        """Queue ``order`` for :meth:`send` (after the bar); always True."""
+        """Queue ``order`` for the sender (after the bar); always True."""
         if order.symbol not in self.instruments:
             raise KeyError(f"http broker: unknown symbol {order.symbol}")
         self.pending.setdefault(order.symbol, []).append(order)
@@ -115,82 +115,19 @@ class HttpBroker:
         (:meth:`deskd.daemon.live.LiveSession.start`) before anything is sent."""
         self.restored.append(order)
 
+    def next_batch(self) -> list[OrderIntent]:
+        """Take the queued orders of one symbol, in the order the desk queued them; [] when
+        nothing is queued. The sender calls it until it answers []."""
+        if not self.pending:
+            return []
+        return self.pending.pop(next(iter(self.pending)))
+
     def open_exit_due(self) -> set[str]:
         """Symbols whose position the broker closed (explained) but the ledger has not booked
         yet: reconciliation expects them flat."""
         return {s for s, fills in self.exits_due.items() if fills}
 
-    # -- orders (async, after the bar) ----------------------------------------------------------
-    async def send(self, withdraw=None) -> int:
-        """Send every queued order; publish each outcome. ``withdraw(order) -> bool`` is asked
-        before each entry goes out and may withdraw it (the desk stopped allowing entries
-        while earlier orders failed). Returns how many were sent."""
-        n = 0
-        while self.pending:
-            sym = next(iter(self.pending))
-            for order in self.pending.pop(sym):
-                if order.intent is Intent.ENTRY:
-                    if withdraw is not None and withdraw(order):
-                        continue
-                    await self._send_entry(order)
-                else:
-                    await self._send_exit(order)
-                n += 1
-        return n
-
-    async def _send_entry(self, order: OrderIntent) -> None:
-        sym = order.symbol
-        sl_dist_price, tp_dist_price = self._distances(order)
-        try:
-            got = await self.client.market_order(sym, order.side * int(order.units), order.client_order_id,
-                                                 sl_distance=sl_dist_price, tp_distance=tp_dist_price)
-        except BrokerRejected as e:
-            self._reject(order, str(e))
-            return
-        except BrokerError as e:  # every answer and lookup lost: it may have filled
-            self._unknown(order, str(e))
-            return
-        self.entry_filled(order, got)
-
-    def _unknown(self, order: OrderIntent, reason: str) -> None:
-        log.error("order outcome unknown; looked up again every tick", symbol=order.symbol,
-                  order_id=order.client_order_id, error=reason)
-        self.unknown[order.client_order_id] = order
-        self.bus.publish(OrderUnknown(order.bar_ts, order.client_order_id, reason, order.symbol, order.intent))
-
-    async def resolve_unknown(self) -> None:
-        """Ask the broker again about every order whose outcome is UNKNOWN: an entry found
-        filled is booked at the broker's price, one the broker never took (or did not fill)
-        is cancelled; an exit is resolved by its trade (closed: booked as the desk's exit;
-        open: cancelled, so the desk sends it again). A lookup that fails leaves the order
-        UNKNOWN until the next tick."""
-        for oid, order in list(self.unknown.items()):
-            try:
-                if order.intent is Intent.ENTRY:
-                    got = await self.client.order_by_client_id(oid)
-                    if got is not None and got.get("fillingTransactionID"):
-                        tx = await self.client.transaction(got["fillingTransactionID"])
-                        if self.unknown.pop(oid, None) is not None:
-                            self.entry_filled(order, _opened(tx))
-                        continue
-                    why = "never reached the broker" if got is None else f"broker: {got.get('state', 'not filled')}"
-                else:
-                    tid = self.trade_ids.get(order.symbol)
-                    t = None if tid is None else await self.client.trade(tid)
-                    if t is not None and t.get("state") == "CLOSED" and t.get("closingTransactionIDs"):
-                        self.unknown.pop(oid, None)
-                        self.exits_out[order.symbol] = order
-                        self.on_transaction(await self.client.transaction(t["closingTransactionIDs"][-1]))
-                        continue
-                    why = "the trade is still open at the broker"
-            except BrokerError as e:
-                log.warning("order still unknown", order_id=oid, error=str(e))
-                continue
-            self.unknown.pop(oid, None)
-            log.info("unknown order resolved", order_id=oid, outcome=why)
-            self.bus.publish(OrderCancelled(order.bar_ts, oid, why))
-
-    def _distances(self, order: OrderIntent) -> tuple[float, float | None]:
+    def distances(self, order: OrderIntent) -> tuple[float, float | None]:
         """Bracket distances in price units, as v20 will read them (a tenth of a pip)."""
         sym, pip = order.symbol, self.instruments[order.symbol].pip_size
         sl_pips, tp_pips = order.bracket_pips()
@@ -201,7 +138,7 @@ class HttpBroker:
         """Publish the entry Fill of ``order`` from the broker's answer ({"price", "time",
         "trade_id"}); its bracket levels are the fill price -/+ the distances sent."""
         sym, side = order.symbol, order.side
-        sl_dist_price, tp_dist_price = self._distances(order)
+        sl_dist_price, tp_dist_price = self.distances(order)
         price = got["price"]
         sl = round_price(price - side * sl_dist_price, sym)
         tp = None if tp_dist_price is None else round_price(price + side * tp_dist_price, sym)
@@ -216,46 +153,61 @@ class HttpBroker:
                               order.units, Intent.ENTRY, ref, price, side * (price - ref) / pip,
                               sl_price=sl, tp_price=tp))
 
-    async def _send_exit(self, order: OrderIntent) -> None:
-        sym = order.symbol
-        tid = self.trade_ids.get(sym)
-        if tid is None or sym in self.unexplained or sym not in self.positions:
-            self.bus.publish(OrderCancelled(order.bar_ts, order.client_order_id,
-                                            "no open desk trade at the broker to close"))
-            return
-        self.exits_out[sym] = order
-        try:
-            tx = await self.client.close_trade(tid)
-        except BrokerRejected as e:
-            if e.status != 404:
-                self.exits_out.pop(sym, None)
-                self._reject(order, str(e))
-                return
-            # closed already: by this very request whose answer was lost and re-sent (aiohttp
-            # re-sends an idempotent PUT on a dropped keep-alive connection), or by a bracket.
-            # The closing transaction says which; until it is read the outcome is unknown.
-            try:
-                t = await self.client.trade(tid)
-                if t is None or not t.get("closingTransactionIDs"):
-                    raise BrokerError(f"trade {tid}: 404 on close, and no closing transaction")
-                tx = await self.client.transaction(t["closingTransactionIDs"][-1])
-            except BrokerError as e2:
-                self._unknown(order, f"close answered 404, lookup failed: {e2}")
-                return
-            self.on_transaction(tx)
-            return
-        except BrokerError as e:
-            self.exits_out.pop(sym, None)
-            self._unknown(order, str(e))
-            return
-        self.on_transaction(tx)
-
     def _bar_of(self, fill_ts: int) -> int:
         """The open time of the bar a broker fill at ``fill_ts`` falls in (bars are aligned to
         their timeframe, as v20's M1..H1 candles are)."""
         return fill_ts - fill_ts % self.timeframe_s
 
-    def _reject(self, order: OrderIntent, reason: str) -> None:
+    def unknown_outcome(self, order: OrderIntent, reason: str) -> None:
+        """Nothing the broker said confirms or denies ``order``: OrderUnknown; it is kept in
+        ``unknown`` for the sender to look up again every tick."""
+        log.error("order outcome unknown; looked up again every tick", symbol=order.symbol,
+                  order_id=order.client_order_id, error=reason)
+        self.unknown[order.client_order_id] = order
+        self.bus.publish(OrderUnknown(order.bar_ts, order.client_order_id, reason, order.symbol, order.intent))
+
+    def resolved_filled(self, order: OrderIntent, tx: dict) -> list[str]:
+        """An UNKNOWN order whose fill the broker now shows in ``tx`` (the ORDER_FILL that
+        opened its trade, or closed it): booked at the broker's price. Returns the
+        unexplained closes found, as :meth:`on_transaction`."""
+        if self.unknown.pop(order.client_order_id, None) is None:
+            return []
+        if order.intent is Intent.ENTRY:
+            self.booked_tx.add(tx["id"])
+            self.entry_filled(order, opened(tx))
+            return []
+        self.exits_out[order.symbol] = order
+        return self.on_transaction(tx)
+
+    def resolved_unfilled(self, order: OrderIntent, why: str) -> None:
+        """An UNKNOWN order the broker never filled: OrderCancelled with ``why``."""
+        if self.unknown.pop(order.client_order_id, None) is None:
+            return
+        log.info("unknown order resolved", order_id=order.client_order_id, outcome=why)
+        self.bus.publish(OrderCancelled(order.bar_ts, order.client_order_id, why))
+
+    def exit_sent(self, order: OrderIntent) -> bool:
+        """The sender is about to close ``order.symbol``'s trade: False (and OrderCancelled)
+        when there is no open desk trade at the broker to close."""
+        sym = order.symbol
+        if self.trade_ids.get(sym) is None or sym in self.unexplained or sym not in self.positions:
+            self.bus.publish(OrderCancelled(order.bar_ts, order.client_order_id,
+                                            "no open desk trade at the broker to close"))
+            return False
+        self.exits_out[sym] = order
+        return True
+
+    def exit_unanswered(self, order: OrderIntent, reason: str, refused: bool) -> None:
+        """The close of ``order`` was refused (``refused``: OrderRejected) or never answered
+        (OrderUnknown)."""
+        self.exits_out.pop(order.symbol, None)
+        if refused:
+            self.rejected(order, reason)
+        else:
+            self.unknown_outcome(order, reason)
+
+    def rejected(self, order: OrderIntent, reason: str) -> None:
+        """The broker refused ``order``: OrderRejected."""
         log.error("order failed", symbol=order.symbol, order_id=order.client_order_id, error=reason)
         self.bus.publish(OrderRejected(order.bar_ts, order.client_order_id, reason, order.symbol, order.intent))
 
@@ -270,22 +222,6 @@ class HttpBroker:
                     Intent.EXIT, ref, price, pos.side * (ref - price) / pip, exit_reason=reason)
 
     # -- what happened at the broker ------------------------------------------------------
-    async def poll_transactions(self, until_id: int | None = None) -> list[str]:
-        """Read the transactions since the last one seen (up to ``until_id`` when given: the
-        moment of a broker snapshot); returns the unexplained closes found (descriptions).
-        Raises BrokerError."""
-        txs, last = await self.client.transactions_since(int(self.last_tx_id))
-        if txs:  # a page may stop short of the account's last transaction: go on from it next time
-            last = max(int(tx["id"]) for tx in txs)
-        if until_id is not None:
-            txs = [tx for tx in txs if int(tx["id"]) <= until_id]
-            last = max(min(last, until_id), int(self.last_tx_id))
-        found = []
-        for tx in txs:
-            found += self.on_transaction(tx)
-        self.last_tx_id = str(last)
-        return found
-
     def on_transaction(self, tx: dict) -> list[str]:
         """Book a broker-side close of a desk trade (stop-loss, take-profit, margin
         closeout) at the broker's price, in the bar it happened; remember any other close
@@ -294,9 +230,7 @@ class HttpBroker:
             return []
         opened_by = ((tx.get("tradeOpened") or {}).get("clientExtensions") or {}).get("id")
         if opened_by in self.unknown:  # an entry whose answer was lost: it filled after all
-            self.booked_tx.add(tx["id"])
-            self.entry_filled(self.unknown.pop(opened_by), _opened(tx))
-            return []
+            return self.resolved_filled(self.unknown[opened_by], tx)
         by_trade = {tid: sym for sym, tid in self.trade_ids.items()}
         touched = list(tx.get("tradesClosed") or [])
         if tx.get("tradeReduced"):
@@ -355,7 +289,7 @@ class HttpBroker:
                                          ExitReason.BROKER_CLOSE, tx["closePrice"]))
 
 
-def _opened(tx: dict) -> dict:
+def opened(tx: dict) -> dict:
     """The fill of an ORDER_FILL transaction that opened a trade, as ``market_order`` answers."""
     return {"price": float(tx["price"]), "time": parse_time(tx["time"]),
             "trade_id": (tx.get("tradeOpened") or {}).get("tradeID")}
