@@ -10,36 +10,70 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import fields
 from typing import IO
 
 from deskd.core.events import SIDE_NAME, Decision, Trade
 from deskd.core.time import iso, iso_many
-
-TRADE_COLUMNS = [
-    "trade_id", "scenario", "symbol", "strategy_id", "side", "units", "signal_time", "fill_time",
-    "entry_price", "exit_time", "exit_price", "exit_reason", "sl_price", "tp_price",
-    "gross_pips", "cost_pips", "pnl_pips", "pnl_usd", "risk_usd", "r_multiple", "mae_pips",
-    "mfe_pips", "hold_bars", "regime", "reason_codes", "client_order_id",
-]
-DECISION_COLUMNS = [
-    "scenario", "decision_time", "symbol", "strategy_id", "side", "action", "reason",
-    "sl_pips", "tp_pips", "regime", "client_order_id",
-]
-EQUITY_COLUMNS = ["scenario", "time", "kind", "equity_usd", "balance_usd", "open_positions"]
 
 
 def _opt(x: float | None, nd: int) -> str:
     return "" if x is None else repr(round(x, nd))
 
 
+def _price(x: float) -> float:
+    return round(x, 6)
+
+
+def _pips(x: float) -> float:  # pips and USD: 2 decimals
+    return round(x, 2)
+
+
+#: trades.csv, one entry per column: (column, Trade field, format). The column list and the row
+#: are both read from it, and every Trade field is either here or in TRADE_FIELDS_NOT_WRITTEN
+#: (checked at import), so the record and its CSV cannot drift apart unnoticed.
+TRADE_CSV: list[tuple[str, str, Callable]] = [
+    ("trade_id", "trade_id", int), ("scenario", "", str), ("symbol", "symbol", str),
+    ("strategy_id", "strategy_id", str), ("side", "side", SIDE_NAME.__getitem__),
+    ("units", "units", int), ("signal_time", "signal_ts", iso), ("fill_time", "fill_ts", iso),
+    ("entry_price", "entry_price", _price), ("exit_time", "exit_ts", iso),
+    ("exit_price", "exit_price", _price), ("exit_reason", "exit_reason", str),
+    ("sl_price", "sl_price", _price), ("tp_price", "tp_price", lambda x: _opt(x, 6)),
+    ("gross_pips", "gross_pips", _pips), ("cost_pips", "cost_pips", _pips), ("pnl_pips", "pnl_pips", _pips),
+    ("pnl_usd", "pnl_usd", _pips), ("risk_usd", "risk_usd", _pips),
+    ("r_multiple", "r_multiple", lambda x: round(x, 4)), ("mae_pips", "mae_pips", _pips),
+    ("mfe_pips", "mfe_pips", _pips), ("hold_bars", "hold_bars", int), ("regime", "regime", str),
+    ("reason_codes", "why", str), ("client_order_id", "client_order_id", str),
+]
+#: Trade fields trades.csv leaves out: the reference prices and the per-leg costs (their sum is
+#: cost_pips); the store keeps them.
+TRADE_FIELDS_NOT_WRITTEN = ("entry_ref_price", "entry_cost_pips", "exit_ref_price", "exit_cost_pips")
+TRADE_COLUMNS = [c for c, _, _ in TRADE_CSV]
+
+#: decisions.csv: the Decision fields in order (bar_ts written as decision_time, the bar's
+#: close), with the scenario first; :meth:`DecisionWriter.flush` formats the lines.
+DECISION_COLUMNS = ["scenario", "decision_time",
+                    *[f for f in Decision._fields if f != "bar_ts"]]
+EQUITY_COLUMNS = ["scenario", "time", "kind", "equity_usd", "balance_usd", "open_positions"]
+
+
+def check_trade_csv(spec: list[tuple[str, str, Callable]], left_out: tuple[str, ...]) -> None:
+    """Raises RuntimeError (at import, for TRADE_CSV) when a Trade field is neither written by
+    ``spec`` nor in ``left_out``, or ``spec`` names a field Trade does not have."""
+    written = {f for _, f, _ in spec if f}
+    missing = [f.name for f in fields(Trade) if f.name not in written and f.name not in left_out]
+    unknown = written - {f.name for f in fields(Trade)}
+    if missing or unknown:
+        raise RuntimeError(f"trades.csv: fields not placed {missing}, not Trade fields {sorted(unknown)}")
+
+
+check_trade_csv(TRADE_CSV, TRADE_FIELDS_NOT_WRITTEN)
+
+
 def trade_row(t: Trade, scenario: str) -> list:
-    return [t.trade_id, scenario, t.symbol, t.strategy_id, SIDE_NAME[t.side], int(t.units),
-            iso(t.signal_ts), iso(t.fill_ts), round(t.entry_price, 6), iso(t.exit_ts),
-            round(t.exit_price, 6), t.exit_reason, round(t.sl_price, 6), _opt(t.tp_price, 6),
-            round(t.gross_pips, 2), round(t.cost_pips, 2), round(t.pnl_pips, 2),
-            round(t.pnl_usd, 2), round(t.risk_usd, 2), round(t.r_multiple, 4),
-            round(t.mae_pips, 2), round(t.mfe_pips, 2), t.hold_bars, t.regime, t.why,
-            t.client_order_id]
+    """One trades.csv row of ``t`` (columns TRADE_COLUMNS)."""
+    return [fmt(getattr(t, f)) if f else scenario for _, f, fmt in TRADE_CSV]
 
 
 class CsvJournal:

@@ -1,0 +1,41 @@
+"""trades.csv is read from one spec checked against the Trade record: a field added to Trade
+and not placed in the CSV (or left out on purpose) fails at import, not in an audit."""
+
+import csv
+import io
+
+import pytest
+
+from deskd.core.events import Trade
+from deskd.research.outputs import (
+    TRADE_COLUMNS,
+    TRADE_CSV,
+    TRADE_FIELDS_NOT_WRITTEN,
+    CsvJournal,
+    check_trade_csv,
+    trade_row,
+)
+
+
+def test_a_trade_field_neither_written_nor_left_out_is_refused():
+    check_trade_csv(TRADE_CSV, TRADE_FIELDS_NOT_WRITTEN)
+    without_mae = [c for c in TRADE_CSV if c[1] != "mae_pips"]
+    with pytest.raises(RuntimeError, match="mae_pips"):
+        check_trade_csv(without_mae, TRADE_FIELDS_NOT_WRITTEN)
+    with pytest.raises(RuntimeError, match="no_such_field"):
+        check_trade_csv([*TRADE_CSV, ("x", "no_such_field", str)], TRADE_FIELDS_NOT_WRITTEN)
+
+
+def test_a_trade_row_reads_back_under_its_column_names():
+    t = Trade(7, "USDJPY", "S2", -1, 10_000.0, 1_700_000_900, 1_700_000_900, 150.1234567, 150.12, 150.5, None,
+              25.0, 0.4, "RANGE", "rsi_lo", "d-A-USDJPY-7", exit_ts=1_700_004_500, exit_price=149.9,
+              exit_reason="SL", pnl_usd=-12.345, r_multiple=-0.49382, hold_bars=4)
+    fh = io.StringIO()
+    j = CsvJournal(fh, TRADE_COLUMNS)
+    j.write(trade_row(t, "B"))
+    j.flush()
+    (row,) = csv.DictReader(io.StringIO(fh.getvalue()))
+    assert (row["trade_id"], row["scenario"], row["side"], row["units"]) == ("7", "B", "SHORT", "10000")
+    assert (row["signal_time"], row["exit_time"]) == ("2023-11-14T22:28:20Z", "2023-11-14T23:28:20Z")
+    assert (row["entry_price"], row["tp_price"], row["pnl_usd"], row["r_multiple"]) == ("150.123457", "", "-12.35", "-0.4938")
+    assert (row["reason_codes"], row["exit_reason"], row["hold_bars"]) == ("rsi_lo", "SL", "4")
