@@ -18,6 +18,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -65,6 +66,13 @@ def main() -> int:
             health = HealthMonitor(cfg.health, list(cfg.strategies.enabled()), runner.desk.bus)
             metrics = DeskMetrics(runner, None, health)
         bar_ms: list[float] = []
+        stop = threading.Event()  # the node's WAL checkpoint job, as the daemon runs it: a worker thread
+
+        def checkpoints() -> None:
+            while not stop.wait(2.0):
+                runner.checkpoint.checkpoint()
+        wal = threading.Thread(target=checkpoints)
+        wal.start()
         feed = ReplayFeed(dict(cfg.data.files), cfg.data.timezone, cfg.universe.timeframe_s)
         for i, bar in enumerate(replay_bars(feed)):
             start[0] = time.perf_counter()
@@ -72,6 +80,8 @@ def main() -> int:
             bar_ms.append((time.perf_counter() - start[0]) * 1e3)
             if metrics is not None and i % 1000 == 0:
                 metrics.render()
+        stop.set()
+        wal.join()
         runner.close()
     out = {
         "symbols": cfg.universe.symbols, "strategies": list(cfg.strategies.enabled()), "metrics": args.metrics,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import structlog
@@ -102,7 +103,7 @@ class LiveSession:
             runner.clock = lambda: max((t + runner.desk.tf_s for t in runner.gate.last.values()), default=0)
         self.last_reconcile: ReconcileResult | None = None
         self.prefix = f"{runner.cfg.desk}-{runner.desk.scenario}-"
-        self.busy_since: float | None = None  # perf_counter() while a tick runs (the watchdog's)
+        self.busy_since: float | None = None  # perf_counter() while a tick or reconciliation runs
         self.stop = asyncio.Event()  # set when the daemon begins to stop (pass it to serve_live)
         self._watches: list[list] = []  # events seen while send_now waits for outcomes
         for kind in _OUTCOME_EVENTS:
@@ -124,7 +125,7 @@ class LiveSession:
         """Warm up, restore, settle what the broker did while the daemon was away, reconcile
         (SAFE_MODE on differences), then feed the bars closed since the store's last one.
         Raises BrokerError when the broker cannot be read: the daemon does not trade blind."""
-        async with self.lock:
+        async with self._turn():
             r = self.runner
             self.sender.last_tx_id = (await self.client.summary())["lastTransactionID"]
             bars = await self.poller.fetch(since_last=False)
@@ -187,29 +188,25 @@ class LiveSession:
         pipeline, the orders they produced, commit; reconciliation when due. A broker that
         cannot be read, or answers what cannot be parsed, is an execution error and nothing
         is fed blind (the next tick fetches the same bars again). Returns the bars fed."""
-        async with self.lock:
+        async with self._turn():
             self.ticks += 1
-            self.busy_since = time.perf_counter()
             d = self.desk
-            try:
-                try:  # candles first: every fill inside a bar fetched is then in the transactions
-                    bars = await self.poller.fetch()
-                    found = await self.sender.poll_transactions()
-                    found += await self.sender.resolve_unknown()
-                    if found:
-                        self._mismatch(found)
-                except (BrokerError, KeyError, ValueError, TypeError) as e:
-                    log.error("broker unreachable this tick", error=f"{type(e).__name__}: {e}")
-                    d.broker_error(f"broker unreachable: {e}")
-                    self.runner.writer.commit()
-                    return 0
-                self.poller.feed(bars)
-                await self.sender.send(self._withdraw)
+            try:  # candles first: every fill inside a bar fetched is then in the transactions
+                bars = await self.poller.fetch()
+                found = await self.sender.poll_transactions()
+                found += await self.sender.resolve_unknown()
+                if found:
+                    self._mismatch(found)
+            except (BrokerError, KeyError, ValueError, TypeError) as e:
+                log.error("broker unreachable this tick", error=f"{type(e).__name__}: {e}")
+                d.broker_error(f"broker unreachable: {e}")
                 self.runner.writer.commit()
-                due = self.last_reconcile is None or \
-                    time.monotonic() - self.last_reconcile.at >= self.reconcile_every_s
-            finally:
-                self.busy_since = None
+                return 0
+            self.poller.feed(bars)
+            await self.sender.send(self._withdraw)
+            self.runner.writer.commit()
+            due = self.last_reconcile is None or \
+                time.monotonic() - self.last_reconcile.at >= self.reconcile_every_s
         if due and not self.stopping:
             try:
                 await self.reconcile_now()
@@ -217,6 +214,18 @@ class LiveSession:
                 log.error("scheduled reconciliation: broker unreachable, result unknown", error=str(e))
                 d.broker_error(f"reconciliation could not read the broker: {e}")
         return len(bars)
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """The session's lock, held by one of start-up, a tick, an operator's sends or a
+        reconciliation at a time, and marked busy while held (``busy_since``, which the
+        watchdog reads: a turn that never ends stops its pings)."""
+        async with self.lock:
+            self.busy_since = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.busy_since = None
 
     def _withdraw(self, order: OrderIntent) -> bool:
         """An entry still queued when the desk no longer allows entries is cancelled."""
@@ -237,7 +246,7 @@ class LiveSession:
         seen: list = []
         self._watches.append(seen)
         try:
-            async with self.lock:
+            async with self._turn():
                 if self.stopping:
                     raise ShuttingDown("the daemon is stopping: nothing sent to the broker")
                 await self.sender.send(self._withdraw)
@@ -276,7 +285,7 @@ class LiveSession:
         """Reconcile now (on schedule or an operator's demand). With ``book_broker_closes``
         the unexplained broker-side closes are first booked at the broker's price. Raises
         BrokerError when the broker cannot be read (the result is unknown, not "in sync")."""
-        async with self.lock:
+        async with self._turn():
             if self.stopping:
                 raise ShuttingDown("the daemon is stopping: not reconciling on a closed broker client")
             if book_broker_closes:

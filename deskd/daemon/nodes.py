@@ -5,14 +5,16 @@
 * :func:`build_live_node` - bars, fills and positions from an OANDA v20 broker.
 
 A node owns its background jobs, in one place (:meth:`Node._jobs`): the strategy-health
-snapshot, the systemd watchdog (pinged only while bars and ticks make progress), and the
-control API, which serves only once recovery is complete. The CLI only parses arguments into
+snapshot, the systemd watchdog (pinged only while bars and ticks make progress), the SQLite
+WAL checkpoint (in a worker thread), and the control API, which serves only once recovery is
+complete. The live session's reconciliation runs on its own schedule, between ticks. The CLI only parses arguments into
 :class:`RunOptions` and calls a builder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +31,9 @@ from deskd.daemon.strategy_health import HealthMonitor, load_history, profiles_f
 from deskd.daemon.systemd import notify, watchdog_interval_s
 
 log = structlog.get_logger("deskd.run")
+
+#: a PASSIVE WAL checkpoint this often keeps the WAL small without blocking a commit
+WAL_CHECKPOINT_EVERY_S = 2.0
 
 
 class OptionError(ValueError):
@@ -159,6 +164,10 @@ class Node:
         interval = watchdog_interval_s()
         if interval:
             jobs.append(asyncio.create_task(_every(interval, lambda: self._watchdog(interval)), name="watchdog"))
+        wal = self.runner.checkpoint
+        if wal is not None:
+            jobs.append(asyncio.create_task(_every(WAL_CHECKPOINT_EVERY_S, lambda: asyncio.to_thread(wal.checkpoint)),
+                                            name="wal-checkpoint"))
         return jobs
 
     def _watchdog(self, interval_s: float) -> None:
@@ -189,10 +198,13 @@ class Node:
         return str(base.with_name("deskd-health.json"))
 
 
-async def _every(interval_s: float, job: Callable[[], None]) -> None:
-    """Run ``job`` now and then every ``interval_s`` seconds until cancelled."""
+async def _every(interval_s: float, job: Callable[[], object]) -> None:
+    """Run ``job`` now and then every ``interval_s`` seconds until cancelled (awaiting what
+    it returns when that is awaitable)."""
     while True:
-        job()
+        got = job()
+        if inspect.isawaitable(got):
+            await got
         await asyncio.sleep(interval_s)
 
 

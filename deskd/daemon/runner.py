@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import signal
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from deskd.core.events import BarClosed
 from deskd.core.time import iso
 from deskd.desk.desk import Desk
 from deskd.persistence.recovery import load_snapshot, restore, unknown_symbols
-from deskd.persistence.store import StoreError, StoreWriter, open_store
+from deskd.persistence.store import StoreError, StoreWriter, WalCheckpoint, open_store
 from deskd.risk.guard import TradingCalendar
 
 log = structlog.get_logger("deskd.run")
@@ -117,7 +116,11 @@ class DeskRunner:
     """The daemon's synchronous core: store, recovery and the per-bar pipeline.
 
     ``make_broker(desk)`` builds the desk's broker (default: the paper broker with
-    ``scenario``'s costs).
+    ``scenario``'s costs). ``clock()`` is the feed's clock in UTC epoch seconds, the only one
+    the daemon reads (the desk itself reads none: its time is the bars'): the wall clock, a
+    paced replay's simulated clock (:func:`serve` sets it), or the newest bar's close for a
+    broker whose clock is not ours. ``checkpoint`` (SQLite stores only, else None) is called
+    by the node's jobs every few seconds, off the event loop.
     ``feed(bar)`` for every bar from the start of the data: bars the store has processed are
     warm-up; :meth:`ensure_restored` (called by the first later bar at the latest) restores the
     snapshot and trading resumes. Each live bar commits on its own; nothing commits before the
@@ -126,7 +129,8 @@ class DeskRunner:
     positions or orders on symbols the config does not trade.
     """
 
-    def __init__(self, cfg: DeskConfig, store_url: str, scenario: str = "A", make_broker=None):
+    def __init__(self, cfg: DeskConfig, store_url: str, scenario: str = "A", make_broker=None,
+                 clock: Callable[[], float] = time.time):
         self.cfg = cfg
         if _in_memory(store_url):
             raise StoreError(f"store {store_url} is an in-memory SQLite database, gone when the process "
@@ -143,7 +147,7 @@ class DeskRunner:
             raise StoreError(f"store {where}: desk {cfg.desk!r} scenario {scenario!r} holds positions or "
                              f"orders on {', '.join(unknown)}, which universe.symbols of the config no "
                              f"longer trades; put them back to close them, or use another store")
-        self.checkpointer = WalCheckpointer(self.engine, self.conn) if self.engine.dialect.name == "sqlite" else None
+        self.checkpoint = WalCheckpoint(self.engine, self.conn) if self.engine.dialect.name == "sqlite" else None
         self.cursor = dict(self.snapshot.cursor) if self.snapshot else {}
         self.writer: StoreWriter = _RestoreFirstWriter(self.conn, self.desk, lambda: self.restored)
         self.gate = BarGate(self.desk.tf_s, self.desk.guard.cal)
@@ -151,7 +155,7 @@ class DeskRunner:
         self._restored = self.snapshot is None
         self.stats = RunStats()
         self.bar_started: float | None = None  # perf_counter() while a bar is in the pipeline
-        self.clock = time.time  # the feed's clock, UTC epoch seconds (a paced replay's own)
+        self.clock = clock
         if self.snapshot is None:
             self.writer.commit()  # the desk exists in the store from its first moment
 
@@ -200,39 +204,10 @@ class DeskRunner:
         self.writer.commit()
 
     def close(self) -> None:
-        if self.checkpointer is not None:
-            self.checkpointer.stop()
+        if self.checkpoint is not None:
+            self.checkpoint.close()
         self.conn.close()
         self.engine.dispose()
-
-
-class WalCheckpointer:
-    """Keeps SQLite's WAL checkpoints out of the bar commits: automatic checkpoints are
-    turned off on the writer's connection and a background thread runs a PASSIVE checkpoint
-    (which never blocks the writer) every ``interval_s`` on its own connection. Without it a
-    commit that crosses the WAL's 1000-page mark checkpoints and fsyncs in line (0.3-0.6 s
-    on this VM)."""
-
-    def __init__(self, engine, writer_conn, interval_s: float = 2.0):
-        writer_conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
-        writer_conn.commit()
-        self.engine = engine
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="deskd-wal-checkpoint", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        with self.engine.connect() as conn:
-            while not self._stop.wait(self.interval_s):
-                try:
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-                except Exception as e:  # a checkpoint that fails is retried at the next tick
-                    log.warning("WAL checkpoint failed", error=str(e))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 class PacedReplayFeed:

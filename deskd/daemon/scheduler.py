@@ -10,7 +10,6 @@ bar, the next run catches up: nothing is lost, late bars are reported.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -84,7 +83,7 @@ class CandlePoller:
     def feed(self, bars: list[BarClosed]) -> None:
         """Feed ``bars`` (from :meth:`fetch`) to the runner, superseded ones without entries."""
         newest = {b.symbol: b.bar_ts for b in bars}
-        now = time.time() if self.wall_clock else None
+        now = self.runner.clock() if self.wall_clock else None
         for bar in bars:
             self.runner.feed(bar, now, None if bar.bar_ts == newest[bar.symbol] else SUPERSEDED)
 

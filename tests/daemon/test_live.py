@@ -48,3 +48,23 @@ async def test_serve_live_on_the_bar_close_schedule_starts_reconciled_and_stops_
     running = poller.scheduler.running
     assert scheduled and diffs == [] and warmed == 40 and caught_up
     assert rc == 0 and not running
+
+
+@pytest.mark.asyncio
+async def test_a_reconciliation_that_hangs_keeps_the_session_busy_so_the_watchdog_stops(live_session):
+    session = live_session
+    await session.start()
+    assert session.busy_since is None
+    release = asyncio.Event()
+    snapshot = session.client.open_trades_snapshot
+
+    async def hangs():
+        await release.wait()
+        return await snapshot()
+    session.client.open_trades_snapshot = hangs
+    task = asyncio.create_task(session.reconcile_now())
+    await asyncio.sleep(0.05)
+    busy_while_hanging = session.busy_since
+    release.set()
+    diffs = await asyncio.wait_for(task, 10)
+    assert busy_while_hanging is not None and session.busy_since is None and diffs == []

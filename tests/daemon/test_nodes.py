@@ -1,11 +1,13 @@
 """The daemon's builders: options checked before anything starts, and the watchdog tied to
 progress."""
 
+import itertools
 import socket
 import time
 
 import pytest
 
+from deskd.adapters.replay import replay_bars
 from deskd.configs.loader import load_config
 from deskd.daemon.nodes import OptionError, RunOptions, build_paper_node, check_options
 from deskd.persistence.store import sqlite_url
@@ -53,3 +55,32 @@ def test_watchdog_is_pinged_while_idle_or_progressing_and_not_when_a_bar_hangs(c
             assert not pinged()
         finally:
             node.runner.close()
+
+
+def test_the_wal_checkpoint_writes_the_wal_back_into_the_database_file(cfg, tmp_path):
+    """Automatic checkpoints are off on the writer (none inside a bar's commit); the node's job
+    calls checkpoint(), which moves the committed pages into the database file."""
+    node = build_paper_node(cfg, RunOptions(store_url=sqlite_url(tmp_path / "d.db"), serve_api=False))
+    db = tmp_path / "d.db"
+    try:
+        for bar in itertools.islice(replay_bars(node.feed.feed), 3000):
+            node.runner.feed(bar)
+        before = db.stat().st_size
+        assert (tmp_path / "d.db-wal").stat().st_size > 0
+        node.runner.checkpoint.checkpoint()
+        assert db.stat().st_size > before
+    finally:
+        node.runner.close()
+
+
+@pytest.mark.asyncio
+async def test_the_nodes_jobs_include_the_wal_checkpoint_on_sqlite(cfg, tmp_path):
+    node = build_paper_node(cfg, RunOptions(store_url=sqlite_url(tmp_path / "d.db"), serve_api=False))
+    try:
+        jobs = node._jobs()
+        names = {j.get_name() for j in jobs}
+        for j in jobs:
+            j.cancel()
+        assert {"health-snapshot", "wal-checkpoint"} <= names
+    finally:
+        node.runner.close()
