@@ -1,9 +1,16 @@
-"""Hand-made desks and bars for engine tests."""
+"""Hand-made desks and bars for engine tests, and a runner and client for the control API tests."""
+
+import asyncio
+
+from aiohttp.test_utils import TestClient, TestServer
 
 from deskd.adapters.paper import paper_broker
 from deskd.configs.models import DeskConfig
 from deskd.core.events import BarClosed, Decision, SignalIntent, StateChanged
+from deskd.daemon.api import ControlAPI
+from deskd.daemon.runner import DeskRunner
 from deskd.desk.desk import Desk
+from deskd.persistence.store import sqlite_url
 from deskd.testing.faults import RejectingBroker
 
 TF = 900
@@ -63,3 +70,36 @@ class Harness:
     def flat(self, k, price=1.1000, symbol="EURUSD"):
         for _ in range(k):
             self.bar(price, price + 0.0005, price - 0.0005, price, symbol)
+
+
+TOKEN = "t0ken-for-tests"
+S1 = "S1_TREND_EMA_ATR_ADX"
+
+
+def runner(tmp_path, signals=(0,), **risk):
+    """A DeskRunner storing to ``tmp_path/desk.db``; S1 goes long on EURUSD on the bar indices in
+    ``signals``."""
+    r = DeskRunner(config(**risk), sqlite_url(tmp_path / "desk.db"))
+    r.desk.set_strategies("EURUSD", [Scripted(S1, "EURUSD", on=signals, sl_pips=20)])
+    return r
+
+
+def bar(i, o=1.1000, h=1.1005, lo=1.0995, c=1.1000, ts=None):
+    """EURUSD bar ``i``, at ``T0 + i * TF`` unless ``ts`` is given."""
+    return BarClosed("EURUSD", TF, T0 + i * TF if ts is None else ts, o, h, lo, c, 0.0)
+
+
+def call(r, token, method, path, json_body=None, raw=None, auth=TOKEN):
+    """One request to a ControlAPI for ``r`` with ``token``, sending ``auth`` as the bearer token
+    (none if falsy); the reply's status and JSON body."""
+    async def go():
+        client = TestClient(TestServer(ControlAPI(r, token).app()))
+        await client.start_server()
+        try:
+            headers = {"Authorization": f"Bearer {auth}"} if auth else {}
+            kw = {"json": json_body} if raw is None else {"data": raw}
+            resp = await client.request(method, path, headers=headers, **kw)
+            return resp.status, await resp.json()
+        finally:
+            await client.close()
+    return asyncio.run(go())

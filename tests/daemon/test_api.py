@@ -1,44 +1,11 @@
 """The control API: auth and validation errors as JSON, operator actions that persist, and a
 drawdown halt that survives a restart and lifts at its anchor."""
 
-import asyncio
 import sqlite3
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from deskd.core.events import BarClosed
-from deskd.daemon.api import ControlAPI
-from deskd.daemon.runner import DeskRunner
-from deskd.persistence.store import sqlite_url
-from tests.daemon.helpers import T0, TF, Scripted, config
-
-TOKEN = "t0ken-for-tests"
-S1 = "S1_TREND_EMA_ATR_ADX"
-
-
-def runner(tmp_path, signals=(0,), **risk):
-    r = DeskRunner(config(**risk), sqlite_url(tmp_path / "desk.db"))
-    r.desk.set_strategies("EURUSD", [Scripted(S1, "EURUSD", on=signals, sl_pips=20)])
-    return r
-
-
-def bar(i, o=1.1000, h=1.1005, lo=1.0995, c=1.1000, ts=None):
-    return BarClosed("EURUSD", TF, T0 + i * TF if ts is None else ts, o, h, lo, c, 0.0)
-
-
-def call(r, token, method, path, json_body=None, raw=None, auth=TOKEN):
-    async def go():
-        client = TestClient(TestServer(ControlAPI(r, token).app()))
-        await client.start_server()
-        try:
-            headers = {"Authorization": f"Bearer {auth}"} if auth else {}
-            kw = {"json": json_body} if raw is None else {"data": raw}
-            resp = await client.request(method, path, headers=headers, **kw)
-            return resp.status, await resp.json()
-        finally:
-            await client.close()
-    return asyncio.run(go())
+from tests.daemon.helpers import T0, TF, TOKEN, bar, call, runner
 
 
 def test_actions_need_the_bearer_token(tmp_path):

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 
 import deskd.daemon.api as api
 from deskd.daemon.api import ControlAPI
-from tests.daemon.test_api import TOKEN, bar, call, runner
+from tests.daemon.helpers import TOKEN, bar, call, runner
 
 
 def send(r, request: bytes, app_kw=None, **api_kw) -> tuple[int, dict]:

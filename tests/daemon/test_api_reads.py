@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import event
 
 from deskd.daemon.api import ControlAPI
-from tests.daemon.test_api import TOKEN, bar, runner
+from tests.daemon.helpers import TOKEN, bar, runner
 
 
 def traded(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from deskd.daemon.api import ControlAPI
-from tests.daemon.test_api import TOKEN, runner
+from tests.daemon.helpers import TOKEN, runner
 
 SHUTTING_DOWN = (503, {"error": "shutting down"})
 
