@@ -188,7 +188,59 @@ def cmd_resume(args) -> int:
 
 
 def cmd_flatten(args) -> int:
-    return _call_api(args, "POST", "/flatten", {"reason": args.reason})
+    """POST /flatten, then one line per symbol saying what became of its position (a v20 broker:
+    closed at a price, FAILED or UNKNOWN and what the desk does next; paper: closing at its next
+    open), or with --json the daemon's answer as it is. Exit 0 when every position closed (or,
+    paper, is closing), 1 when one did not or the daemon refused, 2 when it cannot be reached."""
+    status, reply = _api_request(args, "POST", "/flatten", {"reason": args.reason})
+    if "closing" not in reply:  # refused before anything was done (400, 401, 403, ...)
+        print(f"deskd: POST /flatten refused ({status}): {reply.get('error', reply)}", file=sys.stderr)
+        return EXIT_INTERNAL
+    if args.json:
+        print(json.dumps(reply, indent=2))
+        return EXIT_OK if status == 200 else EXIT_INTERNAL
+    lines, not_closed = _flatten_lines(status, reply)
+    for line in lines:
+        print(line)
+    if status == 503:
+        print(f"deskd: flatten: the daemon is shutting down; {reply.get('note', 'nothing was sent')}",
+              file=sys.stderr)
+    elif not_closed:
+        state = f" (desk {reply['state']})" if reply.get("state") else ""
+        print(f"deskd: flatten: {len(not_closed)} of {len(lines)} position(s) not closed: "
+              f"{', '.join(not_closed)}{state}", file=sys.stderr)
+    elif status != 200:
+        print(f"deskd: flatten: the daemon answered {status}: {reply.get('error', reply)}", file=sys.stderr)
+    return EXIT_OK if status == 200 and not not_closed else EXIT_INTERNAL
+
+
+def _flatten_lines(status: int, reply: dict) -> tuple[list[str], list[str]]:
+    """The lines of a POST /flatten answer, one per symbol, and the symbols not closed (the
+    module docstring of deskd.daemon.api has the answer's shape)."""
+    closing = list(reply["closing"])
+    outcomes = reply.get("outcomes")
+    if not closing:
+        return ["nothing to close: the desk holds no position"], []
+    width = max(len(s) for s in closing)
+    lines, not_closed = [], []
+    for sym in closing:
+        if status == 503:  # committed, never sent: a restarted daemon sends it
+            label, detail = "PENDING", "not sent to the broker"
+            not_closed.append(sym)
+        elif outcomes is None:  # paper: the exit fills at the symbol's next bar
+            label, detail = "closing", "at its next open"
+        else:
+            o = outcomes.get(sym) or {"outcome": "unknown", "error": "not in the daemon's answer"}
+            if o.get("outcome") == "closed":
+                label = "closed"
+                at = f"at {o['price']}" if o.get("price") is not None else "the desk no longer holds it"
+                detail = f"{at} ({o['exit_reason']})" if o.get("exit_reason") else at
+            else:
+                label = str(o.get("outcome", "unknown")).upper()
+                detail = " -- ".join(str(x) for x in (o.get("error"), o.get("next")) if x)
+                not_closed.append(sym)
+        lines.append(f"{sym:<{width}}  {label:<7}  {detail}".rstrip())
+    return lines, not_closed
 
 
 def cmd_reconcile(args) -> int:
@@ -373,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
             v.add_argument("--reason", required=True, help="why, for the journal")
         if name == "resume":
             v.add_argument("--force", action="store_true", help="also lift a drawdown halt before its anchor")
+        if name == "flatten":
+            v.add_argument("--json", action="store_true",
+                           help="print the daemon's answer as JSON (per-symbol outcomes) instead of lines")
         v.set_defaults(func=func)
 
     rc = sub.add_parser("reconcile", help="compare the store's positions with the broker's",
