@@ -71,6 +71,9 @@ class DeskSnapshot:
     machine: MachineSnapshot
     orders: tuple[tuple[OrderIntent, OrderStatus], ...]
     notional_by_order: dict[str, float]
+    #: (symbol, bar_ts, client id) of exits already sent in each symbol's last bar, whatever
+    #: became of them: a new exit in that bar (an operator's second flatten) takes another id
+    exits_in_last_bar: tuple[tuple[str, int, str], ...] = ()
 
     def symbols(self) -> set[str]:
         """The symbols of its open positions and open orders."""
@@ -133,6 +136,7 @@ class Desk:
         self._broker_on_bar = self.broker.on_bar
         self._ledger_on_bar = self.ledger.on_bar
         self.flattening: dict[str, str] = {}  # symbol -> operator's reason, until its position closes
+        self._exit_ids: dict[str, tuple[int, set[str]]] = {}  # symbol -> (bar_ts, exit ids used in that bar)
         self.last_bar_ts: int | None = None
         self.execution_errors_total = 0  # for metrics; the state machine's count resets
 
@@ -226,7 +230,8 @@ class Desk:
         """Everything a restart must get back, component by component."""
         notional = self.allocator.notional_by_order()
         return DeskSnapshot(self.ledger.snapshot(), self.guard.snapshot(), self.state.snapshot(),
-                            tuple(self.orders.orders.values()), notional)
+                            tuple(self.orders.orders.values()), notional,
+                            tuple((sym, ts, oid) for sym, (ts, ids) in self._exit_ids.items() for oid in sorted(ids)))
 
     def restore(self, s: DeskSnapshot) -> None:
         """Put a :meth:`snapshot` back, after warm-up: each component restores its own part;
@@ -243,6 +248,8 @@ class Desk:
         for order, status in s.orders:
             self.orders.add(order, status)
             self.broker.restore_order(order)
+        for sym, ts, oid in s.exits_in_last_bar:
+            self._exit_ids.setdefault(sym, (ts, set()))[1].add(oid)
         self.guard.restore(s.guard)
         self.state.restore(s.machine)
         self._last_checked_equity = self.ledger.equity_usd
@@ -293,12 +300,28 @@ class Desk:
         self._record(winner, TRADED, "traded", oid)
 
     def _exit(self, bar: BarClosed, strategy_id: str, side: int, units: float, reason: ExitReason) -> None:
-        oid = self.order_id(bar.symbol, bar.bar_ts, f"EXIT-{reason}")
+        oid = self._exit_id(bar.symbol, bar.bar_ts, reason)
         order = OrderIntent(oid, bar.bar_ts, bar.symbol, strategy_id, -side, units, Intent.EXIT,
                             exit_reason=reason)
         self.bus.publish(order)
         if self.broker.submit(order):
             self.orders.add(order)  # else retried at the next close
+
+    def _exit_id(self, symbol: str, bar_ts: int, reason: ExitReason) -> str:
+        """The client id of a new exit: :meth:`order_id`, with ``-2``, ``-3``... when an exit
+        of this symbol in this bar already took it (an exit the broker refused, then sent
+        again by an operator's flatten in the same bar): a client id names one order."""
+        base = self.order_id(symbol, bar_ts, f"EXIT-{reason}")
+        ts, used = self._exit_ids.get(symbol, (None, set()))
+        if ts != bar_ts:
+            used = set()
+            self._exit_ids[symbol] = (bar_ts, used)
+        oid, n = base, 1
+        while oid in used:
+            n += 1
+            oid = f"{base}-{n}"
+        used.add(oid)
+        return oid
 
     def order_id(self, symbol: str, bar_ts: int, intent: str) -> str:
         """Client order id from (desk, scenario, symbol, bar time, intent): a bar decided twice

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, or_, select
 
 from deskd.core.events import ExitReason, Intent, OrderIntent, Trade
 from deskd.desk.desk import Desk, DeskSnapshot
@@ -69,7 +69,11 @@ def load_snapshot(conn: Connection, desk_name: str, scenario: str) -> Snapshot |
                                  .filter_by(**key).where(orders.c.client_order_id.in_(ids))).all()) if ids else {}
     cursor = dict(conn.execute(select(bar_cursor.c.symbol, bar_cursor.c.last_bar_ts).filter_by(**key)).all())
     guard = GuardSnapshot(**{f: g[f] for f in fields_of(GuardSnapshot)})
-    return Snapshot(DeskSnapshot(ledger, guard, machine, pending, notional), cursor)
+    last_bar = or_(*[and_(orders.c.symbol == sym, orders.c.bar_ts == ts) for sym, ts in cursor.items()])
+    exits = tuple(conn.execute(select(orders.c.symbol, orders.c.bar_ts, orders.c.client_order_id)
+                               .filter_by(**key).where(orders.c.intent == Intent.EXIT.value, last_bar)
+                               .order_by(orders.c.client_order_id)).all()) if cursor else ()
+    return Snapshot(DeskSnapshot(ledger, guard, machine, pending, notional, exits), cursor)
 
 
 def _order(row) -> OrderIntent:

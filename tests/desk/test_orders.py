@@ -3,16 +3,18 @@
 import pytest
 from sqlalchemy import select
 
+from deskd.adapters.paper import paper_broker
 from deskd.adapters.v20.book import V20Book
 from deskd.adapters.v20.client import BrokerUnavailable
 from deskd.adapters.v20.sender import V20Sender
-from deskd.core.events import Decision, Intent, OrderIntent
+from deskd.core.events import BarClosed, Decision, Intent, OrderIntent
 from deskd.core.money import Instrument, QuoteConverter
 from deskd.desk.desk import Desk
 from deskd.desk.orders import IllegalOrderMove, OrderBook, OrderStatus
 from deskd.persistence.recovery import load_snapshot, restore
 from deskd.persistence.store import StoreWriter, open_store, orders, sqlite_url
 from deskd.risk.allocator import Allocator
+from deskd.testing.faults import RejectingBroker
 from tests.daemon.helpers import T0, TF, Scripted, config
 
 S = OrderStatus
@@ -75,11 +77,11 @@ def unknown_desk(tmp_path):
     return cfg, desk, engine, writer, decisions
 
 
-def bar(desk, i, price=1.1000):
-    from deskd.core.events import BarClosed
-
+def bar(desk, i, price=1.1000, feed=True):
+    """EURUSD's bar ``i``, traded through ``desk`` unless ``feed`` is False."""
     b = BarClosed("EURUSD", TF, T0 + i * TF, price, price + 0.0005, price - 0.0005, price, 0.0)
-    desk.on_bar(b)
+    if feed:
+        desk.on_bar(b)
     return b
 
 
@@ -103,3 +105,41 @@ async def test_an_order_never_confirmed_is_unknown_persisted_and_blocks_its_symb
     restore(desk2, snap)
     assert desk2.orders.status(oid) is S.UNKNOWN and desk2.orders.entry_on == {"EURUSD": oid}
     assert [o.client_order_id for o in desk2.broker.restored] == [oid]
+
+
+def test_a_flatten_again_after_a_refused_exit_takes_a_new_client_id_even_after_a_restart(tmp_path):
+    """The operator flattens, the broker refuses the close, the operator flattens again in the
+    same bar (and once more after a restart before the next bar): each exit is its own order,
+    under its own client id, and every commit succeeds (one id, one row)."""
+    cfg = config()
+    engine = open_store(sqlite_url(tmp_path / "s.db"))
+
+    def desk_and_writer():
+        desk = Desk(cfg, lambda d: RejectingBroker(paper_broker(cfg, "A")(d), d.bus), "A")
+        desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=[0])])
+        return desk, StoreWriter(engine.connect(), desk, commit_every_bars=1, on_existing="resume")
+
+    desk, writer = desk_and_writer()
+    for i in (0, 1):  # the entry decided at 0 fills at 1's open
+        writer.end_bar(bar(desk, i))
+    assert "EURUSD" in desk.ledger.open
+    for _ in range(2):
+        desk.broker.reject_next = 1
+        assert desk.flatten("drill") == ["EURUSD"]
+        writer.commit()
+    with engine.connect() as c:
+        snap = load_snapshot(c, cfg.desk, "A")
+        ids = c.execute(select(orders.c.client_order_id, orders.c.status)
+                        .where(orders.c.intent == "EXIT").order_by(orders.c.client_order_id)).all()
+    base = f"{cfg.desk}-A-EURUSD-{T0 + TF}-EXIT-FLATTEN"
+    assert ids == [(base, "REJECTED"), (f"{base}-2", "REJECTED")]
+    desk2, writer2 = desk_and_writer()  # a restart before the next bar
+    for i in (0, 1):
+        desk2.warm_up(bar(desk2, i, feed=False))
+    restore(desk2, snap)
+    desk2.broker.reject_next = 1
+    desk2.flatten("drill again")
+    writer2.commit()
+    with engine.connect() as c:
+        third = c.execute(select(orders.c.status).where(orders.c.client_order_id == f"{base}-3")).scalar()
+    assert third == "REJECTED"
