@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from deskd.strategies.indicators import ADX, ATR, EMA, IndicatorBook, PriorRange, RollingSlope, RollingZScore
 from tests.strategies import oracles
-from tests.strategies.conftest import ohlc, values
+from tests.strategies.helpers import ohlc, values
 
 RTOL, ATOL = 1e-9, 1e-12
 

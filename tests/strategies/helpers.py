@@ -1,3 +1,5 @@
+"""Hypothesis strategies for indicator tests: random OHLC series and value lists."""
+
 import pandas as pd
 from hypothesis import strategies as st
 
