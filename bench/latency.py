@@ -46,11 +46,8 @@ def main() -> int:
     configure_logging("ERROR")  # the sample's holiday gaps would log warnings
     cfg = load_config(EXAMPLE)
     if args.strategies == "all":
-        st = cfg.strategies
-        cfg = cfg.model_copy(update={"strategies": st.model_copy(update={
-            "S2_MR_ZSCORE_EMA_REGIME": st.S2_MR_ZSCORE_EMA_REGIME.model_copy(update={"enabled": True}),
-            "S3_BREAKOUT_ATR_REGIME_EMA200": st.S3_BREAKOUT_ATR_REGIME_EMA200.model_copy(update={"enabled": True}),
-        })})
+        cfg = cfg.model_copy(update={"strategies": cfg.strategies.enable(
+            "S2_MR_ZSCORE_EMA_REGIME", "S3_BREAKOUT_ATR_REGIME_EMA200")})
     with tempfile.TemporaryDirectory() as d:
         runner = DeskRunner(cfg, sqlite_url(Path(d) / "bench.db"))
         submit = runner.desk.broker.submit

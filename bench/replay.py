@@ -42,7 +42,8 @@ def config(symbols: list[str], strategies: str) -> DeskConfig:
         "universe": {"timeframe": "M1", "symbols": symbols},
         "data": {"timezone": "America/New_York",
                  "files": {s: str(DATA / f"{s}_M1.csv.gz") for s in symbols}},
-        "strategies": {"S2_MR_ZSCORE_EMA_REGIME": {"enabled": all3},
+        "strategies": {"S1_TREND_EMA_ATR_ADX": {},
+                       "S2_MR_ZSCORE_EMA_REGIME": {"enabled": all3},
                        "S3_BREAKOUT_ATR_REGIME_EMA200": {"enabled": all3}},
     })
 

@@ -64,11 +64,7 @@ def cfg_all_strategies():
     from deskd.configs.loader import load_config
 
     c = load_config(EXAMPLE)
-    strategies = c.strategies.model_copy(update={
-        "S2_MR_ZSCORE_EMA_REGIME": c.strategies.S2_MR_ZSCORE_EMA_REGIME.model_copy(update={"enabled": True}),
-        "S3_BREAKOUT_ATR_REGIME_EMA200": c.strategies.S3_BREAKOUT_ATR_REGIME_EMA200.model_copy(
-            update={"enabled": True}),
-    })
+    strategies = c.strategies.enable("S2_MR_ZSCORE_EMA_REGIME", "S3_BREAKOUT_ATR_REGIME_EMA200")
     return c.model_copy(update={"strategies": strategies})
 
 

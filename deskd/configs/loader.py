@@ -35,7 +35,7 @@ def load_config(path: str | Path) -> DeskConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     try:
-        cfg = DeskConfig.model_validate(raw)
+        cfg = DeskConfig.model_validate(raw, context={"config_dir": path.parent.resolve()})
     except ValidationError as e:
         lines = []
         for err in e.errors():

@@ -6,11 +6,26 @@ setting silently ignored. Units are in the field names (``_pips``, ``_usd``, ``_
 
 from __future__ import annotations
 
+import importlib
 import re
-from typing import Literal
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    RootModel,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 
 from deskd.core.money import Instrument
 
@@ -123,72 +138,171 @@ class StopsConfig(Strict):
     min_tp_pips: float = Field(0.0, ge=0)
 
 
-class StrategyBase(Strict):
-    enabled: bool = True
-    symbols: list[str] | None = None  # None: every symbol of the universe
-    max_hold_bars: int | None = Field(None, ge=1)  # None: risk.max_hold_bars
-    stops: StopsConfig = StopsConfig()
+#: the longest indicator window a param may ask for, in bars (a ring buffer per window: an
+#: unbounded one lets a typo allocate gigabytes)
+MAX_WINDOW_BARS = 10_000
+
+#: deskd's own strategies, by id, as import paths (the strategy API's ``module:Class``)
+BUILTIN_STRATEGIES: dict[str, str] = {
+    S1_ID: "deskd.strategies.trend:TrendEmaAtrAdx",
+    S2_ID: "deskd.strategies.mean_reversion:MeanReversionZScore",
+    S3_ID: "deskd.strategies.breakout:BreakoutAtrCompression",
+}
+#: the entry-point group packaged strategies register under (``class: NAME`` loads one)
+ENTRY_POINT_GROUP = "deskd.strategies"
+STRATEGY_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,48}$"  # in client order ids and CSV cells
 
 
-class S1Params(Strict):
-    ema_fast: int = Field(20, ge=1)
-    ema_slow: int = Field(50, ge=2)
-    adx_period: int = Field(14, ge=1)
-    adx_th: float = Field(25.0, ge=0, le=100)
-    atr_period: int = Field(14, ge=1)
-
-    @model_validator(mode="after")
-    def _fast_below_slow(self):
-        if self.ema_fast >= self.ema_slow:
-            raise ValueError("ema_fast must be shorter than ema_slow")
-        return self
+class StrategyParams(Strict):
+    """Base of every strategy's params model: unknown keys are errors, values frozen."""
 
 
-class S2Params(Strict):
-    ema_regime: int = Field(200, ge=2)
-    slope_window: int = Field(20, ge=2)
-    slope_th_pips_per_bar: float = Field(0.5, gt=0)
-    z_window: int = Field(30, ge=2)
-    z_entry: float = Field(2.0, gt=0)
-    adx_period: int = Field(14, ge=1)
-    adx_max: float = Field(20.0, ge=0, le=100)
-    atr_period: int = Field(14, ge=1)
+def window(default: int, low: int = 1) -> Any:
+    """A bar-count param: ``low`` <= n <= MAX_WINDOW_BARS (pydantic Field)."""
+    return Field(default, ge=low, le=MAX_WINDOW_BARS)
 
 
-class S3Params(Strict):
-    atr_period: int = Field(14, ge=1)
-    compression_window: int = Field(50, ge=2)
-    compression_z_low: float = -0.5
-    breakout_window: int = Field(20, ge=1)
-    ema_trend: int = Field(200, ge=2)
+class StrategySpec(Strict):
+    """One strategy of the desk, under its id in ``strategies``: which class (``class``:
+    ``module:Class``, an entry-point name, or omitted for deskd's own S1-S3 ids), whether it
+    runs, on which symbols (None: all the universe), its time stop (None: risk.max_hold_bars),
+    its bracket (None: the class's default) and its params, validated by the class's
+    ``Params`` model. ``strategy_class`` and ``validated_params`` are resolved at validation."""
 
-
-class S1Config(StrategyBase):
-    params: S1Params = S1Params()
-
-
-class S2Config(StrategyBase):
-    enabled: bool = False
-    params: S2Params = S2Params()
-    stops: StopsConfig = StopsConfig(k_sl=1.5, min_sl_pips=8.0, k_tp=1.5, min_tp_pips=8.0)
-
-
-class S3Config(StrategyBase):
-    enabled: bool = False
-    params: S3Params = S3Params()
-    stops: StopsConfig = StopsConfig(k_sl=1.5, min_sl_pips=10.0, k_tp=3.0, min_tp_pips=15.0)
-
-
-class StrategiesConfig(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    S1_TREND_EMA_ATR_ADX: S1Config = S1Config()
-    S2_MR_ZSCORE_EMA_REGIME: S2Config = S2Config()
-    S3_BREAKOUT_ATR_REGIME_EMA200: S3Config = S3Config()
+    class_path: str | None = Field(None, alias="class")
+    enabled: bool = True
+    symbols: list[str] | None = None
+    max_hold_bars: int | None = Field(None, ge=1)
+    stops: StopsConfig | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    _class: Any = PrivateAttr(None)  # a deskd.strategies.api.Strategy subclass
+    _params: StrategyParams | None = PrivateAttr(None)
 
-    def enabled(self) -> dict[str, StrategyBase]:
-        """Enabled strategies by id, in declaration order (S1, S2, S3)."""
-        return {sid: getattr(self, sid) for sid in STRATEGY_IDS if getattr(self, sid).enabled}
+    @property
+    def strategy_class(self) -> Any:
+        assert self._class is not None, "resolved by StrategiesConfig"
+        return self._class
+
+    @property
+    def validated_params(self) -> StrategyParams:
+        assert self._params is not None, "resolved by StrategiesConfig"
+        return self._params
+
+    @property
+    def effective_stops(self) -> StopsConfig:
+        """``stops``, else the class's ``default_stops``."""
+        return self.stops if self.stops is not None else self.strategy_class.default_stops
+
+    def resolve(self, sid: str, config_dir: Path | None) -> list[InitErrorDetails]:
+        """Load the class and validate ``params`` with its ``Params``. Returns the errors, each
+        located under ``sid`` (``S1.params.ema_fast``, ``donchian.class``); none when it resolved."""
+        ref = self.class_path or BUILTIN_STRATEGIES.get(sid)
+        try:
+            if ref is None:
+                raise ValueError(f"no class: give `class: module:Class` (or an entry-point name of group "
+                                 f"{ENTRY_POINT_GROUP!r}); only {', '.join(BUILTIN_STRATEGIES)} need none")
+            cls = load_strategy_class(ref, config_dir)
+        except ValueError as e:
+            return [InitErrorDetails(type="value_error", loc=(sid, "class"), input=ref, ctx={"error": e})]
+        try:
+            params = cls.Params.model_validate(self.params)
+        except ValidationError as e:
+            return [InitErrorDetails(type=err["type"], loc=(sid, "params", *err["loc"]), input=err["input"],
+                                     ctx=err.get("ctx", {})) for err in e.errors()]
+        self._class, self._params = cls, params
+        return []
+
+
+def load_strategy_class(ref: str, config_dir: Path | None = None) -> Any:
+    """The strategy class ``ref`` names: ``package.module:Class`` (imported with
+    ``config_dir`` first on the import path, then the environment's), or the name of an entry
+    point in the ``deskd.strategies`` group. Raises ValueError when it cannot be loaded or is
+    not shaped as a :class:`deskd.strategies.api.Strategy` (checked by shape: the API sits a
+    layer above configs) with a ``StrategyParams`` model."""
+    cls: Any
+    if ":" in ref:
+        module_name, _, attr = ref.partition(":")
+        if not (module_name and attr.isidentifier()):
+            raise ValueError(f"class {ref!r}: expected `package.module:Class`")
+        added = config_dir is not None and str(config_dir) not in sys.path
+        if added:
+            sys.path.insert(0, str(config_dir))
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as e:  # the user's module: any error in it is a config error
+            where = f" (looked in {config_dir} and the environment)" if config_dir else ""
+            raise ValueError(f"class {ref!r}: cannot import {module_name!r}{where}: "
+                             f"{type(e).__name__}: {e}") from None
+        finally:
+            if added:
+                sys.path.remove(str(config_dir))
+        cls = getattr(module, attr, None)
+        if cls is None:
+            raise ValueError(f"class {ref!r}: module {module_name!r} has no {attr!r}")
+    else:
+        found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == ref]
+        if not found:
+            raise ValueError(f"class {ref!r}: not `module:Class` and no entry point {ref!r} in group "
+                             f"{ENTRY_POINT_GROUP!r}")
+        try:
+            cls = found[0].load()
+        except Exception as e:
+            raise ValueError(f"class {ref!r}: entry point failed to load: {type(e).__name__}: {e}") from None
+    if not (isinstance(cls, type) and callable(getattr(cls, "on_bar", None))
+            and isinstance(getattr(cls, "default_stops", None), StopsConfig)):
+        raise ValueError(f"class {ref!r} is not a subclass of deskd.strategies.api.Strategy")
+    params_model = getattr(cls, "Params", None)
+    if not (isinstance(params_model, type) and issubclass(params_model, StrategyParams)):
+        raise ValueError(f"class {ref!r}: its Params must subclass deskd.strategies.api.StrategyParams")
+    return cls
+
+
+def _default_strategies() -> dict[str, StrategySpec]:
+    return {S1_ID: StrategySpec(), S2_ID: StrategySpec(enabled=False), S3_ID: StrategySpec(enabled=False)}
+
+
+class StrategiesConfig(RootModel[dict[str, StrategySpec]]):
+    """The desk's strategies by id, in the order given (the default conflict priority). The
+    default runs S1 alone."""
+
+    model_config = ConfigDict(frozen=True)
+    root: dict[str, StrategySpec] = Field(default_factory=_default_strategies)
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo):
+        bad = [sid for sid in self.root if not re.match(STRATEGY_ID_PATTERN, sid)]
+        if bad:
+            raise ValueError(f"strategy ids {bad} must be letters, digits, _ . - (at most 48)")
+        config_dir = (info.context or {}).get("config_dir")
+        errors = [err for sid, spec in self.root.items() for err in spec.resolve(sid, config_dir)]
+        if errors:  # raised as a ValidationError, so each keeps its key path under strategies
+            raise ValidationError.from_exception_data("StrategiesConfig", errors)
+        return self
+
+    def __getitem__(self, sid: str) -> StrategySpec:
+        return self.root[sid]
+
+    def __iter__(self):
+        return iter(self.root)
+
+    def items(self):
+        return self.root.items()
+
+    def enabled(self) -> dict[str, StrategySpec]:
+        """Enabled strategies by id, in the order given."""
+        return {sid: st for sid, st in self.root.items() if st.enabled}
+
+    def enable(self, *sids: str) -> StrategiesConfig:
+        """A copy with ``sids`` enabled (their classes and params stay resolved). Raises
+        KeyError for an id the config does not have."""
+        root = {sid: spec.model_copy(update={"enabled": True}) if sid in sids else spec
+                for sid, spec in self.root.items()}
+        missing = set(sids) - set(root)
+        if missing:
+            raise KeyError(f"no strategies {sorted(missing)} in this config")
+        return StrategiesConfig.model_construct(root=root)
 
 
 class RiskConfig(Strict):
@@ -204,7 +318,7 @@ class RiskConfig(Strict):
     max_open_risk_frac_per_symbol: float = Field(0.01, gt=0, le=1)
     max_notional_usd: float = Field(5_000_000.0, gt=0)
     conflict_policy: Literal["priority", "netting"] = "priority"
-    priority: list[str] = Field(default_factory=lambda: list(STRATEGY_IDS))
+    priority: list[str] = Field(default_factory=list)  # strategy ids, first wins; unlisted rank after, in config order
     dd_day_limit_frac: float = Field(0.02, gt=0, lt=1)
     dd_week_limit_frac: float = Field(0.05, gt=0, lt=1)
     day_roll_time: str = "17:00"
@@ -229,10 +343,7 @@ class RiskConfig(Strict):
 
     @field_validator("priority")
     @classmethod
-    def _known_ids(cls, v: list[str]) -> list[str]:
-        unknown = [s for s in v if s not in STRATEGY_IDS]
-        if unknown:
-            raise ValueError(f"unknown strategy ids {unknown}; known: {list(STRATEGY_IDS)}")
+    def _once(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError("a strategy id is listed twice")
         return v
@@ -345,8 +456,11 @@ class DeskConfig(Strict):
                     raise ValueError(f"{where}: {s} is not in universe.symbols")
         if not self.strategies.enabled():
             raise ValueError("strategies: no strategy is enabled")
+        unknown = [sid for sid in self.risk.priority if sid not in self.strategies.root]
+        if unknown:
+            raise ValueError(f"risk.priority: {unknown} are not strategy ids of this config "
+                             f"({', '.join(self.strategies.root)})")
         return self
 
     def strategy_symbols(self, sid: str) -> list[str]:
-        st = getattr(self.strategies, sid)
-        return list(st.symbols or self.universe.symbols)
+        return list(self.strategies[sid].symbols or self.universe.symbols)

@@ -52,7 +52,7 @@ from deskd.desk.state import MachineSnapshot, StateMachine, TransitionRefused, T
 from deskd.risk.allocator import Allocator
 from deskd.risk.conflict import ConflictResolver
 from deskd.risk.guard import ALLOW, DrawdownGuard, GuardSnapshot, TradingCalendar
-from deskd.strategies import STRATEGY_CLASSES
+from deskd.strategies.api import Strategy, StrategyContext
 from deskd.strategies.indicators import IndicatorBook
 from deskd.strategies.regime import RegimeTagger
 
@@ -108,14 +108,15 @@ class Desk:
         self.regimes = {s: RegimeTagger(self.books[s], rg.atr_period, rg.vol_z_window,
                                         rg.vol_z_low, rg.vol_z_high, rg.spike_tr_atr_th)
                         for s in syms}
-        self.strategies: dict[str, list] = {s: [] for s in syms}
+        self.strategies: dict[str, list[Strategy]] = {s: [] for s in syms}
         self.max_hold_bars: dict[str, int] = {}  # per strategy id; others use risk.max_hold_bars
         self._default_hold = risk.max_hold_bars
-        for sid, scfg in cfg.strategies.enabled().items():
-            self.max_hold_bars[sid] = scfg.max_hold_bars or risk.max_hold_bars
+        for sid, spec in cfg.strategies.enabled().items():
+            self.max_hold_bars[sid] = spec.max_hold_bars or risk.max_hold_bars
             for s in cfg.strategy_symbols(sid):
-                self.strategies[s].append(STRATEGY_CLASSES[sid](
-                    s, self.instruments[s].pip_size, scfg, self.books[s], self.regimes[s]))
+                ctx = StrategyContext(sid, s, self.instruments[s].pip_size, self.books[s], self.regimes[s],
+                                      spec.effective_stops)
+                self.strategies[s].append(spec.strategy_class(ctx, spec.validated_params))
 
         self.state = StateMachine(risk.max_execution_errors, risk.clean_executions_to_recover,
                                   risk.degraded_risk_scale)

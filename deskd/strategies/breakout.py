@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from deskd.configs.models import S3_ID, S3Config
-from deskd.core.events import LONG, SHORT, BarClosed, SignalIntent
-from deskd.strategies.base import Strategy
-from deskd.strategies.indicators import IndicatorBook
-from deskd.strategies.regime import RegimeTagger
+from deskd.configs.models import StopsConfig, window
+from deskd.strategies.api import (
+    LONG,
+    SHORT,
+    BarClosed,
+    SignalIntent,
+    Strategy,
+    StrategyContext,
+    StrategyParams,
+)
 
 
 class BreakoutAtrCompression(Strategy):
@@ -15,17 +20,29 @@ class BreakoutAtrCompression(Strategy):
     bars before t. LONG when compression_z < compression_z_low and close > breakout_high and
     close > EMA(ema_trend); SHORT the mirror."""
 
-    strategy_id = S3_ID
+    class Params(StrategyParams):
+        atr_period: int = window(14)
+        compression_window: int = window(50, low=2)
+        compression_z_low: float = -0.5
+        breakout_window: int = window(20)
+        ema_trend: int = window(200, low=2)
 
-    def __init__(self, symbol: str, pip_size: float, cfg: S3Config, book: IndicatorBook,
-                 regime: RegimeTagger):
-        super().__init__(symbol, pip_size, cfg.stops, regime)
-        p = cfg.params
+    default_stops = StopsConfig(k_sl=1.5, min_sl_pips=10.0, k_tp=3.0, min_tp_pips=15.0)
+
+    params: Params
+
+    def __init__(self, ctx: StrategyContext, params: Params):
+        super().__init__(ctx, params)
+        p, book = params, ctx.indicators
         self.atr = book.atr(p.atr_period)
         self.ema = book.ema(p.ema_trend)
         self.range = book.prior_range(p.breakout_window)
         self.cz = book.atr_pct_z(p.atr_period, p.compression_window)
         self.z_low = p.compression_z_low
+
+    def warmup_bars(self) -> int:
+        p = self.params
+        return max(p.atr_period + p.compression_window, p.breakout_window + 1, p.ema_trend)
 
     def on_bar(self, bar: BarClosed) -> SignalIntent | None:
         cz = self.cz.value

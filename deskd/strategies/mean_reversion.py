@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from deskd.configs.models import S2_ID, S2Config
-from deskd.core.events import LONG, SHORT, BarClosed, SignalIntent
-from deskd.strategies.base import Strategy
-from deskd.strategies.indicators import IndicatorBook, RollingSlope, RollingZScore
-from deskd.strategies.regime import RegimeTagger
+from pydantic import Field
+
+from deskd.configs.models import StopsConfig, window
+from deskd.strategies.api import (
+    LONG,
+    SHORT,
+    BarClosed,
+    SignalIntent,
+    Strategy,
+    StrategyContext,
+    StrategyParams,
+)
+from deskd.strategies.indicators import RollingSlope, RollingZScore
 
 
 class MeanReversionZScore(Strategy):
@@ -19,12 +27,23 @@ class MeanReversionZScore(Strategy):
     gate never closed; the threshold is now in pips per bar (default 0.5).
     """
 
-    strategy_id = S2_ID
+    class Params(StrategyParams):
+        ema_regime: int = window(200, low=2)
+        slope_window: int = window(20, low=2)
+        slope_th_pips_per_bar: float = Field(0.5, gt=0)
+        z_window: int = window(30, low=2)
+        z_entry: float = Field(2.0, gt=0)
+        adx_period: int = window(14)
+        adx_max: float = Field(20.0, ge=0, le=100)
+        atr_period: int = window(14)
 
-    def __init__(self, symbol: str, pip_size: float, cfg: S2Config, book: IndicatorBook,
-                 regime: RegimeTagger):
-        super().__init__(symbol, pip_size, cfg.stops, regime)
-        p = cfg.params
+    default_stops = StopsConfig(k_sl=1.5, min_sl_pips=8.0, k_tp=1.5, min_tp_pips=8.0)
+
+    params: Params
+
+    def __init__(self, ctx: StrategyContext, params: Params):
+        super().__init__(ctx, params)
+        p, book, pip_size = params, ctx.indicators, ctx.pip_size
         self.ema = book.ema(p.ema_regime)
         self.adx = book.adx(p.adx_period)
         self.atr = book.atr(p.atr_period)
@@ -33,6 +52,10 @@ class MeanReversionZScore(Strategy):
         self.adx_max = p.adx_max
         self.slope_th_price = p.slope_th_pips_per_bar * pip_size
         self.z_entry = p.z_entry
+
+    def warmup_bars(self) -> int:
+        p = self.params
+        return max(p.ema_regime + max(p.slope_window, p.z_window), 2 * p.adx_period, p.atr_period)
 
     def on_bar(self, bar: BarClosed) -> SignalIntent | None:
         e = self.ema.value

@@ -2,28 +2,53 @@
 
 from __future__ import annotations
 
-from deskd.configs.models import S1_ID, S1Config
-from deskd.core.events import LONG, SHORT, BarClosed, SignalIntent
-from deskd.strategies.base import Strategy
-from deskd.strategies.indicators import IndicatorBook
-from deskd.strategies.regime import RegimeTagger
+from pydantic import Field, model_validator
+
+from deskd.configs.models import StopsConfig, window
+from deskd.strategies.api import (
+    LONG,
+    SHORT,
+    BarClosed,
+    SignalIntent,
+    Strategy,
+    StrategyContext,
+    StrategyParams,
+)
 
 
 class TrendEmaAtrAdx(Strategy):
     """LONG while EMA(ema_fast) > EMA(ema_slow), SHORT while below (a state, not a crossover),
     only when ADX(adx_period) > adx_th. Brackets from ATR(atr_period)."""
 
-    strategy_id = S1_ID
+    class Params(StrategyParams):
+        ema_fast: int = window(20)
+        ema_slow: int = window(50, low=2)
+        adx_period: int = window(14)
+        adx_th: float = Field(25.0, ge=0, le=100)
+        atr_period: int = window(14)
 
-    def __init__(self, symbol: str, pip_size: float, cfg: S1Config, book: IndicatorBook,
-                 regime: RegimeTagger):
-        super().__init__(symbol, pip_size, cfg.stops, regime)
-        p = cfg.params
-        self.fast = book.ema(p.ema_fast)
-        self.slow = book.ema(p.ema_slow)
-        self.adx = book.adx(p.adx_period)
-        self.atr = book.atr(p.atr_period)
-        self.adx_th = p.adx_th
+        @model_validator(mode="after")
+        def _fast_below_slow(self):
+            if self.ema_fast >= self.ema_slow:
+                raise ValueError("ema_fast must be shorter than ema_slow")
+            return self
+
+    default_stops = StopsConfig()
+
+    params: Params
+
+    def __init__(self, ctx: StrategyContext, params: Params):
+        super().__init__(ctx, params)
+        book = ctx.indicators
+        self.fast = book.ema(params.ema_fast)
+        self.slow = book.ema(params.ema_slow)
+        self.adx = book.adx(params.adx_period)
+        self.atr = book.atr(params.atr_period)
+        self.adx_th = params.adx_th
+
+    def warmup_bars(self) -> int:
+        p = self.params
+        return max(p.ema_slow, 2 * p.adx_period, p.atr_period)
 
     def on_bar(self, bar: BarClosed) -> SignalIntent | None:
         adx = self.adx.value

@@ -16,7 +16,8 @@ SAMPLE = Path(__file__).resolve().parents[2] / "deskd" / "data" / "sample" / "EU
 def decisions(df):
     cfg = DeskConfig.model_validate({
         "universe": {"timeframe": "M15", "symbols": ["EURUSD"]},
-        "strategies": {"S2_MR_ZSCORE_EMA_REGIME": {"enabled": True, "params": {"adx_max": 30, "z_entry": 1.5}},
+        "strategies": {"S1_TREND_EMA_ATR_ADX": {},
+                       "S2_MR_ZSCORE_EMA_REGIME": {"enabled": True, "params": {"adx_max": 30, "z_entry": 1.5}},
                        "S3_BREAKOUT_ATR_REGIME_EMA200": {"enabled": True}},
         "risk": {"conflict_policy": "netting"},
     })

@@ -7,11 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deskd.configs.models import S1Config, S2Config, S2Params, S3Config, StopsConfig
+from deskd.configs.models import StopsConfig
 from deskd.core.events import LONG, SHORT, BarClosed
-from deskd.strategies import STRATEGY_CLASSES
+from deskd.strategies.api import StrategyContext
+from deskd.strategies.breakout import BreakoutAtrCompression as S3
 from deskd.strategies.indicators import IndicatorBook
+from deskd.strategies.mean_reversion import MeanReversionZScore as S2
 from deskd.strategies.regime import RegimeTagger
+from deskd.strategies.trend import TrendEmaAtrAdx as S1
 from tests.strategies import oracles
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deskd" / "data" / "sample"
@@ -23,10 +26,16 @@ def bars():
         return pd.read_csv(fh).iloc[:4000].reset_index(drop=True)
 
 
-def run(strategy_id, cfg, df, pip=0.0001):
+def make(cls, params=None, stops=None, pip=0.0001):
+    """``cls`` on EURUSD with ``params`` (a dict) and ``stops`` (default: the class's), and its book."""
     book = IndicatorBook()
     regime = RegimeTagger(book, 14, 100, -0.5, 0.5, 2.5)
-    strat = STRATEGY_CLASSES[strategy_id]("EURUSD", pip, cfg, book, regime)
+    ctx = StrategyContext("X", "EURUSD", pip, book, regime, stops or cls.default_stops)
+    return cls(ctx, cls.Params.model_validate(params or {})), book
+
+
+def run(cls, params, df):
+    strat, book = make(cls, params)
     sides, sls = [], []
     for i, r in enumerate(df.itertuples()):
         book.update(r.high, r.low, r.close)
@@ -37,8 +46,7 @@ def run(strategy_id, cfg, df, pip=0.0001):
 
 
 def test_s1_is_long_while_fast_above_slow_and_adx_above_threshold(bars):
-    cfg = S1Config()
-    sides, sls = run("S1_TREND_EMA_ATR_ADX", cfg, bars)
+    sides, sls = run(S1, {}, bars)
     h, l, c = bars.high, bars.low, bars.close
     f, s, a = oracles.ema(c, 20), oracles.ema(c, 50), oracles.adx(h, l, c, 14)
     atr = oracles.atr(h, l, c, 14)
@@ -51,8 +59,7 @@ def test_s1_is_long_while_fast_above_slow_and_adx_above_threshold(bars):
 
 
 def test_s2_fades_z_extremes_only_in_quiet_flat_markets(bars):
-    cfg = S2Config(enabled=True, params=S2Params(adx_max=30, slope_th_pips_per_bar=1.0, z_entry=1.5))
-    sides, _ = run("S2_MR_ZSCORE_EMA_REGIME", cfg, bars)
+    sides, _ = run(S2, {"adx_max": 30, "slope_th_pips_per_bar": 1.0, "z_entry": 1.5}, bars)
     h, l, c = bars.high, bars.low, bars.close
     base = oracles.ema(c, 200)
     slope = oracles.slope(base.dropna(), 20).reindex(c.index)
@@ -64,8 +71,7 @@ def test_s2_fades_z_extremes_only_in_quiet_flat_markets(bars):
 
 
 def test_s3_breaks_out_after_compression_with_the_trend(bars):
-    cfg = S3Config(enabled=True)
-    sides, _ = run("S3_BREAKOUT_ATR_REGIME_EMA200", cfg, bars)
+    sides, _ = run(S3, {}, bars)
     h, l, c = bars.high, bars.low, bars.close
     atr = oracles.atr(h, l, c, 14)
     cz = oracles.zscore((atr / c * 100).dropna(), 50).reindex(c.index)
@@ -78,18 +84,15 @@ def test_s3_breaks_out_after_compression_with_the_trend(bars):
 
 
 def test_no_signal_before_every_input_is_defined(bars):
-    sides, _ = run("S3_BREAKOUT_ATR_REGIME_EMA200", S3Config(enabled=True), bars)
+    sides, _ = run(S3, {}, bars)
     # EMA(200) is defined from bar 199 on
     assert not sides[:199].any()
-    sides, _ = run("S1_TREND_EMA_ATR_ADX", S1Config(), bars)
+    sides, _ = run(S1, {}, bars)
     assert not sides[:49].any()  # EMA(50)
 
 
 def test_take_profit_is_absent_when_k_tp_is_unset(bars):
-    book = IndicatorBook()
-    regime = RegimeTagger(book, 14, 100, -0.5, 0.5, 2.5)
-    cfg = S1Config(stops=StopsConfig(k_sl=1.0, min_sl_pips=5, k_tp=None))
-    strat = STRATEGY_CLASSES["S1_TREND_EMA_ATR_ADX"]("EURUSD", 0.0001, cfg, book, regime)
+    strat, book = make(S1, stops=StopsConfig(k_sl=1.0, min_sl_pips=5, k_tp=None))
     got = []
     for i, r in enumerate(bars.itertuples()):
         book.update(r.high, r.low, r.close)
