@@ -101,3 +101,36 @@ def test_resolved_config_round_trips(tmp_path):
 ])
 def test_names_that_reach_order_ids_and_csv_are_restricted(tmp_path, text, where):
     assert where in error_of(tmp_path, BASE + text)
+
+
+def test_a_config_that_is_not_utf8_names_the_line_and_byte(tmp_path):
+    p = tmp_path / "desk.yaml"
+    p.write_bytes(b"universe: {timeframe: M15, symbols: [EURUSD]}\ndesk: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"desk.yaml: line 2: not UTF-8 text \(byte 0xe9 at offset 55\)"):
+        load_config(p)
+
+
+@pytest.mark.parametrize("depth", [40, 5000])
+def test_yaml_nested_thousands_deep_is_refused_in_one_line(tmp_path, depth):
+    msg = error_of(tmp_path, BASE + "desk: " + "[" * depth + "]" * depth + "\n")
+    assert "not a desk config: nested" in msg and "\n" not in msg
+
+
+def test_a_yaml_syntax_error_is_one_line_with_its_position(tmp_path):
+    msg = error_of(tmp_path, BASE + "risk: {r_base: 0.01\n")
+    assert "\n" not in msg and "desk.yaml: line 4, column 1: not valid YAML" in msg
+
+
+def test_keys_and_values_echoed_in_errors_are_quoted_and_bounded(tmp_path):
+    msg = error_of(tmp_path, BASE + 'risk:\n  ? "r_\\e[2J' + "x" * 100_000 + '"\n  : 1\n')
+    assert "\x1b" not in msg and len(msg) < 400
+    assert "risk.'r_\\x1b[2Jxxx" in msg and "(100,006 characters): unknown key" in msg
+    msg = error_of(tmp_path, BASE + 'data: {timezone: "Mars/\\e' + "y" * 100_000 + '"}\n')
+    assert "data.timezone" in msg and "\x1b" not in msg and len(msg) < 400
+
+
+def test_a_data_path_that_is_a_symlink_loop_loads_unresolved_for_the_bar_reader(tmp_path):
+    (tmp_path / "a.csv").symlink_to(tmp_path / "b.csv")
+    (tmp_path / "b.csv").symlink_to(tmp_path / "a.csv")
+    cfg = load_config(write(tmp_path, BASE + "data: {files: {EURUSD: a.csv}}\n"))
+    assert cfg.data.files["EURUSD"] == str(tmp_path / "a.csv")
