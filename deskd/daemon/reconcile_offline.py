@@ -17,8 +17,9 @@ def reconcile_store(cfg: DeskConfig, store_url: str, scenario: str, creds: Crede
     """Offline reconciliation (``deskd reconcile`` without --daemon): the store's open
     positions of (cfg.desk, ``scenario``) against the broker's open trades. Returns (the
     differences as dicts, the number of positions in the store). Raises BrokerError when the
-    broker cannot be read, StoreError."""
-    engine = open_store(store_url)
+    broker cannot be read, StoreError (also when there is no store at ``store_url``: a
+    read-only verb never creates one)."""
+    engine = open_store(store_url, create=False)
     try:
         with engine.connect() as conn:
             rows = conn.execute(select(positions).filter_by(desk=cfg.desk, scenario=scenario)).mappings().all()

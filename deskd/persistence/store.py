@@ -246,20 +246,31 @@ def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
-def open_store(url: str) -> Engine:
+def open_store(url: str, create: bool = True) -> Engine:
     """Connect to ``url`` (``sqlite:///path.db`` or ``postgresql+psycopg://...``) and bring its
-    schema to the newest migration. SQLite runs in WAL mode with synchronous=NORMAL.
-    Raises StoreError when the database cannot be reached or migrated."""
+    schema to the newest migration. SQLite runs in WAL mode with synchronous=NORMAL; a new
+    SQLite store gets its folder created (0700) and its file 0600. With ``create`` False (a
+    read-only verb such as ``deskd reconcile``) a SQLite file that does not exist is an error,
+    never a new empty store. Raises StoreError when the database cannot be reached or
+    migrated, or its driver is not installed (the message says which package)."""
     from alembic import command
     from alembic.config import Config
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
         engine = create_engine(url)
-    except (SQLAlchemyError, ValueError, ImportError) as e:
+    except ImportError as e:
+        raise StoreError(f"store {_safe(url)}: {_driver_hint(url, e)}") from None
+    except (SQLAlchemyError, ValueError) as e:
         raise StoreError(f"store {_safe(url)}: {e}") from None
     if engine.dialect.name == "sqlite":
-        _create_private(engine.url.database)
+        database = engine.url.database
+        if _is_file(database):
+            assert database is not None
+            if not create and not Path(database).exists():
+                raise StoreError(f"no store at {database} (give --store PATH or URL of an existing store)")
+            if create:
+                _create_private(database)
         event.listen(engine, "connect", _sqlite_pragmas)
     cfg = Config()
     cfg.set_main_option("script_location", "deskd.persistence:migrations")
@@ -273,18 +284,49 @@ def open_store(url: str) -> Engine:
     return engine
 
 
-def _create_private(database: str | None) -> None:
+def _driver_hint(url: str, e: ImportError) -> str:
+    """Why a store URL's driver cannot load, and what to install."""
+    missing = getattr(e, "name", None) or str(e)
+    if url.startswith("postgresql"):
+        return (f"the PostgreSQL driver is not installed ({missing}): pip install -e '.[postgres]' "
+                f"(psycopg 3), and write the URL as postgresql+psycopg://user@host/db")
+    return f"its database driver is not installed: {e}"
+
+
+def _is_file(database: str | None) -> bool:
+    """True for an SQLite database that is a file path (not in memory, not a file: URI)."""
+    return bool(database) and database != ":memory:" and not str(database).startswith("file:")
+
+
+def _create_private(database: str) -> None:
     """Create a new SQLite store file readable by its owner only (0600: it holds positions and
-    P&L); SQLite gives its -wal and -shm files the same mode. An existing file is left as it
-    is (an operator may have chosen its mode). Errors surface when the engine connects."""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
+    P&L), and its folder (0700) when missing; SQLite gives its -wal and -shm files the same
+    mode. An existing file is left as it is (an operator may have chosen its mode). Raises
+    StoreError naming the folder that cannot be made; other errors surface when the engine
+    connects."""
+    folder = Path(database).parent
+    if not folder.is_dir():
+        try:
+            folder.mkdir(mode=0o700, parents=True)
+        except (FileExistsError, NotADirectoryError):
+            raise StoreError(f"store {database}: {_not_a_folder(folder)} is not a folder") from None
+        except OSError as e:
+            raise StoreError(f"store {database}: cannot create its folder {folder}: "
+                             f"{e.strerror or e}") from None
     try:
         os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
         pass
     except OSError:
-        return  # a missing folder: StoreError from the first connection names it
+        return  # StoreError from the first connection names it
+
+
+def _not_a_folder(folder: Path) -> Path:
+    """The nearest part of ``folder``'s path that exists (a file, where a folder should be)."""
+    for p in (folder, *folder.parents):
+        if p.exists():
+            return p
+    return folder
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

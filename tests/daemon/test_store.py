@@ -3,6 +3,7 @@ records exactly what its CSVs say, and a failed run leaves nothing behind."""
 
 import csv
 import sqlite3
+import sys
 from collections import defaultdict
 
 import numpy as np
@@ -38,8 +39,30 @@ def test_migrations_create_exactly_the_models_schema(tmp_path):
 
 
 def test_unreachable_store_is_a_store_error(tmp_path):
-    with pytest.raises(StoreError, match="cannot open"):
-        open_store(f"sqlite:///{tmp_path}/missing-dir/s.db")
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(StoreError, match=f"store {tmp_path}/afile/sub/s.db: {tmp_path}/afile is not a folder"):
+        open_store(f"sqlite:///{tmp_path}/afile/sub/s.db")
+    assert list(tmp_path.iterdir()) == [tmp_path / "afile"]
+
+
+def test_a_new_store_gets_its_missing_folder_created_owner_only(tmp_path):
+    open_store(sqlite_url(tmp_path / "state" / "deskd.db")).dispose()
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "state" / "deskd.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_read_only_open_of_a_missing_store_is_an_error_and_creates_nothing(tmp_path):
+    with pytest.raises(StoreError, match=f"no store at {tmp_path}/deskd.db"):
+        open_store(sqlite_url(tmp_path / "deskd.db"), create=False)
+    assert list(tmp_path.iterdir()) == []
+    open_store(sqlite_url(tmp_path / "deskd.db")).dispose()
+    open_store(sqlite_url(tmp_path / "deskd.db"), create=False).dispose()
+
+
+def test_a_postgresql_url_without_its_driver_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg fails as if not installed
+    with pytest.raises(StoreError, match=r"pip install -e '\.\[postgres\]'"):
+        open_store("postgresql+psycopg://deskd@dbhost/deskd")
 
 
 def live_desk(tmp_path):
