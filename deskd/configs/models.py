@@ -20,9 +20,11 @@ from pydantic import (
     Field,
     PrivateAttr,
     RootModel,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import InitErrorDetails
@@ -157,7 +159,7 @@ class StrategyParams(Strict):
     """Base of every strategy's params model: unknown keys are errors, values frozen."""
 
 
-def window(default: int, low: int = 1) -> Any:
+def bar_count(default: int, low: int = 1) -> Any:
     """A bar-count param: ``low`` <= n <= MAX_WINDOW_BARS (pydantic Field)."""
     return Field(default, ge=low, le=MAX_WINDOW_BARS)
 
@@ -178,6 +180,7 @@ class StrategySpec(Strict):
     stops: StopsConfig | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     _class: Any = PrivateAttr(None)  # a deskd.strategies.api.Strategy subclass
+    _ref: str | None = PrivateAttr(None)
     _params: StrategyParams | None = PrivateAttr(None)
 
     @property
@@ -211,8 +214,29 @@ class StrategySpec(Strict):
         except ValidationError as e:
             return [InitErrorDetails(type=err["type"], loc=(sid, "params", *err["loc"]), input=err["input"],
                                      ctx=err.get("ctx", {})) for err in e.errors()]
-        self._class, self._params = cls, params
+        self._class, self._params, self._ref = cls, params, ref
         return []
+
+    @classmethod
+    def bound(cls, strategy_class: Any, params: dict[str, Any] | None = None, **fields: Any) -> StrategySpec:
+        """A spec bound to ``strategy_class`` itself rather than a path (tests, notebooks; see
+        :mod:`deskd.testing.lookahead`). Raises ValidationError for bad ``params`` or fields."""
+        spec = cls(params=params or {}, **fields)
+        spec._class = strategy_class
+        spec._params = strategy_class.Params.model_validate(spec.params)
+        spec._ref = f"{strategy_class.__module__}:{strategy_class.__qualname__}"
+        return spec
+
+    @model_serializer(mode="wrap")
+    def _resolved(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Dumped as run: the class that was loaded, its stops and every param (defaults
+        filled in), so config.yaml in a run's folder says exactly what traded."""
+        d = handler(self)
+        d.pop("class_path", None)
+        if self._params is None:
+            return {"class": self.class_path, **d}
+        return {"class": self._ref, **d, "stops": self.effective_stops.model_dump(),
+                "params": self._params.model_dump(mode="json")}
 
 
 def load_strategy_class(ref: str, config_dir: Path | None = None) -> Any:
@@ -438,7 +462,7 @@ class DeskConfig(Strict):
     data: DataConfig = DataConfig()
     bar_contract: BarContractConfig = BarContractConfig()
     regime: RegimeConfig = RegimeConfig()
-    strategies: StrategiesConfig = StrategiesConfig()
+    strategies: StrategiesConfig = Field(default_factory=StrategiesConfig)  # built lazily: it imports S1-S3
     risk: RiskConfig = RiskConfig()
     costs: CostsConfig = CostsConfig()
     health: HealthConfig = HealthConfig()

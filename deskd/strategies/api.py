@@ -4,12 +4,12 @@ A strategy is a class with an id (given by the config), params (a pydantic model
 with the rest of the config: a bad value names its key path), the indicators it asks of its
 symbol's :class:`~deskd.strategies.indicators.IndicatorBook`, a warm-up, and ``on_bar``::
 
-    from deskd.strategies.api import LONG, SHORT, Strategy, StrategyContext, StrategyParams
+    from deskd.strategies.api import LONG, Strategy, StrategyContext, StrategyParams, bar_count
 
     class Donchian(Strategy):
         class Params(StrategyParams):
-            window: int = Field(20, ge=2, le=5000)
-            atr_period: int = Field(14, ge=1, le=5000)
+            window: int = bar_count(20, low=2)   # a bar count, bounded like every window
+            atr_period: int = bar_count(14)
 
         def __init__(self, ctx: StrategyContext, params: Params):
             super().__init__(ctx, params)
@@ -44,12 +44,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from deskd.configs.models import StopsConfig, StrategyParams
+from deskd.configs.models import StopsConfig, StrategyParams, bar_count
 from deskd.core.events import LONG, SHORT, BarClosed, SignalIntent
 from deskd.strategies.indicators import IndicatorBook
 from deskd.strategies.regime import RegimeTagger
 
-__all__ = ["LONG", "SHORT", "BarClosed", "SignalIntent", "Strategy", "StrategyContext", "StrategyParams"]
+__all__ = ["LONG", "SHORT", "BarClosed", "SignalIntent", "StopsConfig", "Strategy", "StrategyContext",
+           "StrategyParams", "bar_count"]
 
 _new = tuple.__new__  # builds the NamedTuple without its Python-level __new__ (hot path)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deskd.configs.models import StopsConfig, window
+from deskd.configs.models import StopsConfig, bar_count
 from deskd.strategies.api import (
     LONG,
     SHORT,
@@ -21,11 +21,11 @@ class BreakoutAtrCompression(Strategy):
     close > EMA(ema_trend); SHORT the mirror."""
 
     class Params(StrategyParams):
-        atr_period: int = window(14)
-        compression_window: int = window(50, low=2)
+        atr_period: int = bar_count(14)
+        compression_window: int = bar_count(50, low=2)
         compression_z_low: float = -0.5
-        breakout_window: int = window(20)
-        ema_trend: int = window(200, low=2)
+        breakout_window: int = bar_count(20)
+        ema_trend: int = bar_count(200, low=2)
 
     default_stops = StopsConfig(k_sl=1.5, min_sl_pips=10.0, k_tp=3.0, min_tp_pips=15.0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from deskd.configs.models import StopsConfig, window
+from deskd.configs.models import StopsConfig, bar_count
 from deskd.strategies.api import (
     LONG,
     SHORT,
@@ -28,14 +28,14 @@ class MeanReversionZScore(Strategy):
     """
 
     class Params(StrategyParams):
-        ema_regime: int = window(200, low=2)
-        slope_window: int = window(20, low=2)
+        ema_regime: int = bar_count(200, low=2)
+        slope_window: int = bar_count(20, low=2)
         slope_th_pips_per_bar: float = Field(0.5, gt=0)
-        z_window: int = window(30, low=2)
+        z_window: int = bar_count(30, low=2)
         z_entry: float = Field(2.0, gt=0)
-        adx_period: int = window(14)
+        adx_period: int = bar_count(14)
         adx_max: float = Field(20.0, ge=0, le=100)
-        atr_period: int = window(14)
+        atr_period: int = bar_count(14)
 
     default_stops = StopsConfig(k_sl=1.5, min_sl_pips=8.0, k_tp=1.5, min_tp_pips=8.0)
 

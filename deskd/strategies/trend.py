@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from deskd.configs.models import StopsConfig, window
+from deskd.configs.models import StopsConfig, bar_count
 from deskd.strategies.api import (
     LONG,
     SHORT,
@@ -21,11 +21,11 @@ class TrendEmaAtrAdx(Strategy):
     only when ADX(adx_period) > adx_th. Brackets from ATR(atr_period)."""
 
     class Params(StrategyParams):
-        ema_fast: int = window(20)
-        ema_slow: int = window(50, low=2)
-        adx_period: int = window(14)
+        ema_fast: int = bar_count(20)
+        ema_slow: int = bar_count(50, low=2)
+        adx_period: int = bar_count(14)
         adx_th: float = Field(25.0, ge=0, le=100)
-        atr_period: int = window(14)
+        atr_period: int = bar_count(14)
 
         @model_validator(mode="after")
         def _fast_below_slow(self):

@@ -91,7 +91,10 @@ def test_resolved_config_round_trips(tmp_path):
     cfg = load_config(EXAMPLE)
     p = tmp_path / "resolved.yaml"
     p.write_text(dump_config(cfg))
-    assert load_config(p) == cfg
+    again = load_config(p)
+    assert dump_config(again) == dump_config(cfg)  # the resolved config is a fixed point
+    assert again.strategies.enabled()["S1_TREND_EMA_ATR_ADX"].validated_params == \
+        cfg.strategies.enabled()["S1_TREND_EMA_ATR_ADX"].validated_params
 
 
 @pytest.mark.parametrize("text,where", [
