@@ -2,6 +2,10 @@
 
 Exit codes: 0 success; 2 bad input (config, data, arguments, an unreachable daemon), with
 one message naming the file, key or row; 1 an action the daemon refused, or an internal error.
+
+Every log line of every command goes to stderr (structlog, JSON lines); stdout carries only
+the command's output (tables, JSON). Heavy libraries (pandas, SQLAlchemy, pydantic) are
+imported inside the commands that use them, so ``deskd --version`` and ``--help`` start fast.
 """
 
 from __future__ import annotations
@@ -9,22 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
-
-from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from deskd import __version__
-from deskd.adapters.bars import BarFileError
-from deskd.configs.loader import ConfigError, load_config
-from deskd.configs.models import DataConfig, DeskConfig
-from deskd.configs.settings import Settings
-from deskd.daemon.nodes import OptionError
-from deskd.persistence.store import StoreError, sqlite_url
-from deskd.research.backtest import BacktestInputError, build_backtest, check_inputs
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from deskd.configs.models import DeskConfig
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 
@@ -44,6 +41,11 @@ def _parse_data(items: list[str]) -> dict[str, str]:
 
 
 def _load(args) -> DeskConfig:
+    from pydantic import ValidationError
+
+    from deskd.configs.loader import load_config
+    from deskd.configs.models import DataConfig
+
     cfg = load_config(args.config)
     if getattr(args, "data", None) or getattr(args, "data_timezone", None):
         files = dict(cfg.data.files)
@@ -63,6 +65,8 @@ def _load(args) -> DeskConfig:
 
 
 def _summary_table(report: dict) -> Table:
+    from rich.table import Table
+
     t = Table(title=f"deskd backtest: {report['desk']} {report['timeframe']}")
     for col in ("scenario", "trades", "win rate", "exp. pips", "exp. USD", "PF", "net USD",
                 "cost pips", "max DD", "Sharpe", "final equity USD"):
@@ -80,10 +84,19 @@ def _summary_table(report: dict) -> Table:
 
 def _store_url(value: str) -> str:
     """A SQLAlchemy URL as given, or a file path made into a SQLite URL."""
+    from deskd.persistence.store import sqlite_url
+
     return value if "://" in value else sqlite_url(value)
 
 
 def cmd_backtest(args) -> int:
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from deskd.research.backtest import build_backtest
+
     cfg = _load(args)
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()] if args.scenarios \
         else list(cfg.costs.scenarios)
@@ -120,6 +133,8 @@ def cmd_backtest(args) -> int:
 
 def _token(args) -> str | None:
     """The API token: --token-file, else $DESKD_API_TOKEN; never the desk config."""
+    from deskd.configs.settings import Settings
+
     if getattr(args, "token_file", None):
         try:
             token = Path(args.token_file).read_text().strip()
@@ -132,8 +147,10 @@ def _token(args) -> str | None:
 
 
 def cmd_run(args) -> int:
+    from deskd.configs.settings import Settings
     from deskd.daemon.logs import configure_logging
     from deskd.daemon.nodes import RunOptions, build_live_node, build_paper_node
+    from deskd.research.backtest import check_inputs
 
     configure_logging(args.log_level)
     cfg = _load(args)
@@ -153,8 +170,10 @@ def cmd_run(args) -> int:
 def _api_request(args, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
     """A call to the daemon's API with the token of ``args`` for actions. Raises InputError
     when the daemon cannot be reached or no token is set for a POST."""
+    from deskd.configs.settings import Settings
     from deskd.daemon.api_client import DaemonUnreachable, api_request
 
+    args.api = args.api or Settings().api
     token = None
     if method == "POST":
         token = _token(args)
@@ -246,6 +265,8 @@ def _flatten_lines(status: int, reply: dict) -> tuple[list[str], list[str]]:
 def cmd_reconcile(args) -> int:
     """Store vs broker (or the running daemon's reconciliation with --daemon): exit 0 in sync,
     1 with differences, 2 when the broker (or the daemon) cannot be reached."""
+    from deskd.configs.loader import load_config
+
     cfg = load_config(args.config)
     if args.daemon:
         status, reply = _api_request(args, "POST", "/reconcile",
@@ -271,6 +292,7 @@ def cmd_reconcile(args) -> int:
 def _reconcile_store(cfg: DeskConfig, args) -> tuple[list[dict], int] | None:
     """(differences, positions in the store), or None when the broker could not be read."""
     from deskd.adapters.v20.client import BrokerError, credentials_from_env
+    from deskd.configs.settings import Settings
     from deskd.daemon.reconcile_offline import reconcile_store
 
     try:
@@ -286,6 +308,9 @@ def _reconcile_store(cfg: DeskConfig, args) -> tuple[list[dict], int] | None:
 
 
 def _print_diffs(cfg: DeskConfig, args, diffs: list[dict], n_positions: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     if args.json:
         print(json.dumps({"in_sync": not diffs, "desk": cfg.desk, "scenario": args.scenario,
                           "differences": diffs}, indent=2))
@@ -304,6 +329,8 @@ def cmd_fake_broker(args) -> int:
     """Serve the fake v20 broker over the config's bar files until SIGTERM/SIGINT."""
     import asyncio
 
+    from deskd.configs.settings import Settings
+    from deskd.research.backtest import check_inputs
     from deskd.testing.fake_v20 import FakeV20, serve_until_signal
 
     cfg = _load(args)
@@ -323,6 +350,8 @@ def cmd_fake_broker(args) -> int:
 
 
 def cmd_check_config(args) -> int:
+    from deskd.configs.loader import load_config
+
     cfg = load_config(args.config)
     enabled = ", ".join(cfg.strategies.enabled())
     print(f"{args.config}: OK - desk {cfg.desk}, {cfg.universe.timeframe} "
@@ -341,7 +370,7 @@ def _add_config_and_data(p: argparse.ArgumentParser, config_help: str = "desk co
 
 def _add_api_args(p: argparse.ArgumentParser, token: bool, prefix: str = "") -> None:
     """--api (and --token-file) of the commands that talk to a running daemon."""
-    p.add_argument("--api", default=Settings().api,
+    p.add_argument("--api", default=None,
                    help=f"{prefix}daemon API URL (default $DESKD_API or http://127.0.0.1:8765)")
     if token:
         p.add_argument("--token-file", metavar="FILE", help=f"{prefix}bearer token file (default $DESKD_API_TOKEN)")
@@ -470,16 +499,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: the exceptions that mean bad input (exit 2), by module: a module not imported yet cannot
+#: have raised its error, so checking them costs no import
+INPUT_ERRORS = (("deskd.configs.loader", "ConfigError"), ("deskd.adapters.bars", "BarFileError"),
+                ("deskd.research.backtest", "BacktestInputError"), ("deskd.daemon.nodes", "OptionError"),
+                ("deskd.persistence.store", "StoreError"))
+
+
+def _is_input_error(e: BaseException) -> bool:
+    if isinstance(e, InputError):
+        return True
+    for module, name in INPUT_ERRORS:
+        mod = sys.modules.get(module)
+        if mod is not None and isinstance(e, getattr(mod, name)):
+            return True
+    return False
+
+
+def _error(message: str) -> None:
+    """Print ``message`` as ``deskd: error:`` lines on stderr: control characters escaped,
+    each line bounded (messages may carry text from files and libraries)."""
+    from deskd.core.text import printable
+
+    for line in str(message).splitlines() or [""]:
+        print(f"deskd: error: {printable(line)}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from deskd.daemon.logs import configure_logging
+
+    configure_logging("WARNING")  # every command logs to stderr; `deskd run` sets its --log-level
     try:
         return args.func(args)
-    except (ConfigError, BarFileError, BacktestInputError, InputError, OptionError, StoreError) as e:
-        print(f"deskd: error: {e}", file=sys.stderr)
-        return EXIT_INPUT
     except KeyboardInterrupt:
         print("deskd: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not _is_input_error(e):
+            raise
+        _error(str(e))
+        return EXIT_INPUT
 
 
 if __name__ == "__main__":
