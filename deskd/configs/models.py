@@ -345,6 +345,7 @@ class RiskConfig(Strict):
     priority: list[str] = Field(default_factory=list)  # strategy ids, first wins; unlisted rank after, in config order
     dd_day_limit_frac: float = Field(0.02, gt=0, lt=1)
     dd_week_limit_frac: float = Field(0.05, gt=0, lt=1)
+    max_drawdown_frac: float | None = Field(None, gt=0, lt=1)  # from the equity peak; halts until resumed
     day_roll_time: str = "17:00"
     day_roll_timezone: str = "America/New_York"
     max_hold_bars: int = Field(96, ge=1)

@@ -51,7 +51,7 @@ from deskd.desk.orders import OrderBook, OrderStatus
 from deskd.desk.state import MachineSnapshot, StateMachine, TransitionRefused, Trigger
 from deskd.risk.allocator import Allocator
 from deskd.risk.conflict import ConflictResolver
-from deskd.risk.guard import ALLOW, DrawdownGuard, GuardSnapshot, TradingCalendar
+from deskd.risk.guard import DrawdownGuard, GuardSnapshot, TradingCalendar
 from deskd.strategies.api import Strategy, StrategyContext
 from deskd.strategies.indicators import IndicatorBook
 from deskd.strategies.regime import RegimeTagger
@@ -121,7 +121,8 @@ class Desk:
         self.state = StateMachine(risk.max_execution_errors, risk.clean_executions_to_recover,
                                   risk.degraded_risk_scale)
         self.guard = DrawdownGuard(TradingCalendar(risk.day_roll_time, risk.day_roll_timezone),
-                                   risk.dd_day_limit_frac, risk.dd_week_limit_frac)
+                                   risk.dd_day_limit_frac, risk.dd_week_limit_frac, risk.max_drawdown_frac,
+                                   cfg.account.starting_equity_usd)
         self.allocator = Allocator(risk, self.instruments, self.conv)
         self.orders = OrderBook(self.allocator)
         self.resolve = ConflictResolver(risk.conflict_policy, risk.priority)
@@ -345,16 +346,16 @@ class Desk:
         return ev
 
     def operator_resume(self, reason: str, force: bool = False) -> StateChanged | None:
-        """Back to RUNNING. A drawdown halt lifts by itself at its anchor; ``force`` lifts it
-        now. Raises TransitionRefused (drawdown halt without force; SAFE_MODE before a clean
-        reconciliation)."""
+        """Back to RUNNING. A day or week drawdown halt lifts by itself at its anchor; ``force``
+        lifts it now. The drawdown-from-peak halt (risk.max_drawdown_frac) lifts only so, and
+        the peak restarts at the equity of the moment. Raises TransitionRefused (day/week halt
+        without force; SAFE_MODE before a clean reconciliation)."""
         g = self.guard
         if g.halt_until is not None:
-            if not force:
+            if not force and g.halt.code != "max_dd":
                 raise TransitionRefused(f"drawdown halt ({g.halt.reason}) lifts by itself at the "
                                         f"next anchor; resume with force to lift it now")
-            g.halt_until = None
-            g.halt = ALLOW
+            g.lift(self.ledger.equity_usd)
         ev = self.state.fire(Trigger.OPERATOR_RESUME, self.last_bar_ts or 0, f"operator: {reason}")
         self._emit(ev)
         return ev

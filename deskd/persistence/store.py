@@ -186,6 +186,7 @@ dd_guard = Table(
     Column("halt_until_ts", BigInteger),
     Column("halt_code", String(16), nullable=False),
     Column("halt_reason", String(200), nullable=False),
+    Column("peak_equity_usd", Float, nullable=False, server_default="0"),
 )
 
 desk_state = Table(

@@ -6,7 +6,9 @@ with the first trading day of a new ISO week (Sunday 17:00 New York starts Monda
 At a roll the anchor is the equity marked at the last bar close before it.
 
 A day breach, (anchor - equity) / anchor >= dd_day_limit_frac, halts new entries until the
-next day roll; a week breach until the next week roll.
+next day roll; a week breach until the next week roll. With ``max_dd_frac`` set, a fall of that
+fraction below the equity peak (marked to market, since the desk started or an operator last
+resumed it) halts new entries until an operator resumes the desk: it never lifts by itself.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class GuardVerdict:
 
 
 ALLOW = GuardVerdict(True, None, "")
+#: ``until`` of the drawdown-from-peak halt: it lifts only when an operator resumes the desk
+UNTIL_RESUMED = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,7 @@ class GuardSnapshot:
     halt_until_ts: int | None
     halt_code: str
     halt_reason: str
+    peak_equity_usd: float = 0.0
 
 
 class TradingCalendar:
@@ -86,8 +91,10 @@ class DrawdownGuard:
     """
 
     def __init__(self, calendar: TradingCalendar, dd_day_limit_frac: float,
-                 dd_week_limit_frac: float):
+                 dd_week_limit_frac: float, max_dd_frac: float | None = None, peak_equity_usd: float = 0.0):
         self.cal = calendar
+        self.max_dd_frac = max_dd_frac
+        self.peak_equity_usd = peak_equity_usd
         self.day_limit = dd_day_limit_frac
         self.week_limit = dd_week_limit_frac
         self.day_anchor_usd = 0.0
@@ -100,7 +107,8 @@ class DrawdownGuard:
     def snapshot(self) -> GuardSnapshot:
         """The guard's state, for the store (before the first roll, ``next_roll_ts`` is 0)."""
         return GuardSnapshot(self.day, self.day_anchor_usd, self.week_anchor_usd,
-                             max(self.next_roll_ts, 0), self.halt_until, self.halt.code, self.halt.reason)
+                             max(self.next_roll_ts, 0), self.halt_until, self.halt.code, self.halt.reason,
+                             self.peak_equity_usd)
 
     def restore(self, s: GuardSnapshot) -> None:
         """Put back a :meth:`snapshot` (a restart keeps the anchors and the halt)."""
@@ -111,6 +119,7 @@ class DrawdownGuard:
         self.halt_until = s.halt_until_ts
         self.halt = (GuardVerdict(False, s.halt_until_ts, s.halt_reason, s.halt_code)
                      if s.halt_until_ts is not None else ALLOW)
+        self.peak_equity_usd = s.peak_equity_usd
 
     def roll(self, ts: int, equity_usd: float) -> bool:
         if ts < self.next_roll_ts:
@@ -134,6 +143,14 @@ class DrawdownGuard:
 
     def check(self, ts: int, equity_usd: float) -> GuardVerdict | None:
         """A new or extended halt when equity breaches a limit, else None."""
+        if self.max_dd_frac is not None:
+            if equity_usd > self.peak_equity_usd:
+                self.peak_equity_usd = equity_usd
+            elif self.peak_equity_usd > 0 and self.halt.code != "max_dd":
+                dd = (self.peak_equity_usd - equity_usd) / self.peak_equity_usd
+                if dd >= self.max_dd_frac:
+                    return self._halt(UNTIL_RESUMED, "max_dd", f"drawdown from the equity peak {dd:.2%} "
+                                      f">= {self.max_dd_frac:.2%}: halted until an operator resumes")
         if self.week_anchor_usd > 0:
             dd_week = (self.week_anchor_usd - equity_usd) / self.week_anchor_usd
             if dd_week >= self.week_limit:
@@ -147,6 +164,12 @@ class DrawdownGuard:
                 return self._halt(self.cal.next_day_roll_ts(ts), "day_dd",
                                   f"day drawdown {dd_day:.2%} >= {self.day_limit:.2%}")
         return None
+
+    def lift(self, equity_usd: float) -> None:
+        """An operator lifts the halt in force; the equity peak restarts at ``equity_usd``."""
+        self.halt_until = None
+        self.halt = ALLOW
+        self.peak_equity_usd = equity_usd
 
     def _halt(self, until: int, code: str, reason: str) -> GuardVerdict:
         self.halt_until = until

@@ -55,3 +55,27 @@ def test_anchors_are_marked_at_the_roll_not_recomputed_by_later_bars():
     g.roll(t0, 100_000)
     assert not g.roll(t0 + 900, 90_000)
     assert g.day_anchor_usd == 100_000
+
+
+def test_a_fall_from_the_equity_peak_halts_until_lifted_and_never_by_itself():
+    g = DrawdownGuard(NY_CAL, 0.99, 0.99, max_dd_frac=0.10, peak_equity_usd=100_000)
+    t0 = ts(2026, 1, 13, 22, 0)
+    g.roll(t0, 100_000)
+    assert g.check(t0 + 60, 120_000) is None and g.peak_equity_usd == 120_000  # a new peak
+    assert g.check(t0 + 120, 108_001) is None                                  # 9.999 % below it
+    v = g.check(t0 + 180, 108_000)                                              # 10 % below
+    assert v is not None and v.code == "max_dd" and not g.verdict().allow_entries
+    for day in range(1, 30):  # day and week rolls do not lift it
+        g.roll(t0 + day * 86_400, 108_000)
+        assert not g.expired(t0 + day * 86_400) and not g.verdict().allow_entries
+    g.check(t0 + 40 * 86_400, 50_000)  # deeper: still the same halt
+    assert g.verdict().code == "max_dd"
+    g.lift(50_000)
+    assert g.verdict().allow_entries and g.peak_equity_usd == 50_000
+    assert g.check(t0 + 41 * 86_400, 46_000) is None and g.check(t0 + 41 * 86_400, 45_000).code == "max_dd"
+
+
+def test_without_max_dd_frac_a_fall_from_the_peak_never_halts():
+    g = DrawdownGuard(NY_CAL, 0.99, 0.99, peak_equity_usd=100_000)
+    g.roll(ts(2026, 1, 13, 22, 0), 100_000)
+    assert g.check(ts(2026, 1, 13, 23, 0), 10_000) is None

@@ -1,0 +1,67 @@
+"""risk.max_drawdown_frac: a fall that far below the equity peak HALTS the desk until an operator
+resumes it, in a backtest as live; the halt and the peak survive a restart."""
+
+from deskd.adapters.paper import paper_desk
+from deskd.adapters.replay import ReplayFeed, replay_bars
+from deskd.core.events import Decision, StateChanged
+from deskd.persistence.recovery import load_snapshot, restore
+from deskd.persistence.store import StoreWriter, open_store, sqlite_url
+
+
+def halting_config(cfg_all_strategies, frac=0.05):
+    risk = cfg_all_strategies.risk.model_copy(update={"max_drawdown_frac": frac,
+                                                       "dd_day_limit_frac": 0.9, "dd_week_limit_frac": 0.9})
+    return cfg_all_strategies.model_copy(update={"risk": risk})
+
+
+def test_a_breach_halts_entries_for_good_until_an_operator_resumes(cfg_all_strategies, tmp_path):
+    cfg = halting_config(cfg_all_strategies)
+    desk = paper_desk(cfg)
+    decisions, changes = [], []
+    desk.bus.subscribe(Decision, decisions.append)
+    desk.bus.subscribe(StateChanged, changes.append)
+    engine = open_store(sqlite_url(tmp_path / "s.db"))
+    writer = StoreWriter(engine.connect(), desk, commit_every_bars=500)
+    feed = ReplayFeed(dict(cfg.data.files), cfg.data.timezone, cfg.universe.timeframe_s)
+    bars = list(replay_bars(feed))
+    half = len(bars) // 2
+    for bar in bars[:half]:
+        desk.on_bar(bar)
+        writer.end_bar(bar)
+    writer.commit()
+    (halt,) = [c for c in changes if c.trigger == "DD_BREACH"]
+    assert halt.new == "HALTED" and "from the equity peak" in halt.reason
+    after = [d for d in decisions if d.bar_ts > halt.bar_ts]
+    assert after and all(d.action == "SKIPPED" for d in after)
+    reasons = {d.reason for d in after if not d.reason.startswith("conflict:")}
+    assert reasons <= {"guard:max_dd_halt", "position_open", "order_pending"} and "guard:max_dd_halt" in reasons
+    peak = desk.guard.peak_equity_usd
+    assert desk.ledger.equity_usd <= 0.95 * peak and peak >= cfg.account.starting_equity_usd
+
+    with engine.connect() as c:  # a restart keeps the halt and the peak
+        snap = load_snapshot(c, cfg.desk, "A")
+    again = paper_desk(cfg)
+    for bar in bars[:half]:
+        again.warm_up(bar)
+    restore(again, snap)
+    assert again.state.state.value == "HALTED" and again.guard.verdict().code == "max_dd"
+    assert again.guard.peak_equity_usd == peak
+    again.operator_resume("reviewed the drawdown")  # no force needed: only an operator lifts it
+    assert again.state.state.value == "RUNNING" and again.guard.peak_equity_usd == again.ledger.equity_usd
+    traded = []
+    again.bus.subscribe(Decision, lambda d: traded.append(d) if d.action == "TRADED" else None)
+    for bar in bars[half:]:
+        again.on_bar(bar)
+    assert traded  # it trades again after the resume
+
+
+def test_off_by_default_the_same_run_never_halts_on_the_peak(cfg_all_strategies):
+    desk = paper_desk(cfg_all_strategies)
+    changes = []
+    desk.bus.subscribe(StateChanged, changes.append)
+    feed = ReplayFeed(dict(cfg_all_strategies.data.files), cfg_all_strategies.data.timezone,
+                      cfg_all_strategies.universe.timeframe_s)
+    for bar in replay_bars(feed):
+        desk.on_bar(bar)
+    assert cfg_all_strategies.risk.max_drawdown_frac is None
+    assert not [c for c in changes if "equity peak" in c.reason]
