@@ -43,12 +43,24 @@ NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"  # desk and scenario names: safe in ord
 
 
 class Strict(BaseModel):
-    """Base: unknown keys rejected, values checked on assignment, instances frozen."""
+    """Base: unknown keys rejected, instances frozen, and no float may be NaN or infinite
+    (``starting_equity_usd: .inf`` passed and overflowed in sizing)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+#: zone names that are fixed offsets all year, and the zone their users usually mean
+_FIXED_OFFSET_ZONES = {"EST": "America/New_York", "MST": "America/Denver", "HST": "Pacific/Honolulu"}
 
 
 def _check_tz(name: str) -> str:
+    """``name`` when it is an IANA zone. Raises ValueError for an unknown one, and for the
+    legacy abbreviations (``EST`` is UTC-5 all year, while HistData and most New York data
+    follow daylight saving): say ``America/New_York``, or ``Etc/GMT+5`` for a true fixed offset."""
+    if name in _FIXED_OFFSET_ZONES:
+        raise ValueError(f"{name!r} is a fixed offset all year (no daylight saving); data that follows "
+                         f"local time is {_FIXED_OFFSET_ZONES[name]!r} (HistData's New York time is "
+                         f"America/New_York); a true fixed offset is written Etc/GMT+N, e.g. 'Etc/GMT+5' for UTC-5")
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

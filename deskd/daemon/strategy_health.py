@@ -27,7 +27,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
 from deskd.configs.models import HealthConfig
+from deskd.core.text import shown
 from deskd.core.bus import Bus
 from deskd.core.events import PositionClosed
 
@@ -55,24 +58,43 @@ def profile_of(r_multiples: list[float], source: str) -> Profile | None:
                    statistics.stdev(r_multiples), source)
 
 
+class _ProfileRow(BaseModel):
+    """The fields of a report.json ``by_strategy`` row a profile reads (others are ignored)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    trades: int = Field(ge=0)
+    win_rate: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    avg_r_multiple: float | None = Field(None, allow_inf_nan=False)
+    sd_r_multiple: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+
+_ROWS = TypeAdapter(dict[str, _ProfileRow])
+
+
 def profiles_from_report(path: str, scenario: str) -> dict[str, Profile]:
-    """Per-strategy profiles from a backtest's report.json. Raises ValueError naming the file
-    and what is missing."""
+    """Per-strategy profiles from a backtest's report.json (strategies with fewer than two
+    trades have no spread and are left out). Raises ValueError naming the file and what is
+    missing or malformed."""
+    where = f"health.reference_report {path}"
     try:
-        report = json.loads(Path(path).read_text())
-        rows = report["scenarios"][scenario]["by_strategy"]
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = report["scenarios"][scenario]["by_strategy"]
     except OSError as e:
-        raise ValueError(f"health.reference_report {path}: {e.strerror}") from None
+        raise ValueError(f"{where}: {e.strerror}") from None
     except (ValueError, KeyError, TypeError):
-        raise ValueError(f"health.reference_report {path}: not a deskd report.json with scenario "
-                         f"{scenario!r}") from None
-    out = {}
-    for sid, m in rows.items():
-        if m.get("sd_r_multiple") is None or m.get("win_rate") is None:
-            continue
-        out[sid] = Profile(m["trades"], m["win_rate"], m["avg_r_multiple"], m["sd_r_multiple"],
-                           f"{Path(path).name} scenario {scenario}")
-    return out
+        raise ValueError(f"{where}: not a deskd report.json with scenario {shown(scenario)}") from None
+    try:
+        rows = _ROWS.validate_python(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ValueError(f"{where}: scenarios.{shown(scenario)}.by_strategy"
+                         f"{'.' + shown(loc) if loc else ''}: {err['msg']}") from None
+    return {sid: Profile(m.trades, m.win_rate, m.avg_r_multiple, m.sd_r_multiple,
+                         f"{Path(path).name} scenario {scenario}")
+            for sid, m in rows.items()
+            if m.win_rate is not None and m.sd_r_multiple is not None and m.avg_r_multiple is not None}
 
 
 @dataclass

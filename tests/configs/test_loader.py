@@ -137,3 +137,17 @@ def test_a_data_path_that_is_a_symlink_loop_loads_unresolved_for_the_bar_reader(
     (tmp_path / "b.csv").symlink_to(tmp_path / "a.csv")
     cfg = load_config(write(tmp_path, BASE + "data: {files: {EURUSD: a.csv}}\n"))
     assert cfg.data.files["EURUSD"] == str(tmp_path / "a.csv")
+
+
+@pytest.mark.parametrize("text, where", [
+    ("account: {starting_equity_usd: .inf}\n", "account.starting_equity_usd: Input should be a finite number"),
+    ("risk: {r_base: .nan}\n", "risk.r_base: Input should be a finite number"),
+    ("data: {timezone: EST}\n", "data.timezone: 'EST' is a fixed offset all year (no daylight saving); "
+                                "data that follows local time is 'America/New_York'"),
+    ("strategies: {S1_TREND_EMA_ATR_ADX: {params: {ema_slow: 100000000}}}\n",
+     "strategies.S1_TREND_EMA_ATR_ADX.params.ema_slow: Input should be less than or equal to 10000"),
+    ("strategies: {S1_TREND_EMA_ATR_ADX: {params: {ema_slow: 9223372036854775808}}}\n",
+     "strategies.S1_TREND_EMA_ATR_ADX.params.ema_slow: Input should be less than or equal to 10000"),
+])
+def test_values_that_would_overflow_or_mislead_later_are_refused_by_name(tmp_path, text, where):
+    assert where in error_of(tmp_path, BASE + text)

@@ -76,6 +76,20 @@ def test_reference_from_a_backtest_report(tmp_path):
         profiles_from_report(str(tmp_path / "missing.json"), "A")
 
 
+@pytest.mark.parametrize("by_strategy, where", [
+    ([], "by_strategy: Input should be a valid dictionary"),
+    ({S1: {"trades": "100", "win_rate": 0.4, "avg_r_multiple": 0.1, "sd_r_multiple": 1.0}},
+     f"by_strategy.'{S1}.trades': Input should be a valid integer"),
+    ({S1: {"trades": 10, "win_rate": "high", "avg_r_multiple": 0.1, "sd_r_multiple": 1.0}}, "win_rate"),
+    ({S1: "S1"}, "Input should be a valid dictionary"),
+])
+def test_a_malformed_reference_report_is_one_error_naming_the_field(tmp_path, by_strategy, where):
+    (tmp_path / "report.json").write_text(json.dumps({"scenarios": {"A": {"by_strategy": by_strategy}}}))
+    with pytest.raises(ValueError, match="health.reference_report") as e:
+        profiles_from_report(str(tmp_path / "report.json"), "A")
+    assert where in str(e.value)
+
+
 def test_snapshot_file_is_written_whole(tmp_path):
     bus = Bus()
     m = HealthMonitor(CFG, [S1], bus, REF)
