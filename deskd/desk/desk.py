@@ -360,11 +360,18 @@ class Desk:
         self._emit(ev)
         return ev
 
-    def flatten(self, reason: str) -> list[str]:
+    def flatten(self, reason: str, keep_trading: bool = False) -> list[str]:
         """Withdraw unfilled entries and send a market exit (FLATTEN) for every open position,
         filled at each symbol's next open; an exit the broker refuses is sent again at every
         close until the position is closed. Returns the symbols being closed. Entries whose
-        outcome is UNKNOWN cannot be withdrawn: they stay in the book until the broker answers."""
+        outcome is UNKNOWN cannot be withdrawn: they stay in the book until the broker answers.
+
+        Flat stays flat: the desk also HALTS new entries (as an operator halt: exits and
+        brackets keep working) until an operator resumes it, so a strategy whose signal still
+        holds does not re-enter at the next close. ``keep_trading`` leaves the state as it is."""
+        if not keep_trading:
+            self._emit(self.state.fire(Trigger.OPERATOR_HALT, self.last_bar_ts or 0,
+                                       f"operator: flatten: {reason}"))
         for order in self.orders.open_entries():
             if self.orders.status(order.client_order_id) is OrderStatus.SUBMITTED:
                 self.broker.withdraw(order)

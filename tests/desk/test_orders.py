@@ -143,3 +143,28 @@ def test_a_flatten_again_after_a_refused_exit_takes_a_new_client_id_even_after_a
     with engine.connect() as c:
         third = c.execute(select(orders.c.status).where(orders.c.client_order_id == f"{base}-3")).scalar()
     assert third == "REJECTED"
+
+
+@pytest.mark.parametrize("keep_trading, state_after", [(False, "HALTED"), (True, "RUNNING")])
+def test_flat_stays_flat_the_signal_that_still_holds_does_not_reenter(tmp_path, keep_trading, state_after):
+    cfg = config()
+    desk = Desk(cfg, paper_broker(cfg, "A"), "A")
+    desk.set_strategies("EURUSD", [Scripted("S1_TREND_EMA_ATR_ADX", "EURUSD", on=range(0, 10))])
+    decisions = []
+    desk.bus.subscribe(Decision, decisions.append)
+    for i in (0, 1):
+        bar(desk, i)
+    assert "EURUSD" in desk.ledger.open
+    desk.flatten("end of the test day", keep_trading=keep_trading)
+    assert desk.state.state.value == state_after
+    bar(desk, 2)  # the exit fills at this open; the signal still holds at its close
+    last = decisions[-1]
+    if keep_trading:  # today's behaviour on request: re-entered in the bar of the flatten fill
+        assert last.action == "TRADED"
+    else:
+        assert (last.action, last.reason) == ("SKIPPED", "state:HALTED") and "EURUSD" not in desk.ledger.open
+        bar(desk, 3)
+        assert decisions[-1].reason == "state:HALTED" and "EURUSD" not in desk.ledger.open
+        desk.operator_resume("back to work")
+        bar(desk, 4)
+        assert decisions[-1].action == "TRADED"
