@@ -9,6 +9,7 @@ positions close at their last close with exit reason EOD.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,14 +83,8 @@ class ReplayFeed:
 
 def replay_bars(feed: ReplayFeed) -> Iterator[BarClosed]:
     """The feed's bars, one BarClosed at a time, in merged time order. Raises BarFileError."""
-    syms = feed.symbols
-    tf = feed.timeframe_s
-    new = tuple.__new__  # a NamedTuple without its Python-level __new__ (hot path)
     for ch in feed.chunks():
-        for k, ts, o, h, lo, c, v in zip(ch.sym.tolist(), ch.ts.tolist(), ch.open.tolist(),
-                                         ch.high.tolist(), ch.low.tolist(), ch.close.tolist(),
-                                         ch.volume.tolist()):
-            yield new(BarClosed, (syms[k], tf, ts, o, h, lo, c, v))
+        yield from bars_of(ch, feed.symbols, feed.timeframe_s)
 
 
 def replay(desk: Desk, feed: ReplayFeed, progress: Callable[[int], None] | None = None,
@@ -98,9 +93,7 @@ def replay(desk: Desk, feed: ReplayFeed, progress: Callable[[int], None] | None 
     store's), then close out as at the end of data. ``progress(n)`` is called after each
     chunk with its number of bars. Returns the number of bars.
     Raises ValueError when the feed's symbols are not the desk's universe, BarFileError."""
-    if feed.symbols != list(desk.cfg.universe.symbols):
-        raise ValueError(f"feed symbols {feed.symbols} differ from the universe "
-                         f"{desk.cfg.universe.symbols}")
+    _check_universe(desk, feed)
     on_bar = desk.on_bar
     syms = feed.symbols
     tf = feed.timeframe_s
@@ -119,6 +112,77 @@ def replay(desk: Desk, feed: ReplayFeed, progress: Callable[[int], None] | None 
             progress(len(ch))
     close_out(desk)
     return n
+
+
+@dataclass(frozen=True)
+class Window:
+    """The part of a replay that trades: bars opening in [``start_ts``, ``end_ts``) (UTC epoch
+    seconds; None = unbounded). The ``warmup_bars`` bars of each symbol just before
+    ``start_ts`` are observed (indicators and strategies, no trading) first; earlier bars are
+    read and skipped."""
+
+    start_ts: int | None = None
+    end_ts: int | None = None
+    warmup_bars: int = 0
+
+
+def replay_window(desk: Desk, feed: ReplayFeed, window: Window,
+                  progress: Callable[[int], None] | None = None,
+                  end_bar: Callable[[BarClosed], None] | None = None) -> int:
+    """:func:`replay` restricted to ``window``: warm-up, then the bars in the window, then the
+    close-out at the last bar traded. Returns the number of bars traded (0 when the window
+    holds none). Raises as :func:`replay` does."""
+    _check_universe(desk, feed)
+    start = window.start_ts if window.start_ts is not None else -(2**62)
+    end = window.end_ts if window.end_ts is not None else 2**62
+    before: dict[str, deque[BarClosed]] | None = (
+        {s: deque(maxlen=window.warmup_bars) for s in feed.symbols} if window.warmup_bars else None)
+    order = {s: i for i, s in enumerate(feed.symbols)}
+    on_bar = desk.on_bar
+    n = 0
+    warmed = False
+    for ch in feed.chunks():
+        bars = bars_of(ch, feed.symbols, feed.timeframe_s)
+        for bar in bars:
+            ts = bar.bar_ts
+            if ts < start:
+                if before is not None:
+                    before[bar.symbol].append(bar)
+                continue
+            if ts >= end:
+                break
+            if not warmed:
+                warmed = True
+                if before is not None:
+                    for b in sorted((b for q in before.values() for b in q),
+                                    key=lambda b: (b.bar_ts, order[b.symbol])):
+                        desk.warm_up(b)
+            on_bar(bar)
+            if end_bar is not None:
+                end_bar(bar)
+            n += 1
+        if progress is not None:
+            progress(len(bars))
+        if bars and bars[-1].bar_ts >= end:
+            break
+    if n:
+        close_out(desk)
+    return n
+
+
+def bars_of(chunk: MergedChunk, symbols: list[str], timeframe_s: int) -> list[BarClosed]:
+    """The bars of one merged chunk as BarClosed events, in order."""
+    new = tuple.__new__  # a NamedTuple without its Python-level __new__ (hot path)
+    return [new(BarClosed, (symbols[k], timeframe_s, ts, o, h, lo, c, v))
+            for k, ts, o, h, lo, c, v in zip(chunk.sym.tolist(), chunk.ts.tolist(), chunk.open.tolist(),
+                                             chunk.high.tolist(), chunk.low.tolist(), chunk.close.tolist(),
+                                             chunk.volume.tolist())]
+
+
+def _check_universe(desk: Desk, feed: ReplayFeed) -> None:
+    if feed.symbols != list(desk.cfg.universe.symbols):
+        raise ValueError(f"feed symbols {feed.symbols} differ from the universe "
+                         f"{desk.cfg.universe.symbols}")
 
 
 def close_out(desk: Desk) -> None:
