@@ -151,11 +151,11 @@ def check_timezone(name: str) -> str:
 def check_output_path(out: Path, force: bool) -> None:
     """Refuse an output path before any work: a suffix deskd cannot read, a folder, a missing
     parent folder, or an existing file without ``force``. Raises ConvertError."""
+    if out.is_dir():
+        raise ConvertError(f"{out}: is a folder; give a file name such as {out / 'EURUSD_M1.csv.gz'}")
     if not out.name.lower().endswith(OUTPUT_SUFFIXES):
         raise ConvertError(f"{out}: the output must end with .csv, .csv.gz or .parquet "
                            f"(the suffix chooses the format)")
-    if out.is_dir():
-        raise ConvertError(f"{out}: is a folder; give a file name such as {out / 'EURUSD_M1.csv.gz'}")
     if not out.parent.is_dir():
         raise ConvertError(f"{out}: folder {out.parent} does not exist")
     if out.exists() and not force:
@@ -409,7 +409,8 @@ def _parse_chunk(df: pd.DataFrame, fmt: RawFormat, path: Path,
     problems.append((short, lambda i: f"has fewer than {len(cols)} fields, or an empty {cols[-1]} (a "
                                       f"{fmt.name} row looks like {fmt.example})"))
 
-    stamp = text["time"] if "date" not in text else pc.binary_join_element_wise(text["date"], text["time"], " ")
+    stamp = text["time"] if "date" not in text else \
+        pc.binary_join_element_wise(text["date"], text["time"], pa.scalar(" ", type=text["date"].type))
     parsed = None
     for f in fmt.time_formats:
         got = pc.strptime(stamp, format=f, unit="s", error_is_null=True)
@@ -425,13 +426,13 @@ def _parse_chunk(df: pd.DataFrame, fmt: RawFormat, path: Path,
         num = _numbers(text[c])
         prices[c] = num
         problems.append((~np.isfinite(num), _shown(c, text[c], "is not a number")))
-        problems.append((num <= 0, _shown(c, text[c], "is not a positive price")))
+        problems.append((num <= 0, _value(c, num, "is not a positive price")))
     o, h, lo, cl = prices["open"], prices["high"], prices["low"], prices["close"]
     with np.errstate(invalid="ignore"):
-        problems.append((h < np.maximum(o, cl), lambda i: f"high {h[i]!r} is below max(open, close) = "
-                                                          f"{max(o[i], cl[i])!r}"))
-        problems.append((lo > np.minimum(o, cl), lambda i: f"low {lo[i]!r} is above min(open, close) = "
-                                                           f"{min(o[i], cl[i])!r}"))
+        problems.append((h < np.maximum(o, cl), lambda i: f"high {float(h[i])!r} is below max(open, close) = "
+                                                          f"{float(max(o[i], cl[i]))!r}"))
+        problems.append((lo > np.minimum(o, cl), lambda i: f"low {float(lo[i])!r} is above min(open, close) = "
+                                                           f"{float(min(o[i], cl[i]))!r}"))
     if vcol is None:
         vol = np.zeros(len(ts))
     else:
@@ -458,6 +459,10 @@ def _const(msg: str) -> Callable[[int], str]:
 
 def _shown(col: str, values: pa.ChunkedArray, what: str) -> Callable[[int], str]:
     return lambda i: f"{col} {values[i].as_py()!r} {what}"
+
+
+def _value(col: str, values: np.ndarray, what: str) -> Callable[[int], str]:
+    return lambda i: f"{col} {float(values[i])!r} {what}"
 
 
 def _example_time(fmt: RawFormat) -> str:
@@ -516,10 +521,11 @@ def weekend_breaks(ts: np.ndarray) -> np.ndarray:
     return np.flatnonzero(m) + 1
 
 
-#: how a file's clock is told from the weekday and hour of its weekly opens
+#: how a file's clock is told from the weekday and hour of its weekly opens (a Monday at the
+#: Sunday hour is the open after a Monday holiday, e.g. Christmas, in New York or UTC)
 _CLOCKS = {
-    (SUN, 16): ("new_york", NEW_YORK), (SUN, 17): ("new_york", NEW_YORK), (SUN, 18): ("new_york", NEW_YORK),
-    (SUN, 20): ("utc", "UTC"), (SUN, 21): ("utc", "UTC"), (SUN, 22): ("utc", "UTC"),
+    **{(day, h): ("new_york", NEW_YORK) for day in (SUN, MON) for h in (16, 17, 18)},
+    **{(day, h): ("utc", "UTC") for day in (SUN, MON) for h in (20, 21, 22)},
     (SUN, 23): ("broker", "Europe/Berlin"), (MON, 0): ("broker", "Europe/Athens"),
     (MON, 1): ("broker", None),
 }
