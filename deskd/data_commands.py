@@ -5,7 +5,7 @@
     deskd data info FILE [--json]
 
 Results go to stdout (a table, or one JSON object with ``--json``); progress to stderr (a
-spinner on a terminal, a line per step otherwise). Exit codes: 0 done; 2 bad input, with one
+spinner on a terminal, else a line per step once the job has run half a second). Exit codes: 0 done; 2 bad input, with one
 ``deskd: error:`` line naming the file and the line or row, and nothing written.
 
 ``add_parser(subparsers)`` registers ``data`` on the ``deskd`` command's sub-parsers; each
@@ -19,6 +19,7 @@ import argparse
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -51,10 +52,14 @@ EXIT_OK, EXIT_INPUT = 0, 2
 
 class _StderrProgress:
     """Progress of one verb on stderr: a transient spinner with the step and rows read on a
-    terminal, else one line per step (``deskd data import: reading X (1/3)``)."""
+    terminal, else one line per step (``deskd data import: reading X (1/3)``) once the verb
+    has run ``after_s`` seconds, so a quick job (or a quick failure) prints nothing but its
+    result or its one error line."""
 
-    def __init__(self, verb: str):
+    def __init__(self, verb: str, after_s: float = 0.5):
         self._verb = verb
+        self._start, self._after_s = time.monotonic(), after_s
+        self._pending: str | None = None
         self._err = Console(stderr=True)
         self._bar: Progress | None = None
         if self._err.is_terminal:
@@ -77,11 +82,19 @@ class _StderrProgress:
         if self._bar is not None:
             self._bar.update(self._task, description=escape(text))
         else:
-            print(f"deskd data {self._verb}: {text}", file=sys.stderr, flush=True)
+            self._pending = text
+            self._flush()
 
     def rows(self, n: int) -> None:
         if self._bar is not None:
             self._bar.advance(self._task, n)
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending is not None and time.monotonic() - self._start >= self._after_s:
+            print(f"deskd data {self._verb}: {self._pending}", file=sys.stderr, flush=True)
+            self._pending = None
 
 
 def _stdout() -> Console:
