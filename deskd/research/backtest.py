@@ -1,7 +1,8 @@
 """``deskd backtest``: the desk fed by the replay adapter, once per cost scenario.
 
-Outputs (one folder): trades.csv, equity.csv, decisions.csv, report.json, config.yaml; with
-a store URL, the same run recorded in the store (the tables `deskd run` uses).
+Outputs (one folder): trades.csv, equity.csv, decisions.csv, report.json, config.yaml, and
+report.html drawn from them (:mod:`deskd.research.report_html`); with a store URL, the same
+run recorded in the store (the tables `deskd run` uses).
 They are written into a hidden sibling folder that is renamed into place only when every
 scenario has finished, so a failed run never leaves a folder that looks like a result.
 report.json holds no wall-clock figures, so two runs on the same inputs are byte-identical.
@@ -40,6 +41,7 @@ from deskd.research.outputs import (
     trade_row,
     write_decision_header,
 )
+from deskd.research.report_html import write_report_html
 
 
 class BacktestInputError(ValueError):
@@ -231,6 +233,7 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
         report = build_report(cfg, feed_stats, results)
         (tmp / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
         (tmp / "config.yaml").write_text(dump_config(cfg))
+        write_report_html(tmp, cfg, report)
         if conn is not None:
             conn.commit()
         _publish_out(tmp, out)
