@@ -1,0 +1,135 @@
+"""report.html of the real `deskd backtest`, opened in headless Chromium (Debian's chromium and
+chromium-driver, driven by Selenium through /usr/bin/chromedriver; nothing is downloaded):
+no console error, every plot drawn, and the numbers on the page are report.json's.
+
+``python -m tests.e2e.test_report_html docs/report.png`` retakes the README's screenshot
+(scenario A of the sample, 1400 x 2000).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.conftest import EXAMPLE, deskd_cmd, require_tool, run
+from tests.research.report_helpers import tiny_bar_files
+
+pytestmark = pytest.mark.e2e
+
+#: every plot has drawn its svg within this many seconds (2 cores, software rendering)
+DRAWN_WITHIN_S = 60
+
+
+def chrome(chromium: str, chromedriver: str, width: int = 1400, height: int = 2000) -> webdriver.Chrome:
+    """Headless Chromium at ``width`` x ``height`` CSS pixels, keeping every console message."""
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--hide-scrollbars", f"--window-size={width},{height}"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(chromedriver), options=opts)
+
+
+def open_report(driver: webdriver.Chrome, page: Path) -> list[dict]:
+    """Load ``page`` from disk, wait until every plot has drawn; returns the console's SEVERE
+    messages (errors)."""
+    driver.get_log("browser")  # drop what an earlier page left
+    driver.get(page.resolve().as_uri())
+    WebDriverWait(driver, DRAWN_WITHIN_S).until(lambda d: d.execute_script(
+        "const p = document.querySelectorAll('.plotly-graph-div');"
+        "return [...p].every(e => e.classList.contains('js-plotly-plot') && e.querySelector('svg.main-svg'));"))
+    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[webdriver.Chrome]:
+    chromium = require_tool(shutil.which("chromium"), "chromium", "chromium")
+    chromedriver = require_tool(shutil.which("chromedriver"), "chromedriver", "chromium-driver")
+    d = chrome(chromium, chromedriver)
+    try:
+        yield d
+    finally:
+        d.quit()
+
+
+@pytest.fixture(scope="module")
+def sample_a(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("html") / "a"
+    run("backtest", "--config", str(EXAMPLE), "--scenarios", "A", "--out", str(out), "--quiet")
+    return out
+
+
+def test_the_sample_report_opens_without_errors_and_shows_report_json_numbers(driver, sample_a):
+    assert open_report(driver, sample_a / "report.html") == []
+    report = json.loads((sample_a / "report.json").read_text())["scenarios"]["A"]
+    plots = driver.find_elements(By.CSS_SELECTOR, ".plotly-graph-div")
+    assert len(plots) == 7
+    for p in plots:
+        assert p.find_elements(By.CSS_SELECTOR, "svg.main-svg"), p.get_attribute("id")
+    for key in ("net_pnl_usd", "trades"):
+        el = driver.find_element(By.CSS_SELECTOR, f'.kpis [data-scenario="A"][data-metric="{key}"]')
+        assert json.loads(el.get_attribute("data-value")) == report["overall"][key]
+        shown = float(el.text.split()[0].replace(",", ""))
+        assert shown == report["overall"][key], el.text
+    assert driver.find_element(By.CSS_SELECTOR, '.kpis [data-metric="net_pnl_usd"]').text.endswith(" USD")
+    assert not driver.find_elements(By.CSS_SELECTOR, ".banner.wiped")
+    # the candles and this scenario's trades on them: entries, exits, both brackets
+    legend = driver.find_element(By.ID, "s0-price").text
+    for name in ("EURUSD", "stop-loss", "take-profit", "entry", "exit"):
+        assert name in legend
+
+
+def test_a_run_without_trades_opens_without_errors_and_says_so(driver, tmp_path):
+    bars = tiny_bar_files(tmp_path / "bars")
+    out = tmp_path / "out"
+    run("backtest", "--config", str(EXAMPLE), "--scenarios", "A", "--data-timezone", "UTC",
+        *[a for s, p in bars.items() for a in ("--data", f"{s}={p}")], "--out", str(out), "--quiet")
+    assert open_report(driver, out / "report.html") == []
+    assert "No closed trades in scenario A" in driver.find_element(By.ID, "scenario-A").text
+    el = driver.find_element(By.CSS_SELECTOR, '.kpis [data-scenario="A"][data-metric="trades"]')
+    assert el.text == "0"
+
+    # the same run with its account wiped out (equity.csv edited, page rebuilt): a red banner
+    lines = (out / "equity.csv").read_text().splitlines()
+    end = lines[-1].split(",")
+    assert end[2] == "END"
+    end[3] = "9000.0"
+    (out / "equity.csv").write_text("\n".join([*lines[:-1], ",".join(end)]) + "\n")
+    subprocess.run([sys.executable, "-m", "deskd.research.report_html", str(out)], check=True,
+                   capture_output=True, timeout=120)
+    assert open_report(driver, out / "report.html") == []
+    banner = driver.find_element(By.CSS_SELECTOR, '.banner.wiped[data-scenario="A"]')
+    assert banner.is_displayed() and banner.text.startswith("Account wiped out")
+    assert banner.value_of_css_property("background-color") == "rgba(198, 40, 40, 1)"
+
+
+def screenshot(dest: Path) -> None:
+    """Run scenario A of the sample and save a 1400 x 2000 screenshot of its report.html."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "a"
+        subprocess.run([*deskd_cmd(), "backtest", "--config", str(EXAMPLE), "--scenarios", "A",
+                        "--out", str(out), "--quiet"], check=True, timeout=600)
+        d = chrome(shutil.which("chromium") or "chromium", shutil.which("chromedriver") or "chromedriver")
+        try:
+            errors = open_report(d, out / "report.html")
+            if errors:
+                raise SystemExit(f"console errors: {errors}")
+            d.save_screenshot(str(dest))
+        finally:
+            d.quit()
+
+
+if __name__ == "__main__":
+    screenshot(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/report.png"))
