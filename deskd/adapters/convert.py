@@ -635,11 +635,10 @@ class ImportReport:
         if d["count"]:
             lines.append(f"order: {d['count']:,} row(s) earlier than the row before them in their file, "
                          f"sorted into place, e.g. " + "; ".join(d["examples"]))
-        if self.dst_shifted_weeks:
-            w = self.dst_shifted_weeks
-            lines.append(f"DST glitch: {len(w)} week(s) open and close {_hours(w[0]['shift_h'])} New York's "
-                         f"17:00 when read in {self.tz}: " + ", ".join(x["week"] for x in w[:10])
-                         + (" ..." if len(w) > 10 else "")
+        for shift in sorted({w["shift_h"] for w in self.dst_shifted_weeks}):
+            w = [x["week"] for x in self.dst_shifted_weeks if x["shift_h"] == shift]
+            lines.append(f"DST glitch: {len(w)} week(s) open and close {_hours(shift)} New York's 17:00 "
+                         f"when read in {self.tz}: " + ", ".join(w[:10]) + (" ..." if len(w) > 10 else "")
                          + " (the data's clock was off by an hour; not corrected)")
         if self.dst_hour_gaps:
             g = self.dst_hour_gaps
