@@ -23,30 +23,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
-from deskd.adapters.convert import (
-    DEFAULT_TZ,
-    FORMATS,
-    ConvertError,
-    check_output_path,
-    describe,
-    detect_timeframe,
-    get_format,
-    import_sources,
-    load_bar_file,
-    resample,
-    timeframe_name,
-    wall_str,
-    write_bars,
-)
-from deskd.configs.models import TIMEFRAME_SECONDS
-
+# pandas, pyarrow, pydantic and rich load only when a verb runs, so registering the verbs costs
+# `deskd --help` nothing; tests/e2e/test_data_cli.py checks these names against the library's
+FORMAT_NAMES = ("histdata", "mt4", "mt5")
+TIMEFRAMES = ("M1", "M5", "M15", "M30", "H1", "H4")
+DEFAULT_ZONES = {"histdata": "America/New_York"}
 EXIT_OK, EXIT_INPUT = 0, 2
 
 
@@ -57,6 +44,9 @@ class _StderrProgress:
     result or its one error line."""
 
     def __init__(self, verb: str, after_s: float = 0.5):
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         self._verb = verb
         self._start, self._after_s = time.monotonic(), after_s
         self._pending: str | None = None
@@ -80,6 +70,8 @@ class _StderrProgress:
 
     def stage(self, text: str) -> None:
         if self._bar is not None:
+            from rich.markup import escape
+
             self._bar.update(self._task, description=escape(text))
         else:
             self._pending = text
@@ -98,11 +90,16 @@ class _StderrProgress:
 
 
 def _stdout() -> Console:
+    from rich.console import Console
+
     out = Console()
     return out if out.is_terminal else Console(width=160)
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     t = Table(title=title, show_header=False, title_justify="left")
     t.add_column("what", style="bold", no_wrap=True)
     t.add_column("value", overflow="fold")
@@ -117,6 +114,8 @@ def _handler(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
 
     @functools.wraps(fn)
     def run(args: argparse.Namespace) -> int:
+        from deskd.adapters.convert import ConvertError
+
         try:
             return fn(args)
         except ConvertError as e:
@@ -127,6 +126,13 @@ def _handler(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
         return EXIT_INPUT
 
     return run
+
+
+def _timeframe_s(name: str) -> int | None:
+    """Seconds of a timeframe name (M15 -> 900), None for another name."""
+    from deskd.configs.models import TIMEFRAME_SECONDS
+
+    return TIMEFRAME_SECONDS.get(name)
 
 
 def _zone_note(tz: str | None, out: Path) -> str:
@@ -140,13 +146,15 @@ def _zone_note(tz: str | None, out: Path) -> str:
 @_handler
 def cmd_import(args: argparse.Namespace) -> int:
     """``deskd data import``: raw exports -> one deskd bar file (deskd.adapters.convert)."""
+    from deskd.adapters.convert import check_output_path, get_format, import_sources, write_bars
+
     fmt = get_format(args.format)
     out = Path(args.to)
     check_output_path(out, args.force)
     with _StderrProgress("import") as progress:
         bars, report = import_sources(fmt.name, args.src, tz=args.tz, symbol=args.symbol,
                                       keep_first=args.keep_first, out=out, progress=progress)
-        tf = TIMEFRAME_SECONDS.get(report.timeframe)
+        tf = _timeframe_s(report.timeframe)
         write_bars(bars, out, force=args.force, timeframe_s=tf, progress=progress)
     report.out = str(out)
     if args.json:
@@ -169,10 +177,21 @@ def cmd_import(args: argparse.Namespace) -> int:
 @_handler
 def cmd_resample(args: argparse.Namespace) -> int:
     """``deskd data resample``: a bar file -> a coarser timeframe (deskd.adapters.convert.resample)."""
+    from deskd.adapters.convert import (
+        ConvertError,
+        check_output_path,
+        detect_timeframe,
+        load_bar_file,
+        resample,
+        timeframe_name,
+        wall_str,
+        write_bars,
+    )
+
     out = Path(args.out)
     tf = args.to_timeframe.upper()
-    if tf not in TIMEFRAME_SECONDS:
-        raise ConvertError(f"--to-timeframe {args.to_timeframe!r}: expected one of {', '.join(TIMEFRAME_SECONDS)}")
+    if tf not in TIMEFRAMES:
+        raise ConvertError(f"--to-timeframe {args.to_timeframe!r}: expected one of {', '.join(TIMEFRAMES)}")
     check_output_path(out, args.force)
     with _StderrProgress("resample") as progress:
         progress.stage(f"reading {args.src}")
@@ -180,7 +199,7 @@ def cmd_resample(args: argparse.Namespace) -> int:
         src_tf = detect_timeframe(bars)
         progress.stage(f"resampling {len(bars):,} bars to {tf}")
         res = resample(bars, tf)
-        write_bars(res, out, force=args.force, timeframe_s=TIMEFRAME_SECONDS[tf], progress=progress)
+        write_bars(res, out, force=args.force, timeframe_s=_timeframe_s(tf), progress=progress)
     result = {"src": str(args.src), "src_bars": len(bars), "src_timeframe": timeframe_name(src_tf),
               "out": str(out), "bars": len(res), "timeframe": tf, "first": wall_str(res.ts[0]),
               "last": wall_str(res.ts[-1]), "time_zone": res.tz, "time_zone_note": _zone_note(res.tz, out)}
@@ -200,6 +219,8 @@ def cmd_resample(args: argparse.Namespace) -> int:
 @_handler
 def cmd_info(args: argparse.Namespace) -> int:
     """``deskd data info``: what a bar file holds (deskd.adapters.convert.describe)."""
+    from deskd.adapters.convert import describe, load_bar_file
+
     path = Path(args.file)
     with _StderrProgress("info") as progress:
         progress.stage(f"reading {path}")
@@ -237,7 +258,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "format, resample M1 to coarser timeframes, and describe a file.")
     verbs = d.add_subparsers(dest="data_command", required=True, metavar="VERB")
 
-    zones = ", ".join(f"{k}: {v}" for k, v in DEFAULT_TZ.items())
+    zones = ", ".join(f"{k}: {v}" for k, v in DEFAULT_ZONES.items())
     imp = verbs.add_parser(
         "import", help="raw exports (histdata, mt4, mt5) -> one deskd bar file",
         description="Join raw exports of one symbol (any order, overlaps allowed) into one deskd bar "
@@ -247,7 +268,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "out of order and DST glitches are reported with examples; nothing is shifted or "
                     "filled. OUT's suffix chooses the format: .csv / .csv.gz (naive local times: declare "
                     "the zone as data.timezone) or .parquet (the zone recorded in the file).")
-    imp.add_argument("format", metavar="FORMAT", help=f"{', '.join(FORMATS)}")
+    imp.add_argument("format", metavar="FORMAT", help=f"{', '.join(FORMAT_NAMES)}")
     imp.add_argument("src", nargs="+", metavar="SRC", help="raw files (plain, .gz, or a .zip holding one .csv)")
     imp.add_argument("--to", required=True, metavar="OUT", help="output bar file: .csv, .csv.gz or .parquet")
     imp.add_argument("--tz", metavar="ZONE",
@@ -270,7 +291,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "last, volume summed, no empty bars.")
     rs.add_argument("src", metavar="SRC", help="deskd bar file (.csv, .csv.gz, .parquet)")
     rs.add_argument("--to-timeframe", required=True, metavar="TF",
-                    help=f"target timeframe: {', '.join(t for t in TIMEFRAME_SECONDS if t != 'M1')}")
+                    help=f"target timeframe: {', '.join(TIMEFRAMES[1:])}")
     rs.add_argument("--out", required=True, metavar="OUT", help="output bar file: .csv, .csv.gz or .parquet")
     rs.add_argument("--force", action="store_true", help="replace OUT if it exists")
     rs.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -89,6 +89,24 @@ def test_a_long_import_shows_progress_on_stderr(tmp_path):
     assert "371,635 M1 bars written" in p.stdout
 
 
+def test_registering_the_verbs_loads_no_heavy_library():
+    """deskd --help stays fast once deskd.cli registers `data`: the library loads in the verbs."""
+    code = ("import argparse, sys; from deskd.data_commands import add_parser; "
+            "add_parser(argparse.ArgumentParser().add_subparsers()); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'pyarrow', 'numpy', 'pydantic', 'rich'}))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert (p.returncode, p.stdout.strip()) == (0, "[]"), p.stderr
+
+
+def test_the_help_names_match_the_library():
+    from deskd.adapters import convert
+    from deskd.configs.models import TIMEFRAME_SECONDS
+    from deskd.data_commands import DEFAULT_ZONES, FORMAT_NAMES, TIMEFRAMES
+
+    assert FORMAT_NAMES == tuple(convert.FORMATS) and DEFAULT_ZONES == convert.DEFAULT_TZ
+    assert TIMEFRAMES == tuple(TIMEFRAME_SECONDS)
+
+
 def test_progress_lines_wait_for_a_slow_job(capsys):
     from deskd.data_commands import _StderrProgress
 
