@@ -674,7 +674,7 @@ def _banner(sc: ScenarioData, start_eq: float) -> str:
     fe = final_equity(sc)
     return (f'<div class="banner wiped" role="alert" data-scenario="{_e(sc.name)}" data-wiped-out="1">'
             f'Account wiped out: final equity {_e(_num(fe, 2, "USD"))} is {_e(_pct(fe / start_eq, 2))} '
-            f'of the starting {_e(_num(start_eq, 2, "USD"))} (below {WIPED_OUT_FRAC:.0%}).</div>')
+            f'of the starting {_e(_num(start_eq, 2, "USD"))} (below {_e(_pct(WIPED_OUT_FRAC, 0))}).</div>')
 
 
 def _dd_note(sc: ScenarioData) -> str:
