@@ -30,9 +30,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from deskd.configs.models import HealthConfig
-from deskd.core.text import shown
 from deskd.core.bus import Bus
 from deskd.core.events import PositionClosed
+from deskd.core.text import shown
 
 OK, WEAKENING, OUT_OF_PROFILE = "OK", "WEAKENING", "OUT_OF_PROFILE"
 STATUSES = (OK, WEAKENING, OUT_OF_PROFILE)
