@@ -2,8 +2,9 @@
 
 GET  /health     liveness: {"status": "ok", "state": ...}
 GET  /metrics    Prometheus exposition (see deskd.daemon.prometheus)
-GET  /status     state, equity, drawdown (day, week, from peak), open positions, last bar
-                 per symbol, feed checks
+GET  /status     state, why entries are stopped ("halt": trigger, reason, since, until; null
+                 while entries are allowed), equity, drawdown (day, week, from peak), open
+                 positions, last bar per symbol, feed checks
 GET  /positions  open positions
 GET  /trades     closed trades, newest first (?limit=100, at most 10000; ?symbol=EURUSD)
 GET  /decisions  decisions, newest first (?limit=100, at most 10000; ?symbol=EURUSD)
@@ -285,6 +286,23 @@ class ControlAPI:
                  "mae_pips": _num(t.mae_pips), "mfe_pips": _num(t.mfe_pips)}
                 for s, t in sorted(lg.open.items())]
 
+    def _halt(self) -> dict | None:
+        """Why the desk takes no new entries, or None when it does: a drawdown halt (until its
+        anchor), or the transition into HALTED or SAFE_MODE (an operator's halt and reason,
+        an execution-error limit, a reconciliation difference), with its bar time."""
+        d = self.runner.desk
+        g, state = d.guard, d.state.state
+        change = self.runner.last_change
+        if change is not None and change.new != state.value:
+            change = None  # the store's newest transition is not the one into this state
+        since = iso(change.bar_ts) if change is not None else None
+        if g.halt_until:
+            return {"trigger": "DD_BREACH", "reason": g.halt.reason, "since": since, "until": iso(g.halt_until)}
+        if state.value in ("HALTED", "SAFE_MODE"):
+            return {"trigger": change.trigger if change else None, "reason": change.reason if change else None,
+                    "since": since, "until": None}
+        return None
+
     async def status(self, request: web.Request) -> web.Response:
         d = self.runner.desk
         lg, g, gate = d.ledger, d.guard, self.runner.gate
@@ -292,7 +310,7 @@ class ControlAPI:
         dd = lambda anchor: _num((anchor - eq) / anchor, 6) if anchor > 0 else None  # noqa: E731
         return web.json_response({
             "desk": d.cfg.desk, "scenario": d.scenario, "state": d.state.state.value,
-            "halt": {"until": iso(g.halt_until), "reason": g.halt.reason} if g.halt_until else None,
+            "halt": self._halt(),
             "equity_usd": _num(eq), "balance_usd": _num(lg.balance_usd),
             "drawdown": {"day_frac": dd(g.day_anchor_usd), "week_frac": dd(g.week_anchor_usd),
                          "peak_frac": dd(lg.peak_usd), "day_anchor_usd": _num(g.day_anchor_usd),

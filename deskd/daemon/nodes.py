@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,8 +24,10 @@ from pathlib import Path
 
 import structlog
 
+from deskd.adapters.bars import BarFileSummary, scan_bars
 from deskd.adapters.replay import ReplayFeed
 from deskd.configs.models import DeskConfig
+from deskd.core.text import shown
 from deskd.daemon.logs import EventLogger
 from deskd.daemon.runner import DeskRunner, PacedReplayFeed, serve, serve_live
 from deskd.daemon.strategy_health import HealthMonitor, load_history, profiles_from_report
@@ -67,7 +70,12 @@ def check_options(cfg: DeskConfig, o: RunOptions) -> None:
     from deskd.daemon.api import check_token
 
     if o.scenario not in cfg.costs.scenarios:
-        raise OptionError(f"--scenario {o.scenario}: the config defines {', '.join(cfg.costs.scenarios)}")
+        raise OptionError(f"--scenario {shown(o.scenario)}: the config defines {', '.join(cfg.costs.scenarios)}")
+    if o.serve_api and not 1 <= o.api_port <= 65535:
+        raise OptionError(f"--api-port {o.api_port}: a TCP port is 1-65535")
+    if not (math.isfinite(o.speed) and o.speed >= 0):
+        raise OptionError(f"--speed {o.speed:g}: must be 0 (as fast as possible) or a positive factor "
+                          f"of real time")
     if o.api_token is not None:
         try:
             check_token(o.api_token)
@@ -76,9 +84,9 @@ def check_options(cfg: DeskConfig, o: RunOptions) -> None:
     if not 2 <= o.warmup_bars <= 5000:
         raise OptionError("--warmup-bars: between 2 and 5000 (v20 serves at most 5000 candles)")
     for flag, v in (("--poll-interval", o.poll_interval_s), ("--broker-timeout", o.broker_timeout_s)):
-        if v is not None and not v > 0.0:
+        if v is not None and not (math.isfinite(v) and v > 0.0):
             raise OptionError(f"{flag}: must be a positive number of seconds, not {v:g}")
-    if not o.reconcile_every_s >= 0:
+    if not (math.isfinite(o.reconcile_every_s) and o.reconcile_every_s >= 0):
         raise OptionError(f"--reconcile-every: must be 0 (every tick) or more seconds, not {o.reconcile_every_s:g}")
 
 
@@ -91,14 +99,32 @@ class Node:
         self.cfg, self.opts, self.runner, self.feed, self.session = cfg, opts, runner, feed, session
         EventLogger(runner.desk.bus)
         self.health = _health_monitor(runner)
+        self.summary: str | None = None  # set by run() when replayed data ended (--exit-at-end)
 
     def run(self) -> int:
-        """Serve until stopped; closes the store. Raises OptionError (the API port cannot be
-        bound), StoreError."""
+        """Serve until stopped; closes the store. After the end of replayed data
+        (``--exit-at-end``) :attr:`summary` is one line: bars, trades, final equity. Raises
+        OptionError (the API port cannot be bound), StoreError."""
         try:
-            return asyncio.run(self._serve())
+            code = asyncio.run(self._serve())
+            if self.runner.ended:
+                self.summary = self._summary()
+            return code
         finally:
             self.runner.close()
+
+    def _summary(self) -> str:
+        """Bars, trades (in the store, for this desk and scenario) and final equity."""
+        from sqlalchemy import func, select
+
+        from deskd.persistence.store import trades
+
+        r, d = self.runner, self.runner.desk
+        n = r.conn.execute(select(func.count()).select_from(trades).where(
+            trades.c.desk == self.cfg.desk, trades.c.scenario == d.scenario)).scalar_one()
+        return (f"end of data: {r.stats.live + r.stats.warmed:,} bars ({r.stats.live:,} traded now, "
+                f"{r.stats.warmed:,} already in the store), {n:,} trades, final equity "
+                f"{d.ledger.equity_usd:,.2f} USD (desk {self.cfg.desk}, scenario {d.scenario})")
 
     def busy_since(self) -> float | None:
         """perf_counter() when the bar or tick in flight started; None when idle."""
@@ -222,11 +248,38 @@ def _health_monitor(runner: DeskRunner) -> HealthMonitor:
                          load_history(runner.conn, runner.cfg.desk, runner.desk.scenario))
 
 
+def check_bar_files(cfg: DeskConfig) -> dict[str, BarFileSummary]:
+    """Every bar file of the universe validated whole, streaming, before the daemon trades: a
+    bad row deep in a file stops it at start-up (exit 2) rather than mid-run, where every
+    restart would trade up to it again. Raises BarFileError."""
+    return {s: scan_bars(cfg.data.files[s], cfg.data.timezone, cfg.universe.timeframe_s)
+            for s in cfg.universe.symbols}
+
+
+def warmup_shortfalls(desk, bars: dict[str, int]) -> list[str]:
+    """One line per symbol of ``desk`` whose ``bars`` (symbol -> bars in its file) are fewer
+    than its strategies' warm-up (:meth:`Strategy.warmup_bars`): those strategies cannot
+    signal, or signal on undefined indicators, for most of such a file."""
+    lines = []
+    for sym, n in bars.items():
+        needs = {st.strategy_id: st.warmup_bars() for st in desk.strategies.get(sym, ())}
+        short = {sid: w for sid, w in needs.items() if n < w}
+        if short:
+            worst = max(short.values())
+            lines.append(f"{sym}: {n:,} bars, fewer than the {worst:,} that {', '.join(sorted(short))} "
+                         f"need{'s' if len(short) == 1 else ''} to warm up: few or no signals can be trusted")
+    return lines
+
+
 def build_paper_node(cfg: DeskConfig, opts: RunOptions) -> Node:
     """The paper daemon: the config's bar files replayed at ``opts.speed``, paper fills with
-    the ``opts.scenario`` costs. Raises OptionError, StoreError."""
+    the ``opts.scenario`` costs. Raises OptionError, BarFileError (checked whole before the
+    store opens), StoreError."""
     check_options(cfg, opts)
+    checked = check_bar_files(cfg)
     runner = DeskRunner(cfg, opts.store_url, opts.scenario)
+    for line in warmup_shortfalls(runner.desk, {s: f.bars for s, f in checked.items()}):
+        log.warning("short bar file", detail=line)
     files = {s: cfg.data.files[s] for s in cfg.universe.symbols}
     feed = PacedReplayFeed(ReplayFeed(files, cfg.data.timezone, cfg.universe.timeframe_s),
                            cfg.universe.timeframe_s, opts.speed)

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -28,11 +29,11 @@ from deskd.adapters.paper import paper_broker
 from deskd.adapters.replay import ReplayFeed, close_out, replay_bars
 from deskd.configs.models import DeskConfig
 from deskd.core.bus import Bus
-from deskd.core.events import BarClosed
+from deskd.core.events import BarClosed, StateChanged
 from deskd.core.time import iso
 from deskd.desk.desk import Desk
 from deskd.persistence.recovery import load_snapshot, restore, unknown_symbols
-from deskd.persistence.store import StoreError, StoreWriter, WalCheckpoint, open_store
+from deskd.persistence.store import StoreError, StoreWriter, WalCheckpoint, open_store, state_transitions
 from deskd.risk.guard import TradingCalendar
 
 log = structlog.get_logger("deskd.run")
@@ -112,6 +113,15 @@ def _in_memory(store_url: str) -> bool:
                                                    or url.query.get("mode") == "memory")
 
 
+def last_transition(conn, desk: str, scenario: str) -> StateChanged | None:
+    """The newest state transition the store holds for (``desk``, ``scenario``), or None."""
+    t = state_transitions
+    row = conn.execute(select(t.c.bar_ts, t.c.old, t.c.new, t.c.trigger, t.c.reason)
+                       .where(t.c.desk == desk, t.c.scenario == scenario)
+                       .order_by(t.c.id.desc()).limit(1)).first()
+    return None if row is None else StateChanged(*row)
+
+
 class DeskRunner:
     """The daemon's synchronous core: store, recovery and the per-bar pipeline.
 
@@ -148,6 +158,9 @@ class DeskRunner:
                              f"orders on {', '.join(unknown)}, which universe.symbols of the config no "
                              f"longer trades; put them back to close them, or use another store")
         self.checkpoint = WalCheckpoint(self.engine, self.conn) if self.engine.dialect.name == "sqlite" else None
+        # the transition into the desk's current state (its trigger and reason, for /status)
+        self.last_change: StateChanged | None = last_transition(self.conn, cfg.desk, scenario)
+        self.desk.bus.subscribe(StateChanged, self._on_state_changed)
         self.cursor = dict(self.snapshot.cursor) if self.snapshot else {}
         self.writer: StoreWriter = _RestoreFirstWriter(self.conn, self.desk, lambda: self.restored)
         self.gate = BarGate(self.desk.tf_s, self.desk.guard.cal)
@@ -155,9 +168,13 @@ class DeskRunner:
         self._restored = self.snapshot is None
         self.stats = RunStats()
         self.bar_started: float | None = None  # perf_counter() while a bar is in the pipeline
+        self.ended = False  # the end of replayed data was closed out (end_of_data)
         self.clock = clock
         if self.snapshot is None:
             self.writer.commit()  # the desk exists in the store from its first moment
+
+    def _on_state_changed(self, e: StateChanged) -> None:
+        self.last_change = e
 
     def is_warm_up(self, bar: BarClosed) -> bool:
         return bar.bar_ts <= self.cursor.get(bar.symbol, -1)
@@ -202,6 +219,7 @@ class DeskRunner:
         self.ensure_restored()
         close_out(self.desk)
         self.writer.commit()
+        self.ended = True
 
     def close(self) -> None:
         if self.checkpoint is not None:

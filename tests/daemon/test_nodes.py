@@ -21,7 +21,12 @@ def cfg():
 
 @pytest.mark.parametrize("opts, match", [
     (dict(api_token="short"), "at least 16"),
-    (dict(scenario="Z"), "--scenario Z"),
+    (dict(scenario="Z"), "--scenario 'Z'"),
+    (dict(api_port=99999), "--api-port 99999: a TCP port is 1-65535"),
+    (dict(speed=float("nan")), "--speed nan"),
+    (dict(speed=-1.0), "--speed -1"),
+    (dict(reconcile_every_s=float("inf")), "--reconcile-every"),
+    (dict(poll_interval_s=float("inf")), "--poll-interval"),
     (dict(warmup_bars=1), "--warmup-bars"),
     (dict(poll_interval_s=0.0), "--poll-interval"),
     (dict(broker_timeout_s=-1.0), "--broker-timeout"),
