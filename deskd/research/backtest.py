@@ -11,13 +11,14 @@ report.json holds no wall-clock figures, so two runs on the same inputs are byte
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -25,11 +26,13 @@ from typing import IO
 from sqlalchemy import Connection
 
 from deskd import __version__
+from deskd.adapters.bars import time_basis
 from deskd.adapters.paper import paper_desk
 from deskd.adapters.replay import ReplayFeed, replay
-from deskd.configs.loader import dump_config
+from deskd.configs.loader import absolute, dump_config
 from deskd.configs.models import DeskConfig
 from deskd.core.events import Decision, StateChanged, Trade
+from deskd.core.text import shown
 from deskd.core.time import iso
 from deskd.persistence.store import StoreWriter, open_store
 from deskd.research.metrics import trade_metrics
@@ -78,7 +81,7 @@ def check_inputs(cfg: DeskConfig, scenarios: list[str]) -> None:
                                  f"{missing[0]} to the config or pass --data {missing[0]}=PATH")
     unknown = [s for s in scenarios if s not in cfg.costs.scenarios]
     if unknown:
-        raise BacktestInputError(f"unknown scenario(s) {', '.join(unknown)}; the config defines "
+        raise BacktestInputError(f"unknown scenario(s) {', '.join(map(shown, unknown))}; the config defines "
                                  f"{', '.join(cfg.costs.scenarios)}")
 
 
@@ -174,11 +177,49 @@ def build_report(cfg: DeskConfig, feed_stats: dict, results: list[ScenarioResult
     }
 
 
-def _prepare_out(out: Path, force: bool) -> Path:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+def check_out(out: Path, force: bool, keep: Iterable[str | Path] = ()) -> None:
+    """Raise BacktestInputError when ``out`` cannot take the outputs, before anything runs:
+    it is the working folder or one of its parents, or holds one of ``keep`` (the config, the
+    bar files), which publishing would replace; it is a file; it exists and is not empty
+    without ``force``; a part of its path is a file."""
+    target = Path(absolute(out))
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        raise BacktestInputError(f"--out {out} is the working folder or one of its parents: the outputs "
+                                 f"replace their folder; choose a new folder such as runs/NAME")
+    for k in keep:
+        kp = Path(absolute(k))
+        if kp == target or target in kp.parents:
+            raise BacktestInputError(f"--out {out} holds {k}, an input of this run: choose a new folder")
+    if target.exists() and not target.is_dir():
+        raise BacktestInputError(f"--out {out} is a file, not a folder")
+    if target.exists() and any(target.iterdir()) and not force:
         raise BacktestInputError(f"{out} exists and is not empty; choose another --out or pass --force")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise BacktestInputError(f"--out {out}: {parent} is a file, not a folder")
+            break
+
+
+def _prepare_out(out: Path, force: bool, keep: Iterable[str | Path] = ()) -> Path:
+    """The hidden sibling folder the outputs are written to (mode as the umask says, like
+    any new folder), after :func:`check_out`; missing parents are created, and removed again
+    when the folder cannot be made. Raises BacktestInputError."""
+    check_out(out, force, keep)
+    missing = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as e:
+        for p in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise BacktestInputError(f"--out {out}: cannot create the output folder: {e.strerror or e}") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700
+    return tmp
 
 
 def _publish_out(tmp: Path, out: Path) -> None:
@@ -205,7 +246,7 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
     """
     check_inputs(cfg, scenarios)
     conn = open_store(store_url).connect() if store_url else None
-    tmp = _prepare_out(out, force)
+    tmp = _prepare_out(out, force, [cfg.data.files[s] for s in cfg.universe.symbols])
     try:
         results = []
         with open(tmp / "decisions.csv", "w", newline="") as dfh:
@@ -216,12 +257,12 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
         feed_stats = {}
         for sym in cfg.universe.symbols:
             path = cfg.data.files[sym]
-            feed_stats[sym] = {"path": path, "sha256": _sha256(path), "timezone": cfg.data.timezone,
-                               **results[0].files[sym]}
+            feed_stats[sym] = {"path": path, "sha256": _sha256(path),
+                               "timezone": time_basis(path, cfg.data.timezone), **results[0].files[sym]}
         with open(tmp / "trades.csv", "w", newline="") as fh:
             j = CsvJournal(fh, TRADE_COLUMNS)
             for r in results:
-                for t in r.trades:
+                for t in sorted(r.trades, key=lambda t: t.trade_id):  # closed in exit order
                     j.write(trade_row(t, r.scenario))
             j.flush()
         with open(tmp / "equity.csv", "w", newline="") as fh:

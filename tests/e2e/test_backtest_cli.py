@@ -96,7 +96,7 @@ def test_existing_output_folder_is_not_overwritten_without_force(run1):
 
 def test_unknown_scenario_and_help(tmp_path):
     p = run("backtest", "--config", str(EXAMPLE), "--scenarios", "Z", "--out", str(tmp_path / "o"), check=False)
-    assert p.returncode == 2 and "unknown scenario(s) Z" in p.stderr
+    assert p.returncode == 2 and "unknown scenario(s) 'Z'" in p.stderr
     assert "--scenarios" in run("backtest", "--help").stdout
 
 
