@@ -31,12 +31,21 @@ class InputError(ValueError):
 
 
 def _parse_data(items: list[str]) -> dict[str, str]:
-    out = {}
+    """--data SYMBOL=PATH items as {symbol: absolute path}. Raises InputError for an item
+    that is not SYMBOL=PATH, and for a symbol given twice (which file was meant?)."""
+    from deskd.configs.loader import absolute
+    from deskd.core.text import shown
+
+    out: dict[str, str] = {}
     for item in items:
         sym, sep, path = item.partition("=")
         if not sep or not sym or not path:
-            raise InputError(f"--data {item!r}: expected SYMBOL=PATH, e.g. EURUSD=bars/EURUSD_M15.csv.gz")
-        out[sym.strip().upper()] = str(Path(path).resolve())
+            raise InputError(f"--data {shown(item)}: expected SYMBOL=PATH, e.g. EURUSD=bars/EURUSD_M15.csv.gz")
+        sym = sym.strip().upper()
+        if sym in out:
+            raise InputError(f"--data {sym} is given twice ({shown(out[sym])} and {shown(absolute(path))}): "
+                             f"give one file per symbol")
+        out[sym] = absolute(path)
     return out
 
 
@@ -82,6 +91,18 @@ def _summary_table(report: dict) -> Table:
     return t
 
 
+def _scenarios(value: str) -> list[str]:
+    """--scenarios A,B,C as a list. Raises InputError when it names none (``--scenarios ""``
+    used to run every scenario)."""
+    from deskd.core.text import shown
+
+    names = [s.strip() for s in value.split(",") if s.strip()]
+    if not names:
+        raise InputError(f"--scenarios {shown(value)} names no scenario: give e.g. A or A,B,C, "
+                         f"or leave it out to run every scenario of the config")
+    return names
+
+
 def _store_url(value: str) -> str:
     """A SQLAlchemy URL as given, or a file path made into a SQLite URL."""
     from deskd.persistence.store import sqlite_url
@@ -95,13 +116,13 @@ def cmd_backtest(args) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from deskd.research.backtest import build_backtest
+    from deskd.research.backtest import build_backtest, check_out
 
     cfg = _load(args)
-    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()] if args.scenarios \
-        else list(cfg.costs.scenarios)
+    scenarios = _scenarios(args.scenarios) if args.scenarios is not None else list(cfg.costs.scenarios)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else Path("runs") / f"backtest-{cfg.desk}-{stamp}"
+    check_out(out, args.force, [args.config, *cfg.data.files.values()])
     err = Console(stderr=True)
     quiet = args.quiet or args.json
     progress = Progress(TextColumn("scenario {task.fields[scn]}"), BarColumn(),
@@ -120,6 +141,7 @@ def cmd_backtest(args) -> int:
                               on_start)
     with progress:
         report = backtest.run()
+    _warn_warmup(cfg, scenarios[0], {s: d["bars"] for s, d in report["data"].items()})
     if args.json:
         print(json.dumps({"out": str(out), "scenarios": {k: v["overall"] for k, v in report["scenarios"].items()}}))
     elif not args.quiet:
@@ -131,18 +153,22 @@ def cmd_backtest(args) -> int:
     return EXIT_OK
 
 
+def _warn_warmup(cfg: DeskConfig, scenario: str, bars: dict[str, int]) -> None:
+    """``deskd: warning:`` on stderr for each symbol with fewer bars than its strategies'
+    warm-up."""
+    from deskd.adapters.paper import paper_desk
+    from deskd.daemon.nodes import warmup_shortfalls
+
+    for line in warmup_shortfalls(paper_desk(cfg, scenario), bars):
+        print(f"deskd: warning: {line}", file=sys.stderr)
+
+
 def _token(args) -> str | None:
     """The API token: --token-file, else $DESKD_API_TOKEN; never the desk config."""
     from deskd.configs.settings import Settings
 
     if getattr(args, "token_file", None):
-        try:
-            token = Path(args.token_file).read_text().strip()
-        except OSError as e:
-            raise InputError(f"--token-file {args.token_file}: {e.strerror}") from None
-        if not token:
-            raise InputError(f"--token-file {args.token_file}: the file is empty")
-        return token
+        return _read_token(args.token_file, "--token-file")
     return Settings().api_token_value()
 
 
@@ -164,7 +190,11 @@ def cmd_run(args) -> int:
     if args.broker == "http":
         return build_live_node(cfg, opts).run()
     check_inputs(cfg, [args.scenario])
-    return build_paper_node(cfg, opts).run()
+    node = build_paper_node(cfg, opts)
+    code = node.run()
+    if node.summary:
+        print(node.summary, flush=True)
+    return code
 
 
 def _api_request(args, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
@@ -173,7 +203,7 @@ def _api_request(args, method: str, path: str, body: dict | None = None) -> tupl
     from deskd.configs.settings import Settings
     from deskd.daemon.api_client import DaemonUnreachable, api_request
 
-    args.api = args.api or Settings().api
+    args.api = _api_url(args.api or Settings().api)
     token = None
     if method == "POST":
         token = _token(args)
@@ -183,6 +213,24 @@ def _api_request(args, method: str, path: str, body: dict | None = None) -> tupl
         return api_request(args.api, method, path, body, token)
     except DaemonUnreachable as e:
         raise InputError(str(e)) from None
+
+
+def _api_url(url: str) -> str:
+    """``url`` when it is an http(s) URL with a host (and a valid port). Raises InputError."""
+    from urllib.parse import urlsplit
+
+    from deskd.core.text import shown
+
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 (raises ValueError for a port out of range)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise InputError(f"--api {shown(url)}: not an http:// URL of the daemon's API (e.g. "
+                         f"http://127.0.0.1:8765; the default comes from $DESKD_API)")
+    return url
 
 
 def _call_api(args, method: str, path: str, body: dict | None = None) -> int:
@@ -195,7 +243,60 @@ def _call_api(args, method: str, path: str, body: dict | None = None) -> int:
 
 
 def cmd_status(args) -> int:
-    return _call_api(args, "GET", "/status")
+    """GET /status as a few readable lines (state and why entries stop, equity and drawdown,
+    positions, feed, broker, strategy health), or with --json the daemon's answer as it is."""
+    status, reply = _api_request(args, "GET", "/status")
+    if status >= 300:
+        print(f"deskd: GET /status refused ({status}): {reply.get('error', reply)}", file=sys.stderr)
+        return EXIT_INTERNAL
+    if args.json:
+        print(json.dumps(reply, indent=2))
+    else:
+        print("\n".join(_status_lines(reply)))
+    return EXIT_OK
+
+
+def _status_lines(r: dict) -> list[str]:
+    """The readable lines of a GET /status answer (see deskd.daemon.api)."""
+    from deskd.core.text import printable
+
+    num = lambda x, f=",.2f": "-" if x is None else format(x, f)  # noqa: E731
+    lines = [f"desk {r['desk']}/{r['scenario']}: {r['state']}"]
+    halt = r.get("halt")
+    if halt:
+        why = ": ".join(str(x) for x in (halt.get("trigger"), halt.get("reason")) if x) or "reason not recorded"
+        when = "".join(f" {k} {halt[k]}" for k in ("since", "until") if halt.get(k))
+        lines[0] += f" - no new entries ({printable(why, 240)}){when}"
+    dd = r.get("drawdown") or {}
+    lines.append(f"equity {num(r.get('equity_usd'))} USD, balance {num(r.get('balance_usd'))} USD; drawdown "
+                 f"day {num(dd.get('day_frac'), '.2%')}, week {num(dd.get('week_frac'), '.2%')}, "
+                 f"from peak {num(dd.get('peak_frac'), '.2%')}")
+    positions = r.get("open_positions") or []
+    lines.append(f"positions: {len(positions) or 'none'}")
+    px = lambda x: format(x, ".6g")  # noqa: E731 (fills carry costs: 1.1602202624594344 -> 1.16022)
+    for p in positions:
+        tp = f" TP {px(p['tp_price'])}" if p.get("tp_price") is not None else ""
+        lines.append(f"  {p['symbol']} {p['side']} {p['units']:,} @ {px(p['entry_price'])} SL {px(p['sl_price'])}{tp} "
+                     f"({p['strategy_id']}), unrealized {num(p.get('unrealized_usd'))} USD, "
+                     f"{p['hold_bars']} bars")
+    feed = r.get("feed") or {}
+    last = ", ".join(f"{s} {t}" for s, t in (r.get("last_bar") or {}).items()) or "none yet"
+    lines.append(f"feed: last bar {last}; {feed.get('live_bars', 0):,} live bars, "
+                 f"{feed.get('warm_up_bars', 0):,} warm-up, {feed.get('duplicates', 0)} duplicates, "
+                 f"{feed.get('gaps', 0)} gaps, {feed.get('late', 0)} late")
+    b = r.get("broker") or {}
+    if b.get("kind") == "http":
+        diffs = b.get("last_reconcile_differences")
+        rec = "not reconciled yet" if diffs is None else (
+            "reconciled clean" if not diffs else f"{len(diffs)} reconciliation difference(s)")
+        closes = b.get("unexplained_closes") or []
+        lines.append(f"broker: v20, {b.get('ticks', 0):,} ticks, {rec}"
+                     + (f", unexplained closes {', '.join(map(str, closes))}" if closes else ""))
+    else:
+        lines.append("broker: paper")
+    for sid, h in (r.get("strategy_health") or {}).items():
+        lines.append(f"health: {sid} {h.get('status')} - {h.get('reason')}")
+    return lines
 
 
 def cmd_halt(args) -> int:
@@ -325,6 +426,35 @@ def _print_diffs(cfg: DeskConfig, args, diffs: list[dict], n_positions: int) -> 
         Console(width=160).print(table)
 
 
+#: the account the fake broker serves when neither --account nor $DESKD_V20_ACCOUNT names one
+DEFAULT_FAKE_ACCOUNT = "101-001-0000000-001"
+
+
+def _v20_token(args, settings) -> str:
+    """The fake broker's token: --token-file, else $DESKD_V20_TOKEN, else the file named by
+    $DESKD_V20_TOKEN_FILE: the variables the daemon's v20 client reads, so the two agree
+    (never $DESKD_API_TOKEN, the control API's). Raises InputError when none is set."""
+    if args.token_file:
+        return _read_token(args.token_file, "--token-file")
+    if settings.v20_token is not None and settings.v20_token.get_secret_value():
+        return settings.v20_token.get_secret_value()
+    if settings.v20_token_file:
+        return _read_token(settings.v20_token_file, "DESKD_V20_TOKEN_FILE")
+    raise InputError("no token for the fake broker: set DESKD_V20_TOKEN (as for `deskd run --broker http`) "
+                     "or pass --token-file")
+
+
+def _read_token(path: str | Path, where: str) -> str:
+    """The token held in ``path`` (``where`` names its source in errors). Raises InputError."""
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as e:
+        raise InputError(f"{where} {path}: {e.strerror}") from None
+    if not token:
+        raise InputError(f"{where} {path}: the file is empty")
+    return token
+
+
 def cmd_fake_broker(args) -> int:
     """Serve the fake v20 broker over the config's bar files until SIGTERM/SIGINT."""
     import asyncio
@@ -335,13 +465,13 @@ def cmd_fake_broker(args) -> int:
 
     cfg = _load(args)
     check_inputs(cfg, [next(iter(cfg.costs.scenarios))])
-    v20_token = Settings().v20_token
-    token = _token(args) or (v20_token.get_secret_value() if v20_token else None)
-    if not token:
-        raise InputError("no token for the fake broker: set DESKD_V20_TOKEN or pass --token-file")
+    if not 1 <= args.port <= 65535:
+        raise InputError(f"--port {args.port}: a TCP port is 1-65535")
+    settings = Settings()
+    token = _v20_token(args, settings)
     broker = FakeV20.from_files({s: cfg.data.files[s] for s in cfg.universe.symbols}, cfg.data.timezone,
-                                cfg.universe.timeframe_s, account_id=args.account, token=token,
-                                state_file=args.state)
+                                cfg.universe.timeframe_s, token=token, state_file=args.state,
+                                account_id=args.account or settings.v20_account or DEFAULT_FAKE_ACCOUNT)
 
     try:
         return asyncio.run(serve_until_signal(broker, args.host, args.port))
@@ -350,13 +480,25 @@ def cmd_fake_broker(args) -> int:
 
 
 def cmd_check_config(args) -> int:
+    """Validate the config, then every bar file it names (whole, streaming, as `deskd run`
+    does before trading): OK with each file's bars and range, or exit 2 naming the problem."""
+    from deskd.adapters.bars import time_basis
     from deskd.configs.loader import load_config
+    from deskd.core.time import iso
+    from deskd.daemon.nodes import check_bar_files
+    from deskd.research.backtest import check_inputs
 
     cfg = load_config(args.config)
+    check_inputs(cfg, list(cfg.costs.scenarios))
+    files = check_bar_files(cfg)
     enabled = ", ".join(cfg.strategies.enabled())
     print(f"{args.config}: OK - desk {cfg.desk}, {cfg.universe.timeframe} "
           f"{','.join(cfg.universe.symbols)}; strategies {enabled}; "
           f"scenarios {','.join(cfg.costs.scenarios)}")
+    for sym, f in files.items():
+        path = cfg.data.files[sym]
+        print(f"  {sym}: {f.bars:,} bars {iso(f.first_ts)} .. {iso(f.last_ts)} "
+              f"(times in {time_basis(path, cfg.data.timezone)}) {path}")
     return EXIT_OK
 
 
@@ -457,6 +599,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "flatten":
             v.add_argument("--json", action="store_true",
                            help="print the daemon's answer as JSON (per-symbol outcomes) instead of lines")
+        if name == "status":
+            v.add_argument("--json", action="store_true", help="print the daemon's GET /status answer as JSON")
         v.set_defaults(func=func)
 
     rc = sub.add_parser("reconcile", help="compare the store's positions with the broker's",
@@ -482,18 +626,22 @@ def build_parser() -> argparse.ArgumentParser:
     fb = sub.add_parser("fake-broker", help="serve a fake OANDA v20 broker over the config's bar files",
                         description="Serve a fake OANDA v20 REST broker (tests and demos) whose market is the "
                                     "config's bar files; POST /admin/advance {\"bars\": n} moves time, "
-                                    "POST /admin/faults injects faults. Token from DESKD_V20_TOKEN or "
-                                    "--token-file.")
+                                    "POST /admin/faults injects faults. Token from --token-file, else "
+                                    "DESKD_V20_TOKEN or DESKD_V20_TOKEN_FILE (what `deskd run --broker "
+                                    "http` sends), never DESKD_API_TOKEN.")
     _add_config_and_data(fb, "desk config YAML (universe and bar files)")
     fb.add_argument("--host", default="127.0.0.1")
     fb.add_argument("--port", type=int, default=8766)
-    fb.add_argument("--account", default="101-001-0000000-001", help="the account id it serves")
+    fb.add_argument("--account", help=f"the account id it serves (default $DESKD_V20_ACCOUNT, else "
+                    f"{DEFAULT_FAKE_ACCOUNT})")
     fb.add_argument("--state", metavar="FILE", help="save state here; a restart reloads it")
-    fb.add_argument("--token-file", metavar="FILE", help="file holding the bearer token")
+    fb.add_argument("--token-file", metavar="FILE",
+                    help="file holding the bearer token (default $DESKD_V20_TOKEN, then $DESKD_V20_TOKEN_FILE)")
     fb.set_defaults(func=cmd_fake_broker)
 
-    c = sub.add_parser("check-config", help="validate a desk config and exit",
-                       description="Validate a desk config; exit 0 when valid, 2 with the failing keys.")
+    c = sub.add_parser("check-config", help="validate a desk config and its bar files, and exit",
+                       description="Validate a desk config and every bar file it names (read whole); "
+                                   "exit 0 when valid, 2 with the failing key, file or row.")
     c.add_argument("config", help="desk config YAML")
     c.set_defaults(func=cmd_check_config)
     return p
