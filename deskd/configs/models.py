@@ -70,10 +70,13 @@ def _check_tz(name: str) -> str:
 
 
 class AccountConfig(Strict):
-    """The trading account. Only USD accounts are supported: every conversion targets USD."""
+    """The trading account. Only USD accounts are supported: every conversion targets USD.
+    A backtest whose equity falls below ``equity_floor_frac`` x the starting equity at a bar
+    close reports the account as wiped out (summary, report.json, report.html)."""
 
     currency: Literal["USD"] = "USD"
     starting_equity_usd: float = Field(100_000.0, gt=0)
+    equity_floor_frac: float = Field(0.1, ge=0, lt=1)  # below this x starting equity: wiped out
 
 
 class UniverseConfig(Strict):

@@ -52,6 +52,7 @@ class Ledger:
         self.peak_usd = starting_equity_usd
         self.max_dd_usd = 0.0
         self.max_dd_frac = 0.0
+        self.min_equity_usd = starting_equity_usd  # lowest bar-close equity in this process (not persisted)
         self.open: dict[str, Trade] = {}
         self.unrealized_usd: dict[str, float] = {}
         self.closed: list[Trade] = []
@@ -106,6 +107,8 @@ class Ledger:
         if e >= peak:
             self.peak_usd = e
             return
+        if e < self.min_equity_usd:
+            self.min_equity_usd = e
         dd = peak - e
         if dd > self.max_dd_usd:
             self.max_dd_usd = dd

@@ -62,6 +62,7 @@ class ScenarioResult:
     decisions: dict[str, int]
     files: dict
     transitions: list[StateChanged] = field(default_factory=list)
+    min_equity_usd: float = 0.0  # lowest equity at a bar close (USD)
 
 
 def _sha256(path: str) -> str:
@@ -114,7 +115,7 @@ def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | None,
              for s, st in feed.stats.items()}
     return ScenarioResult(scenario, bars, lg.closed, lg.equity_rows, lg.equity_usd,
                           (lg.max_dd_usd, lg.max_dd_frac), dict(writer.counts) if writer else {},
-                          files, transitions)
+                          files, transitions, min(lg.min_equity_usd, lg.equity_usd))
 
 
 def _daily(res: ScenarioResult) -> tuple[list[int], list[float], list[float]]:
@@ -137,6 +138,7 @@ def _subset_daily(trades: list[Trade], starts: list[int], equity: list[float]) -
 
 def scenario_report(cfg: DeskConfig, res: ScenarioResult) -> dict:
     start_eq = cfg.account.starting_equity_usd
+    floor = cfg.account.equity_floor_frac * start_eq
     starts, equity, rets = _daily(res)
     groups: dict[str, dict[str, list[Trade]]] = {"by_strategy": defaultdict(list),
                                                  "by_symbol": defaultdict(list),
@@ -152,6 +154,9 @@ def scenario_report(cfg: DeskConfig, res: ScenarioResult) -> dict:
         "final_equity_usd": round(res.final_equity_usd, 2),
         "return_frac": round(res.final_equity_usd / start_eq - 1.0, 6),
         "trading_days": len(rets),
+        "min_equity_usd": round(res.min_equity_usd, 2),
+        "equity_floor_usd": round(floor, 2),
+        "wiped_out": res.min_equity_usd < floor,
         "overall": trade_metrics(res.trades, start_eq, rets, res.max_dd),
     }
     for name, by in groups.items():

@@ -60,8 +60,6 @@ SCATTER_MAX = 5000
 PRICE_WINDOW_BARS = 500
 #: ... ending this many bars after the symbol's last exit (or at the end of the data)
 PRICE_WINDOW_MARGIN_BARS = 20
-#: a final equity below this fraction of the starting equity is an account wiped out
-WIPED_OUT_FRAC = 0.10
 #: R-multiple histogram: bin width and the range outside which trades fold into the end bins
 R_BIN = 0.25
 R_RANGE = (-5.0, 10.0)
@@ -319,8 +317,12 @@ def final_equity(sc: ScenarioData) -> float:
 
 
 def wiped_out(sc: ScenarioData, starting_equity_usd: float) -> bool:
-    """The final equity is below WIPED_OUT_FRAC of the starting equity."""
-    return final_equity(sc) < WIPED_OUT_FRAC * starting_equity_usd
+    """report.json says the equity fell below the account's floor at a bar close
+    (``account.equity_floor_frac``); a report written before it had the flag: the final
+    equity is below 10 % of the starting equity."""
+    if "wiped_out" in sc.report:
+        return bool(sc.report["wiped_out"])
+    return final_equity(sc) < 0.10 * starting_equity_usd
 
 
 # --------------------------------------------------------------------------------------- formats
@@ -671,10 +673,11 @@ def _kpis(sc: ScenarioData) -> str:
 def _banner(sc: ScenarioData, start_eq: float) -> str:
     if not wiped_out(sc, start_eq):
         return ""
-    fe = final_equity(sc)
+    low = float(sc.report.get("min_equity_usd", final_equity(sc)))
+    floor = float(sc.report.get("equity_floor_usd", 0.10 * start_eq))
     return (f'<div class="banner wiped" role="alert" data-scenario="{_e(sc.name)}" data-wiped-out="1">'
-            f'Account wiped out: final equity {_e(_num(fe, 2, "USD"))} is {_e(_pct(fe / start_eq, 2))} '
-            f'of the starting {_e(_num(start_eq, 2, "USD"))} (below {_e(_pct(WIPED_OUT_FRAC, 0))}).</div>')
+            f'Account wiped out: equity fell to {_e(_num(low, 2, "USD"))}, {_e(_pct(low / start_eq, 2))} '
+            f'of the starting {_e(_num(start_eq, 2, "USD"))}, below the floor of {_e(_num(floor, 2, "USD"))}.</div>')
 
 
 def _dd_note(sc: ScenarioData) -> str:

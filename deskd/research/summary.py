@@ -64,11 +64,9 @@ def summary(report: dict) -> RenderableType:
         t.add_row(scn, f"{o['trades']:,}", _num(r["return_frac"], "+.1%"),
                   _num(cagr(start, r["final_equity_usd"], days), "+.1%"), _num(o["max_drawdown_frac"], ".1%"),
                   _num(o["sharpe_daily_ann"], ".2f"), _num(o["profit_factor"], ".2f"), _num(o["net_pnl_usd"], ",.0f"))
-        floor = r.get("equity_floor_usd")
-        if r.get("wiped_out") or (floor is None and r["final_equity_usd"] <= 0.1 * start):
-            low = r.get("min_equity_usd", r["final_equity_usd"])
-            wiped.append(f"scenario {scn}: account wiped out, equity fell to {low:,.0f} USD "
-                         f"(floor {_num(floor, ',.0f') if floor is not None else '10 % of the start'})")
+        if r["wiped_out"]:
+            wiped.append(f"scenario {scn}: account wiped out: equity fell to {r['min_equity_usd']:,.0f} USD, "
+                         f"below the {r['equity_floor_usd']:,.0f} USD floor")
 
     first = next(iter(report["scenarios"]), None)
     parts: list[RenderableType] = [head, t]

@@ -101,12 +101,11 @@ def test_a_run_without_trades_opens_without_errors_and_says_so(driver, tmp_path)
     el = driver.find_element(By.CSS_SELECTOR, '.kpis [data-scenario="A"][data-metric="trades"]')
     assert el.text == "0"
 
-    # the same run with its account wiped out (equity.csv edited, page rebuilt): a red banner
-    lines = (out / "equity.csv").read_text().splitlines()
-    end = lines[-1].split(",")
-    assert end[2] == "END"
-    end[3] = "9000.0"
-    (out / "equity.csv").write_text("\n".join([*lines[:-1], ",".join(end)]) + "\n")
+    # the same run with its account wiped out (report.json flagged as the backtest flags it, page
+    # rebuilt): a red banner
+    report = json.loads((out / "report.json").read_text())
+    report["scenarios"]["A"].update(wiped_out=True, min_equity_usd=9_000.0)
+    (out / "report.json").write_text(json.dumps(report))
     subprocess.run([sys.executable, "-m", "deskd.research.report_html", str(out)], check=True,
                    capture_output=True, timeout=120)
     assert open_report(driver, out / "report.html") == []

@@ -88,14 +88,15 @@ def test_an_account_below_a_tenth_of_its_start_gets_the_red_banner(no_trade_run,
     run.mkdir()
     for name in ("trades.csv", "decisions.csv", "config.yaml"):
         (run / name).write_bytes((out / name).read_bytes())
-    eq = pd.read_csv(out / "equity.csv")
-    eq.loc[(eq["scenario"] == "B") & (eq["kind"] == "END"), "equity_usd"] = 9_999.99
-    eq.to_csv(run / "equity.csv", index=False)
+    (run / "equity.csv").write_bytes((out / "equity.csv").read_bytes())
+    report = json.loads(json.dumps(report))
+    report["scenarios"]["B"].update(wiped_out=True, min_equity_usd=9_999.99)  # as the backtest flags it
     (run / "report.json").write_text(json.dumps(report))
     page = rh.write_report_html(run, cfg).read_text()
     assert page.count('class="banner wiped"') == 1
     assert 'data-scenario="B" data-wiped-out="1"' in page
-    assert "final equity 9,999.99 USD is 10.00 % of the starting 100,000.00 USD" in page
+    assert ("equity fell to 9,999.99 USD, 10.00 % of the starting 100,000.00 USD, below the floor of "
+            "10,000.00 USD") in page
 
 
 def test_large_runs_are_cut_to_a_few_thousand_points_and_stay_small(example):

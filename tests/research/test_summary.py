@@ -30,6 +30,8 @@ def report_with(final_usd, scenarios=("A", "B", "C")):
     r = copy.deepcopy(REPORT)
     for s in scenarios:
         r["scenarios"][s] = {"final_equity_usd": final_usd, "return_frac": final_usd / 100_000 - 1,
+                             "min_equity_usd": min(final_usd, 100_000.0), "equity_floor_usd": 10_000.0,
+                             "wiped_out": final_usd < 10_000.0,
                              "overall": dict(OVERALL), "by_strategy": {
                                  "S1_TREND_EMA_ATR_ADX": dict(BY), "S2_MR_ZSCORE_EMA_REGIME": dict(BY),
                                  "S3_BREAKOUT_ATR_REGIME_EMA200": dict(BY)}}
@@ -46,7 +48,8 @@ def test_every_number_is_whole_at_80_columns():
 
 
 def test_a_wiped_out_account_is_named_and_a_healthy_one_is_not():
-    assert "wiped out" in render(report_with(87.65))
+    text = render(report_with(87.65))
+    assert "scenario A: account wiped out: equity fell to 88 USD, below the 10,000 USD floor" in text
     assert "wiped out" not in render(report_with(150_000.0))
 
 
