@@ -54,21 +54,23 @@ def _load(args) -> DeskConfig:
 
     from deskd.configs.loader import load_config
     from deskd.configs.models import DataConfig
+    from deskd.core.text import printable, shown
 
     cfg = load_config(args.config)
     if getattr(args, "data", None) or getattr(args, "data_timezone", None):
         files = dict(cfg.data.files)
         files.update(_parse_data(args.data or []))
+        unknown = [s for s in files if s not in cfg.universe.symbols]
+        if unknown:
+            raise InputError(f"--data: {', '.join(map(shown, unknown))} not in universe.symbols "
+                             f"{cfg.universe.symbols} of {args.config}")
         tz = args.data_timezone or cfg.data.timezone
         try:
             data = DataConfig(timezone=tz, files=files)
         except ValidationError as e:
-            msg = e.errors()[0]["msg"].removeprefix("Value error, ")
-            raise InputError(f"--data-timezone: {msg}") from None
-        unknown = [s for s in files if s not in cfg.universe.symbols]
-        if unknown:
-            raise InputError(f"--data: {', '.join(unknown)} not in universe.symbols "
-                             f"{cfg.universe.symbols} of {args.config}")
+            err = e.errors()[0]
+            flag = "--data-timezone" if err["loc"][:1] == ("timezone",) else "--data"
+            raise InputError(f"{flag}: {printable(err['msg'].removeprefix('Value error, '), 240)}") from None
         cfg = cfg.model_copy(update={"data": data})
     return cfg
 

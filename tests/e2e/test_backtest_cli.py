@@ -109,7 +109,7 @@ def test_bad_data_arguments_exit_2_with_a_plain_message(tmp_path):
     assert p.returncode == 2 and "expected SYMBOL=PATH" in p.stderr
     p = run("backtest", "--config", str(EXAMPLE), "--data", f"AUDUSD={tmp_path}/x.csv",
             "--out", str(tmp_path / "o"), check=False)
-    assert p.returncode == 2 and "AUDUSD not in universe.symbols" in p.stderr
+    assert p.returncode == 2 and "--data: 'AUDUSD' not in universe.symbols" in p.stderr
 
 
 def test_sample_backtest_outputs_are_byte_identical_to_the_recorded_ones(run1):
