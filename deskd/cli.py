@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from deskd import __version__
 
 if TYPE_CHECKING:
-    from rich.table import Table
 
     from deskd.configs.models import DeskConfig
 
@@ -73,24 +72,6 @@ def _load(args) -> DeskConfig:
             raise InputError(f"{flag}: {printable(err['msg'].removeprefix('Value error, '), 240)}") from None
         cfg = cfg.model_copy(update={"data": data})
     return cfg
-
-
-def _summary_table(report: dict) -> Table:
-    from rich.table import Table
-
-    t = Table(title=f"deskd backtest: {report['desk']} {report['timeframe']}")
-    for col in ("scenario", "trades", "win rate", "exp. pips", "exp. USD", "PF", "net USD",
-                "cost pips", "max DD", "Sharpe", "final equity USD"):
-        t.add_column(col, justify="right")
-    fmt = lambda x, f: "-" if x is None else format(x, f)  # noqa: E731
-    for scn, r in report["scenarios"].items():
-        o = r["overall"]
-        t.add_row(scn, str(o["trades"]), fmt(o["win_rate"], ".1%"), fmt(o["expectancy_pips"], ".2f"),
-                  fmt(o["expectancy_usd"], ",.2f"), fmt(o["profit_factor"], ".2f"),
-                  fmt(o["net_pnl_usd"], ",.2f"), fmt(o["cost_pips"], ",.1f"),
-                  fmt(o["max_drawdown_frac"], ".1%"), fmt(o["sharpe_daily_ann"], ".2f"),
-                  fmt(r["final_equity_usd"], ",.2f"))
-    return t
 
 
 def _scenarios(value: str) -> list[str]:
@@ -147,11 +128,10 @@ def cmd_backtest(args) -> int:
     if args.json:
         print(json.dumps({"out": str(out), "scenarios": {k: v["overall"] for k, v in report["scenarios"].items()}}))
     elif not args.quiet:
-        out_console = Console()
-        if not out_console.is_terminal:
-            out_console = Console(width=160)
-        out_console.print(_summary_table(report))
-        print(f"outputs: {out}/ (trades.csv, equity.csv, decisions.csv, report.json, config.yaml)")
+        from deskd.research.summary import summary
+
+        Console(width=None if sys.stdout.isatty() else 80).print(summary(report))
+        print(f"outputs: {out}/ (report.html, trades.csv, equity.csv, decisions.csv, report.json, config.yaml)")
     return EXIT_OK
 
 
@@ -314,7 +294,7 @@ def cmd_flatten(args) -> int:
     closed at a price, FAILED or UNKNOWN and what the desk does next; paper: closing at its next
     open), or with --json the daemon's answer as it is. Exit 0 when every position closed (or,
     paper, is closing), 1 when one did not or the daemon refused, 2 when it cannot be reached."""
-    status, reply = _api_request(args, "POST", "/flatten", {"reason": args.reason})
+    status, reply = _api_request(args, "POST", "/flatten", {"reason": args.reason, "keep_trading": args.keep_trading})
     if "closing" not in reply:  # refused before anything was done (400, 401, 403, ...)
         print(f"deskd: POST /flatten refused ({status}): {reply.get('error', reply)}", file=sys.stderr)
         return EXIT_INTERNAL
@@ -601,6 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "flatten":
             v.add_argument("--json", action="store_true",
                            help="print the daemon's answer as JSON (per-symbol outcomes) instead of lines")
+            v.add_argument("--keep-trading", action="store_true",
+                           help="leave new entries allowed (by default a flatten also halts them until "
+                                "`deskd resume`, so flat stays flat)")
         if name == "status":
             v.add_argument("--json", action="store_true", help="print the daemon's GET /status answer as JSON")
         v.set_defaults(func=func)
@@ -679,7 +662,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from deskd.daemon.logs import configure_logging
 
-    configure_logging("WARNING")  # every command logs to stderr; `deskd run` sets its --log-level
+    # every command logs to stderr, before its first log line (loggers cache their config)
+    configure_logging(getattr(args, "log_level", "WARNING"))
     try:
         return args.func(args)
     except KeyboardInterrupt:
