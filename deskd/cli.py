@@ -629,6 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "exit 0 when valid, 2 with the failing key, file or row.")
     c.add_argument("config", help="desk config YAML")
     c.set_defaults(func=cmd_check_config)
+
+    from deskd.data_commands import add_parser as add_data_parser  # light: loads pandas only when run
+    add_data_parser(sub)
     return p
 
 

@@ -10,7 +10,8 @@ GET  /trades     closed trades, newest first (?limit=100, at most 10000; ?symbol
 GET  /decisions  decisions, newest first (?limit=100, at most 10000; ?symbol=EURUSD)
 POST /halt       {"reason": "..."}                  stop new entries
 POST /resume     {"reason": "...", "force": false}  back to RUNNING (force lifts a DD halt)
-POST /flatten    {"reason": "..."}                  close every position at the next open
+POST /flatten    {"reason": "...", "keep_trading": false}
+                 halt new entries (unless keep_trading) and close every position at the next open
                  {"closing": [symbols], "fills_at": "next open of each symbol"}
                  With a v20 broker the exits go out at market, now, and the answer says what
                  became of each: "outcomes": {symbol: {"outcome": "closed", "price", "exit_reason"}
@@ -158,7 +159,7 @@ class ResumeBody(_Body):
 
 
 class FlattenBody(_Body):
-    pass
+    keep_trading: bool = False  # leave the desk's state as is (a flatten halts new entries)
 
 
 class PollBody(_Body):
@@ -460,10 +461,11 @@ class ControlAPI:
         committed: a restarted daemon sends them)."""
         from deskd.daemon.live import CLOSED, ShuttingDown
 
-        closing = self.runner.desk.flatten(body.reason)
+        closing = self.runner.desk.flatten(body.reason, keep_trading=body.keep_trading)
         self.runner.writer.commit()
         if self.session is None:
-            return web.json_response({"closing": closing, "fills_at": "next open of each symbol"})
+            return web.json_response({"closing": closing, "fills_at": "next open of each symbol",
+                                      "state": self.runner.desk.state.state.value})
         try:
             outcomes = await self.session.send_now(closing)
         except ShuttingDown:

@@ -51,7 +51,8 @@ def test_flatten_closes_positions_at_the_next_open(tmp_path):
     r.feed(bar(1))
     assert "EURUSD" in r.desk.ledger.open
     status, got = call(r, TOKEN, "POST", "/flatten", {"reason": "end of week"})
-    assert (status, got) == (200, {"closing": ["EURUSD"], "fills_at": "next open of each symbol"})
+    assert (status, got) == (200, {"closing": ["EURUSD"], "fills_at": "next open of each symbol",
+                                   "state": "HALTED"})  # flat stays flat until an operator resumes
     r.feed(bar(2, o=1.1010, h=1.1012, lo=1.1008, c=1.1010))
     (t,) = r.desk.ledger.closed
     assert t.exit_reason == "FLATTEN" and t.exit_price == 1.1010

@@ -123,6 +123,13 @@ def test_flatten_of_the_paper_daemon_prints_each_symbol_closing_at_its_next_open
         assert p.returncode == 0, p.stdout + p.stderr
         assert sorted(p.stdout.splitlines()) == sorted(f"{s}  closing  at its next open" for s in symbols)
         assert p.stderr == ""
+        status = api_request(f"http://127.0.0.1:{port}", "GET", "/status")[1]
+        assert status["state"] == "HALTED"  # flat stays flat until `deskd resume`
+        resumed = run("resume", "--api", f"http://127.0.0.1:{port}", "--token-file", str(tmp_path / "api.token"),
+                      "--reason", "back")
+        assert resumed.returncode == 0
+        p = flatten(port, tmp_path / "api.token", "--keep-trading")
+        assert p.returncode == 0 and api_request(f"http://127.0.0.1:{port}", "GET", "/status")[1]["state"] == "RUNNING"
     finally:
         proc.terminate()
         assert proc.wait(30) == 0
