@@ -167,7 +167,7 @@ BUILTIN_STRATEGIES: dict[str, str] = {
 }
 #: the entry-point group packaged strategies register under (``class: NAME`` loads one)
 ENTRY_POINT_GROUP = "deskd.strategies"
-STRATEGY_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,48}$"  # in client order ids and CSV cells
+STRATEGY_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,40}$"  # in client order ids, CSV cells and VARCHAR(40) store columns
 
 
 class StrategyParams(Strict):
@@ -313,7 +313,7 @@ class StrategiesConfig(RootModel[dict[str, StrategySpec]]):
     def _resolve(self, info: ValidationInfo):
         bad = [sid for sid in self.root if not re.match(STRATEGY_ID_PATTERN, sid)]
         if bad:
-            raise ValueError(f"strategy ids {bad} must be letters, digits, _ . - (at most 48)")
+            raise ValueError(f"strategy ids {bad} must be letters, digits, _ . - (at most 40)")
         config_dir = (info.context or {}).get("config_dir")
         errors = [err for sid, spec in self.root.items() for err in spec.resolve(sid, config_dir)]
         if errors:  # raised as a ValidationError, so each keeps its key path under strategies

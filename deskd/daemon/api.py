@@ -6,8 +6,9 @@ GET  /status     state, why entries are stopped ("halt": trigger, reason, since,
                  while entries are allowed), equity, drawdown (day, week, from peak), open
                  positions, last bar per symbol, feed checks
 GET  /positions  open positions
-GET  /trades     closed trades, newest first (?limit=100, at most 10000; ?symbol=EURUSD)
-GET  /decisions  decisions, newest first (?limit=100, at most 10000; ?symbol=EURUSD)
+GET  /trades     closed trades, newest first (?limit=100, at most 10000; ?symbol=EURUSD), in
+                 trades.csv's format (its column names, ISO times, LONG/SHORT)
+GET  /decisions  decisions, newest first (same query), in decisions.csv's format
 POST /halt       {"reason": "..."}                  stop new entries
 POST /resume     {"reason": "...", "force": false}  back to RUNNING (force lifts a DD halt)
 POST /flatten    {"reason": "...", "keep_trading": false}
@@ -70,6 +71,7 @@ from deskd.core.time import iso
 from deskd.daemon.runner import DeskRunner
 from deskd.desk.state import TransitionRefused
 from deskd.persistence.store import decisions, trades
+from deskd.research.outputs import decision_record, trade_record
 
 log = structlog.get_logger("deskd.api")
 
@@ -353,22 +355,24 @@ class ControlAPI:
         if "symbol" in request.query:
             q = q.where(table.c.symbol == request.query["symbol"].upper())
         order = table.c.trade_id if table is trades else table.c.id
-        return await self._read(functools.partial(self._rows_json, q.order_by(order.desc()).limit(limit)))
+        record = trade_record if table is trades else functools.partial(decision_record, timeframe_s=d.tf_s)
+        return await self._read(functools.partial(self._rows_json, q.order_by(order.desc()).limit(limit), record))
 
-    def _rows_json(self, q: Select) -> bytes:
+    def _rows_json(self, q: Select, record: Callable[[dict], dict]) -> bytes:
         """Run ``q`` on a connection of its own from the engine (this runs in a read thread,
         never on the event loop, and never touches the runner's writer connection) and encode
         its rows as a JSON array of objects. Rows are fetched and encoded ``READ_BATCH`` at a
         time, so no single C call holds the GIL away from the event loop for long, as the
         DBAPI cursor's plain tuples (the columns need no result processing): SQLAlchemy Row
-        objects make the garbage collector run far more often. Raises SQLAlchemyError, or the
-        DBAPI's Error while fetching."""
+        objects make the garbage collector run far more often. Each row goes out as ``record``
+        makes it: the format of trades.csv / decisions.csv (ISO times, side names). Raises
+        SQLAlchemyError, or the DBAPI's Error while fetching."""
         parts = []
         with self.runner.engine.connect() as conn:
             result = conn.execute(q)
             keys = list(result.keys())
             while batch := result.cursor.fetchmany(READ_BATCH):
-                parts.append(json.dumps([dict(zip(keys, row)) for row in batch])[1:-1])
+                parts.append(json.dumps([record(dict(zip(keys, row))) for row in batch])[1:-1])
             result.close()
         return f"[{', '.join(parts)}]".encode()
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import fields
-from typing import IO
+from typing import IO, Any
 
 from deskd.core.events import SIDE_NAME, Decision, Trade
 from deskd.core.time import iso, iso_many
@@ -74,6 +74,30 @@ check_trade_csv(TRADE_CSV, TRADE_FIELDS_NOT_WRITTEN)
 def trade_row(t: Trade, scenario: str) -> list:
     """One trades.csv row of ``t`` (columns TRADE_COLUMNS)."""
     return [fmt(getattr(t, f)) if f else scenario for _, f, fmt in TRADE_CSV]
+
+
+def trade_record(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored trade (a row of the store's trades table, keyed by Trade field) as trades.csv
+    writes it, for JSON: the same column names, ISO times, side names and rounding; a missing
+    take-profit is null. The control API's GET /trades answers these."""
+    out = {}
+    for col, f, fmt in TRADE_CSV:
+        if f:
+            v = row[f]
+            out[col] = None if v is None else fmt(v) if f != "tp_price" else round(v, 6)
+    return out
+
+
+def decision_record(row: Mapping[str, Any], timeframe_s: int) -> dict[str, Any]:
+    """A stored decision (a row of the store's decisions table, keyed by Decision field) as
+    decisions.csv writes it, for JSON: ``decision_time`` is the close of the decision bar
+    (bar_ts + ``timeframe_s``), side a name, pips to 2 decimals, no take-profit null."""
+    tp = row["tp_pips"]
+    return {"decision_time": iso(row["bar_ts"] + timeframe_s), "symbol": row["symbol"],
+            "strategy_id": row["strategy_id"], "side": SIDE_NAME[row["side"]], "action": row["action"],
+            "reason": row["reason"], "sl_pips": round(row["sl_pips"], 2),
+            "tp_pips": None if tp is None else round(tp, 2), "regime": row["regime"],
+            "client_order_id": row["client_order_id"] or ""}
 
 
 class CsvJournal:
