@@ -93,15 +93,88 @@ def _store_url(value: str) -> str:
     return value if "://" in value else sqlite_url(value)
 
 
+def _utc_ts(flag: str, value: str, end: bool = False) -> int:
+    """``--from``/``--to`` as UTC epoch seconds: a date (midnight UTC; for ``end``, the next
+    midnight, so the date is included) or a date-time in UTC (a trailing Z or +00:00 allowed).
+    Raises InputError."""
+    from datetime import UTC, datetime, timedelta
+
+    from deskd.core.text import shown
+
+    try:
+        t = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InputError(f"{flag} {shown(value)}: expected a date or date-time in UTC, e.g. 2019-01-01 "
+                         f"or 2019-01-01T12:00") from None
+    if t.tzinfo is not None and t.utcoffset() != timedelta(0):
+        raise InputError(f"{flag} {shown(value)}: give the time in UTC (Z or no offset)")
+    t = t.replace(tzinfo=UTC)
+    date_only = len(value.strip()) == 10
+    if end and date_only:
+        t += timedelta(days=1)
+    if not 1970 <= t.year <= 2100:
+        raise InputError(f"{flag} {shown(value)}: outside 1970-2100")
+    return int(t.timestamp())
+
+
+def _narrow(cfg: DeskConfig, args) -> DeskConfig:
+    """The config restricted by backtest's --symbols, --strategies and --timeframe (each None
+    when not given), validated again as a whole. Raises InputError naming the flag."""
+    from pydantic import ValidationError
+
+    from deskd.configs.models import DeskConfig
+    from deskd.core.text import printable, shown
+
+    if not (args.symbols or args.strategies or args.timeframe):
+        return cfg
+    d = cfg.model_dump(mode="json")
+    if args.symbols:
+        syms = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+        unknown = [s for s in syms if s not in cfg.universe.symbols]
+        if not syms or unknown:
+            raise InputError(f"--symbols {shown(args.symbols)}: {'not in' if unknown else 'names none of'} "
+                             f"universe.symbols {cfg.universe.symbols}")
+        d["universe"]["symbols"] = syms
+        d["data"]["files"] = {s: f for s, f in d["data"]["files"].items() if s in syms}
+        d["costs"]["spread_pips"] = {s: v for s, v in d["costs"]["spread_pips"].items() if s in syms}
+        for spec in d["strategies"].values():
+            if spec.get("symbols"):
+                spec["symbols"] = [s for s in spec["symbols"] if s in syms] or None
+                spec["enabled"] = spec["enabled"] and spec["symbols"] is not None
+    if args.strategies:
+        ids = [s.strip() for s in args.strategies.split(",") if s.strip()]
+        unknown = [s for s in ids if s not in d["strategies"]]
+        if not ids or unknown:
+            raise InputError(f"--strategies {shown(args.strategies)}: the config's strategies are "
+                             f"{', '.join(d['strategies'])}")
+        for sid, spec in d["strategies"].items():
+            spec["enabled"] = sid in ids
+        d["risk"]["priority"] = [s for s in d["risk"]["priority"] if s in ids]
+    if args.timeframe:
+        d["universe"]["timeframe"] = args.timeframe
+    try:
+        return DeskConfig.model_validate(d, context={"config_dir": Path(args.config).resolve().parent})
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise InputError(f"--symbols/--strategies/--timeframe: {where}: "
+                         f"{printable(err['msg'].removeprefix('Value error, '), 240)}") from None
+
+
 def cmd_backtest(args) -> int:
     from datetime import UTC, datetime
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from deskd.adapters.replay import Window
     from deskd.research.backtest import build_backtest, check_out
 
-    cfg = _load(args)
+    cfg = _narrow(_load(args), args)
+    window = None
+    if args.from_ or args.to:
+        window = Window(_utc_ts("--from", args.from_) if args.from_ else None,
+                        _utc_ts("--to", args.to, end=True) if args.to else None, warmup_bars=None)
     scenarios = _scenarios(args.scenarios) if args.scenarios is not None else list(cfg.costs.scenarios)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else Path("runs") / f"backtest-{cfg.desk}-{stamp}"
@@ -121,7 +194,7 @@ def cmd_backtest(args) -> int:
         return lambda n: progress.advance(task, n)
 
     backtest = build_backtest(cfg, scenarios, out, args.force, _store_url(args.store) if args.store else None,
-                              on_start)
+                              on_start, window)
     with progress:
         report = backtest.run()
     _warn_warmup(cfg, scenarios[0], {s: d["bars"] for s, d in report["data"].items()})
@@ -511,6 +584,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "report.json and the resolved config.yaml to --out.")
     _add_config_and_data(b, "desk config YAML (see configs/examples/desk.yaml)")
     b.add_argument("--scenarios", metavar="A,B,C", help="cost scenarios to run (default: all in the config)")
+    b.add_argument("--from", dest="from_", metavar="WHEN",
+                   help="trade from this UTC date or date-time on (2019-01-01, 2019-01-01T12:00); the "
+                        "strategies warm up on the bars just before it, as many as they need")
+    b.add_argument("--to", metavar="WHEN", help="trade bars before this UTC date-time; a date is included "
+                   "whole (--to 2019-12-31 trades through that day)")
+    b.add_argument("--symbols", metavar="EURUSD,...", help="trade only these symbols of the universe")
+    b.add_argument("--strategies", metavar="ID,...", help="run only these strategies of the config")
+    b.add_argument("--timeframe", choices=["M1", "M5", "M15", "M30", "H1", "H4"],
+                   help="the bars' timeframe, overriding universe.timeframe (give matching --data files)")
     b.add_argument("--out", metavar="DIR", help="output folder (default: runs/backtest-<desk>-<UTC time>)")
     b.add_argument("--store", metavar="URL|PATH", help="also record the run in a store: a SQLite file "
                    "path, or a SQLAlchemy URL such as postgresql+psycopg://user@host/deskd")

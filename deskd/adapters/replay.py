@@ -123,7 +123,7 @@ class Window:
 
     start_ts: int | None = None
     end_ts: int | None = None
-    warmup_bars: int = 0
+    warmup_bars: int | None = 0  # None: the caller fills in its strategies' warm-up
 
 
 def replay_window(desk: Desk, feed: ReplayFeed, window: Window,
@@ -135,8 +135,9 @@ def replay_window(desk: Desk, feed: ReplayFeed, window: Window,
     _check_universe(desk, feed)
     start = window.start_ts if window.start_ts is not None else -(2**62)
     end = window.end_ts if window.end_ts is not None else 2**62
+    keep = window.warmup_bars or 0
     before: dict[str, deque[BarClosed]] | None = (
-        {s: deque(maxlen=window.warmup_bars) for s in feed.symbols} if window.warmup_bars else None)
+        {s: deque(maxlen=keep) for s in feed.symbols} if keep else None)
     order = {s: i for i, s in enumerate(feed.symbols)}
     on_bar = desk.on_bar
     n = 0

@@ -20,6 +20,7 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from dataclasses import replace as replace_field
 from pathlib import Path
 from typing import IO
 
@@ -28,12 +29,13 @@ from sqlalchemy import Connection
 from deskd import __version__
 from deskd.adapters.bars import time_basis
 from deskd.adapters.paper import paper_desk
-from deskd.adapters.replay import ReplayFeed, replay
+from deskd.adapters.replay import ReplayFeed, Window, replay, replay_window
 from deskd.configs.loader import absolute, dump_config
 from deskd.configs.models import DeskConfig
 from deskd.core.events import Decision, StateChanged, Trade
 from deskd.core.text import shown
 from deskd.core.time import iso
+from deskd.desk.desk import Desk
 from deskd.persistence.store import StoreWriter, open_store
 from deskd.research.metrics import trade_metrics
 from deskd.research.outputs import (
@@ -88,10 +90,13 @@ def check_inputs(cfg: DeskConfig, scenarios: list[str]) -> None:
 
 def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | None,
                  progress: Callable[[int], None] | None = None,
-                 store: Connection | None = None, replace: bool = False) -> ScenarioResult:
+                 store: Connection | None = None, replace: bool = False,
+                 window: Window | None = None) -> ScenarioResult:
     """Replay every bar through a fresh Desk with ``scenario``'s costs, writing its decisions
     to the open decisions.csv ``decisions`` (header already written) and, given ``store``,
-    every order, fill, trade, decision and state to it (uncommitted: the caller commits)."""
+    every order, fill, trade, decision and state to it (uncommitted: the caller commits).
+    With ``window`` only its bars trade (:func:`deskd.adapters.replay.replay_window`); its
+    ``warmup_bars`` of None means the strategies' own warm-up (:func:`warmup_bars_of`)."""
     desk = paper_desk(cfg, scenario)
     recorder = (StoreWriter(store, desk, commit_every_bars=0, flush_every_bars=10_000,
                              on_existing="replace" if replace else "refuse")
@@ -104,7 +109,13 @@ def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | None,
     desk.bus.subscribe(StateChanged, transitions.append)
     feed = ReplayFeed({s: cfg.data.files[s] for s in cfg.universe.symbols}, cfg.data.timezone,
                       desk.tf_s)
-    bars = replay(desk, feed, progress, recorder.end_bar if recorder is not None else None)
+    end_bar = recorder.end_bar if recorder is not None else None
+    if window is None:
+        bars = replay(desk, feed, progress, end_bar)
+    else:
+        if window.warmup_bars is None:
+            window = replace_field(window, warmup_bars=warmup_bars_of(desk))
+        bars = replay_window(desk, feed, window, progress, end_bar)
     if writer is not None:
         writer.flush()
     if recorder is not None:
@@ -239,7 +250,7 @@ def _publish_out(tmp: Path, out: Path) -> None:
 
 def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool = False,
                  on_scenario_start: Callable[[str], Callable[[int], None] | None] | None = None,
-                 store_url: str | None = None) -> dict:
+                 store_url: str | None = None, window: Window | None = None) -> dict:
     """Run every scenario and write the outputs to ``out`` atomically; returns the report.
     With ``store_url`` every scenario is also recorded in that store, in one transaction
     committed only when everything else succeeded (``force`` replaces earlier rows of the
@@ -258,7 +269,7 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
             write_decision_header(dfh)
             for scn in scenarios:
                 progress = on_scenario_start(scn) if on_scenario_start else None
-                results.append(run_scenario(cfg, scn, dfh, progress, conn, replace=force))
+                results.append(run_scenario(cfg, scn, dfh, progress, conn, replace=force, window=window))
         feed_stats = {}
         for sym in cfg.universe.symbols:
             path = cfg.data.files[sym]
@@ -277,6 +288,11 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
                     j.write([r.scenario, iso(ts), kind, round(eq, 2), round(bal, 2), n_open])
             j.flush()
         report = build_report(cfg, feed_stats, results)
+        if window is not None:  # only then: a run over whole files reads as it always has
+            report["window"] = {"from": iso(window.start_ts) if window.start_ts is not None else None,
+                                "to": iso(window.end_ts) if window.end_ts is not None else None,
+                                "warmup_bars": window.warmup_bars if window.warmup_bars is not None
+                                else warmup_bars_of(paper_desk(cfg, scenarios[0]))}
         (tmp / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
         (tmp / "config.yaml").write_text(dump_config(cfg))
         write_report_html(tmp, cfg, report)
@@ -303,18 +319,32 @@ class Backtest:
     force: bool = False
     store_url: str | None = None
     on_scenario_start: Callable[[str], Callable[[int], None] | None] | None = None
+    window: Window | None = None
 
     def run(self) -> dict:
         return run_backtest(self.cfg, self.scenarios, self.out, self.force, self.on_scenario_start,
-                            self.store_url)
+                            self.store_url, self.window)
 
 
 def build_backtest(cfg: DeskConfig, scenarios: list[str] | None, out: Path, force: bool = False,
                    store_url: str | None = None,
-                   on_scenario_start: Callable[[str], Callable[[int], None] | None] | None = None) -> Backtest:
-    """The backtest of ``cfg`` over ``scenarios`` (default: every scenario of the config).
-    Raises BacktestInputError when it cannot start (a symbol without data, an unknown
-    scenario)."""
+                   on_scenario_start: Callable[[str], Callable[[int], None] | None] | None = None,
+                   window: Window | None = None) -> Backtest:
+    """The backtest of ``cfg`` over ``scenarios`` (default: every scenario of the config),
+    trading only ``window``'s bars when given. Raises BacktestInputError when it cannot start
+    (a symbol without data, an unknown scenario, an empty window)."""
     scenarios = scenarios or list(cfg.costs.scenarios)
     check_inputs(cfg, scenarios)
-    return Backtest(cfg, scenarios, out, force, store_url, on_scenario_start)
+    if window is not None and window.start_ts is not None and window.end_ts is not None \
+            and window.start_ts >= window.end_ts:
+        raise BacktestInputError(f"--from {iso(window.start_ts)} is not before --to {iso(window.end_ts)}")
+    return Backtest(cfg, scenarios, out, force, store_url, on_scenario_start, window)
+
+
+def warmup_bars_of(desk: Desk) -> int:
+    """The most bars any of ``desk``'s strategies needs before its signals mean what they say
+    (:meth:`deskd.strategies.api.Strategy.warmup_bars`), and the regime tagger's ATR and
+    volatility z-score windows."""
+    rg = desk.cfg.regime
+    need = [st.warmup_bars() for sts in desk.strategies.values() for st in sts]
+    return max([*need, rg.atr_period + rg.vol_z_window])

@@ -29,12 +29,19 @@ def _num(x: float | None, spec: str) -> str:
 
 
 def period_of(report: dict) -> tuple[datetime, datetime] | None:
-    """(first bar, last bar) over every data file of the report, or None when it has none."""
+    """(first bar, last bar) over every data file of the report, within its trading window
+    when it has one (``--from``/``--to``), or None when it has no bars."""
     firsts = [datetime.fromisoformat(d["first_bar"]) for d in report["data"].values() if d.get("first_bar")]
     lasts = [datetime.fromisoformat(d["last_bar"]) for d in report["data"].values() if d.get("last_bar")]
     if not firsts or not lasts:
         return None
-    return min(firsts), max(lasts)
+    first, last = min(firsts), max(lasts)
+    window = report.get("window") or {}
+    if window.get("from"):
+        first = max(first, datetime.fromisoformat(window["from"]))
+    if window.get("to"):
+        last = min(last, datetime.fromisoformat(window["to"]))
+    return first, last
 
 
 def cagr(start_usd: float, final_usd: float, days: float) -> float | None:
@@ -50,7 +57,7 @@ def summary(report: dict) -> RenderableType:
     columns or more. Raises KeyError for a report without the fields it reads."""
     span = period_of(report)
     days = (span[1] - span[0]).total_seconds() / _DAY_S if span else 0.0
-    bars = sum(d["bars"] for d in report["data"].values())
+    bars = next(iter(report["scenarios"].values()))["bars"] if report["scenarios"] else 0  # traded
     when = f"{span[0]:%Y-%m-%d} to {span[1]:%Y-%m-%d}" if span else "no bars"
     head = Text(f"{report['desk']} {report['timeframe']}  {when}  {bars:,} bars", style="bold")
 
