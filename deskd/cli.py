@@ -29,46 +29,65 @@ class InputError(ValueError):
     """Bad command-line input."""
 
 
-def _parse_data(items: list[str]) -> dict[str, str]:
-    """--data SYMBOL=PATH items as {symbol: absolute path}. Raises InputError for an item
-    that is not SYMBOL=PATH, and for a symbol given twice (which file was meant?)."""
+def _parse_data(items: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """--data SYMBOL=PATH[@ZONE] items as ({symbol: absolute path}, {symbol: zone given}).
+    Raises InputError for an item that is not SYMBOL=PATH, and for a symbol given twice
+    (which file was meant?)."""
     from deskd.configs.loader import absolute
     from deskd.core.text import shown
 
     out: dict[str, str] = {}
+    zones: dict[str, str] = {}
     for item in items:
         sym, sep, path = item.partition("=")
         if not sep or not sym or not path:
-            raise InputError(f"--data {shown(item)}: expected SYMBOL=PATH, e.g. EURUSD=bars/EURUSD_M15.csv.gz")
+            raise InputError(f"--data {shown(item)}: expected SYMBOL=PATH[@ZONE], e.g. "
+                             f"EURUSD=bars/EURUSD_M1.csv.gz@America/New_York")
         sym = sym.strip().upper()
+        head, at, zone = path.rpartition("@")
+        if at and head and ("/" in zone or zone.upper() == "UTC") and not Path(path).exists():
+            path = head
+            zones[sym] = zone
         if sym in out:
             raise InputError(f"--data {sym} is given twice ({shown(out[sym])} and {shown(absolute(path))}): "
                              f"give one file per symbol")
         out[sym] = absolute(path)
-    return out
+    return out, zones
 
 
 def _load(args) -> DeskConfig:
     from pydantic import ValidationError
 
     from deskd.configs.loader import load_config
-    from deskd.configs.models import DataConfig
+    from deskd.configs.models import DataConfig, check_timezone
     from deskd.core.text import printable, shown
 
     cfg = load_config(args.config)
     if getattr(args, "data", None) or getattr(args, "data_timezone", None):
-        files = dict(cfg.data.files)
-        files.update(_parse_data(args.data or []))
+        given, zones = _parse_data(args.data or [])
+        files = {**cfg.data.files, **given}
         unknown = [s for s in files if s not in cfg.universe.symbols]
         if unknown:
             raise InputError(f"--data: {', '.join(map(shown, unknown))} not in universe.symbols "
                              f"{cfg.universe.symbols} of {args.config}")
-        tz = args.data_timezone or cfg.data.timezone
+        # --data-timezone: the zone of the files --data names (without @ZONE); with no --data,
+        # of every file (as before per-file zones)
+        timezones = dict(cfg.data.timezones)
+        for sym in given:
+            timezones.pop(sym, None)
+            if sym in zones or args.data_timezone:
+                timezones[sym] = zones.get(sym) or args.data_timezone
+        for sym, zone in zones.items():
+            try:
+                check_timezone(zone)
+            except ValueError as e:
+                raise InputError(f"--data {sym}=...@{shown(zone)}: {printable(str(e), 240)}") from None
+        tz = args.data_timezone if args.data_timezone and not given else cfg.data.timezone
         try:
-            data = DataConfig(timezone=tz, files=files)
+            data = DataConfig(timezone=tz, files=files, timezones=timezones)
         except ValidationError as e:
             err = e.errors()[0]
-            flag = "--data-timezone" if err["loc"][:1] == ("timezone",) else "--data"
+            flag = "--data" if err["loc"][:1] == ("files",) else "--data-timezone"
             raise InputError(f"{flag}: {printable(err['msg'].removeprefix('Value error, '), 240)}") from None
         cfg = cfg.model_copy(update={"data": data})
     return cfg
@@ -553,16 +572,17 @@ def cmd_check_config(args) -> int:
     for sym, f in files.items():
         path = cfg.data.files[sym]
         print(f"  {sym}: {f.bars:,} bars {iso(f.first_ts)} .. {iso(f.last_ts)} "
-              f"(times in {time_basis(path, cfg.data.timezone)}) {path}")
+              f"(times in {time_basis(path, cfg.data.timezone_of(sym))}) {path}")
     return EXIT_OK
 
 
 def _add_config_and_data(p: argparse.ArgumentParser, config_help: str = "desk config YAML") -> None:
     p.add_argument("--config", required=True, help=config_help)
-    p.add_argument("--data", action="append", metavar="SYMBOL=PATH",
-                   help="bar file for a symbol, overriding data.files (repeatable); CSV, .csv.gz or Parquet")
-    p.add_argument("--data-timezone", metavar="TZ", help="IANA timezone of the bar files' time column, "
-                   "overriding data.timezone (e.g. America/New_York)")
+    p.add_argument("--data", action="append", metavar="SYMBOL=PATH[@TZ]",
+                   help="bar file for a symbol, overriding data.files (repeatable); CSV, .csv.gz or Parquet; "
+                        "@TZ gives its timezone (EURUSD=EURUSD_M1.csv.gz@America/New_York)")
+    p.add_argument("--data-timezone", metavar="TZ", help="IANA timezone of the files --data names (without "
+                   "@TZ); with no --data, of every file of the config (e.g. America/New_York)")
 
 
 def _add_api_args(p: argparse.ArgumentParser, token: bool, prefix: str = "") -> None:

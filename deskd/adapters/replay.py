@@ -10,14 +10,16 @@ positions close at their last close with exit reason EOD.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from deskd.adapters.bars import CHUNK_ROWS, BarChunk, read_bars
+from deskd.adapters.bars import CHUNK_ROWS, BarChunk, BarFileError, read_bars
+from deskd.configs.models import DeskConfig
 from deskd.core.events import BarClosed, ExitReason
+from deskd.core.time import iso
 from deskd.desk.desk import Desk
 
 
@@ -38,10 +40,11 @@ class FileStats:
 
 @dataclass
 class ReplayFeed:
-    """Merge ``files`` (symbol -> path, iterated in the given order) into one stream."""
+    """Merge ``files`` (symbol -> path, iterated in the given order) into one stream;
+    ``timezone`` is the zone of every file, or of each by symbol (a mapping)."""
 
     files: dict[str, str]
-    timezone: str
+    timezone: str | Mapping[str, str]
     timeframe_s: int
     chunk_rows: int = CHUNK_ROWS
     stats: dict[str, FileStats] = field(default_factory=dict)
@@ -53,12 +56,13 @@ class ReplayFeed:
     def chunks(self) -> Iterator[MergedChunk]:
         """Yield merged chunks until every file is exhausted. Raises BarFileError on bad input."""
         self.stats = {s: FileStats(str(p)) for s, p in self.files.items()}
-        streams = [read_bars(Path(p), self.timezone, self.timeframe_s, self.chunk_rows)
-                   for p in self.files.values()]
+        streams = [read_bars(Path(p), self.timezone_of(s), self.timeframe_s, self.chunk_rows)
+                   for s, p in self.files.items()]
         bufs: list[BarChunk | None] = [self._next(k, it) for k, it in enumerate(streams)]
         while True:
             if all(b is None for b in bufs):
                 return
+            self._check_overlap(bufs)
             live = [(k, b) for k, b in enumerate(bufs) if b is not None]
             cut = min(int(b.ts[-1]) for _, b in live)
             parts: list[tuple[int, BarChunk]] = []
@@ -70,6 +74,22 @@ class ReplayFeed:
                 bufs[k] = _slice(b, n, len(b)) if n < len(b) else self._next(k, streams[k])
             yield _merge(parts)
 
+    def timezone_of(self, symbol: str) -> str:
+        return self.timezone if isinstance(self.timezone, str) else self.timezone[symbol]
+
+    def _check_overlap(self, bufs: list[BarChunk | None]) -> None:
+        """Raise BarFileError when a file has ended before another one's first bar: the
+        symbols never trade side by side (the desk would trade one, then the other)."""
+        ended = [(s, st) for (s, st), b in zip(self.stats.items(), bufs) if b is None]
+        for sym, st in ended:
+            later = [(s, o) for s, o in self.stats.items()
+                     if o.first_ts is not None and st.last_ts is not None and o.first_ts > st.last_ts]
+            if later:
+                s, o = later[0]
+                raise BarFileError(f"{st.path} ({sym}, {iso(st.first_ts or 0)} to {iso(st.last_ts or 0)}) ends "
+                                   f"before {o.path} ({s}) begins at {iso(o.first_ts or 0)}: the symbols' "
+                                   f"files do not overlap in time")
+
     def _next(self, k: int, it: Iterator[BarChunk]) -> BarChunk | None:
         chunk = next(it, None)
         if chunk is not None:
@@ -79,6 +99,13 @@ class ReplayFeed:
                 st.first_ts = int(chunk.ts[0])
             st.last_ts = int(chunk.ts[-1])
         return chunk
+
+
+def replay_feed(cfg: DeskConfig) -> ReplayFeed:
+    """The feed of ``cfg``'s bar files, in universe order, each read in its own timezone."""
+    syms = cfg.universe.symbols
+    return ReplayFeed({s: cfg.data.files[s] for s in syms}, {s: cfg.data.timezone_of(s) for s in syms},
+                      cfg.universe.timeframe_s)
 
 
 def replay_bars(feed: ReplayFeed) -> Iterator[BarClosed]:

@@ -53,7 +53,7 @@ class Strict(BaseModel):
 _FIXED_OFFSET_ZONES = {"EST": "America/New_York", "MST": "America/Denver", "HST": "Pacific/Honolulu"}
 
 
-def _check_tz(name: str) -> str:
+def check_timezone(name: str) -> str:
     """``name`` when it is an IANA zone. Raises ValueError for an unknown one, and for the
     legacy abbreviations (``EST`` is UTC-5 all year, while HistData and most New York data
     follow daylight saving): say ``America/New_York``, or ``Etc/GMT+5`` for a true fixed offset."""
@@ -103,16 +103,50 @@ class DataConfig(Strict):
     """Bar files for replay. Paths are relative to the config file's folder.
 
     ``timezone`` is the IANA zone the files' ``time`` column is written in (MT4/MT5 server
-    time is often Europe/Athens; HistData is America/New_York).
+    time is often Europe/Athens; HistData is America/New_York); ``timezones`` overrides it
+    per symbol. A file may also be given as ``{path: ..., timezone: ...}``. A time with an
+    explicit UTC offset (``Z``, ``+00:00``, a tz-aware Parquet column) wins over both.
     """
 
     timezone: str = "UTC"
     files: dict[str, str] = Field(default_factory=dict)
+    timezones: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _per_file_zones(cls, data: Any) -> Any:
+        """``files: {EURUSD: {path: p, timezone: tz}}`` -> ``files: {EURUSD: p}``, ``timezones: {EURUSD: tz}``."""
+        if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+            return data
+        files, zones = {}, dict(data.get("timezones") or {})
+        for sym, f in data["files"].items():
+            if isinstance(f, dict):
+                extra = set(f) - {"path", "timezone"}
+                if "path" not in f or extra:
+                    raise ValueError(f"files.{sym}: a path, or {{path: ..., timezone: ...}}"
+                                     + (f" (unknown keys {sorted(extra)})" if extra else ""))
+                files[sym] = f["path"]
+                if f.get("timezone") is not None:
+                    zones[sym] = f["timezone"]
+            else:
+                files[sym] = f
+        return {**data, "files": files, "timezones": zones}
 
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        return _check_tz(v)
+        return check_timezone(v)
+
+    @field_validator("timezones")
+    @classmethod
+    def _tzs(cls, v: dict[str, str]) -> dict[str, str]:
+        for zone in v.values():
+            check_timezone(zone)
+        return v
+
+    def timezone_of(self, symbol: str) -> str:
+        """The zone ``symbol``'s file is written in: its own, else ``timezone``."""
+        return self.timezones.get(symbol, self.timezone)
 
 
 class BarContractConfig(Strict):
@@ -371,7 +405,7 @@ class RiskConfig(Strict):
     @field_validator("day_roll_timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        return _check_tz(v)
+        return check_timezone(v)
 
     @field_validator("day_roll_time")
     @classmethod
@@ -490,7 +524,8 @@ class DeskConfig(Strict):
             for s in st.symbols or []:
                 if s not in universe:
                     raise ValueError(f"strategies.{sid}.symbols: {s} is not in universe.symbols")
-        for where, syms in (("data.files", self.data.files), ("costs.spread_pips", self.costs.spread_pips)):
+        for where, syms in (("data.files", self.data.files), ("data.timezones", self.data.timezones),
+                            ("costs.spread_pips", self.costs.spread_pips)):
             for s in syms:
                 if s not in universe:
                     raise ValueError(f"{where}: {s} is not in universe.symbols")

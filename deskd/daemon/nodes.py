@@ -25,7 +25,7 @@ from pathlib import Path
 import structlog
 
 from deskd.adapters.bars import BarFileSummary, scan_bars
-from deskd.adapters.replay import ReplayFeed
+from deskd.adapters.replay import replay_feed
 from deskd.configs.models import DeskConfig
 from deskd.core.text import shown
 from deskd.daemon.logs import EventLogger
@@ -252,7 +252,7 @@ def check_bar_files(cfg: DeskConfig) -> dict[str, BarFileSummary]:
     """Every bar file of the universe validated whole, streaming, before the daemon trades: a
     bad row deep in a file stops it at start-up (exit 2) rather than mid-run, where every
     restart would trade up to it again. Raises BarFileError."""
-    return {s: scan_bars(cfg.data.files[s], cfg.data.timezone, cfg.universe.timeframe_s)
+    return {s: scan_bars(cfg.data.files[s], cfg.data.timezone_of(s), cfg.universe.timeframe_s)
             for s in cfg.universe.symbols}
 
 
@@ -280,9 +280,7 @@ def build_paper_node(cfg: DeskConfig, opts: RunOptions) -> Node:
     runner = DeskRunner(cfg, opts.store_url, opts.scenario)
     for line in warmup_shortfalls(runner.desk, {s: f.bars for s, f in checked.items()}):
         log.warning("short bar file", detail=line)
-    files = {s: cfg.data.files[s] for s in cfg.universe.symbols}
-    feed = PacedReplayFeed(ReplayFeed(files, cfg.data.timezone, cfg.universe.timeframe_s),
-                           cfg.universe.timeframe_s, opts.speed)
+    feed = PacedReplayFeed(replay_feed(cfg), cfg.universe.timeframe_s, opts.speed)
     return Node(cfg, opts, runner, feed=feed)
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import Connection
 from deskd import __version__
 from deskd.adapters.bars import time_basis
 from deskd.adapters.paper import paper_desk
-from deskd.adapters.replay import ReplayFeed, Window, replay, replay_window
+from deskd.adapters.replay import Window, replay, replay_feed, replay_window
 from deskd.configs.loader import absolute, dump_config
 from deskd.configs.models import DeskConfig
 from deskd.core.events import Decision, StateChanged, Trade
@@ -107,8 +107,7 @@ def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | None,
         desk.bus.subscribe(Decision, writer)
     transitions: list[StateChanged] = []
     desk.bus.subscribe(StateChanged, transitions.append)
-    feed = ReplayFeed({s: cfg.data.files[s] for s in cfg.universe.symbols}, cfg.data.timezone,
-                      desk.tf_s)
+    feed = replay_feed(cfg)
     end_bar = recorder.end_bar if recorder is not None else None
     if window is None:
         bars = replay(desk, feed, progress, end_bar)
@@ -274,7 +273,7 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
         for sym in cfg.universe.symbols:
             path = cfg.data.files[sym]
             feed_stats[sym] = {"path": path, "sha256": _sha256(path),
-                               "timezone": time_basis(path, cfg.data.timezone), **results[0].files[sym]}
+                               "timezone": time_basis(path, cfg.data.timezone_of(sym)), **results[0].files[sym]}
         with open(tmp / "trades.csv", "w", newline="") as fh:
             j = CsvJournal(fh, TRADE_COLUMNS)
             for r in results:

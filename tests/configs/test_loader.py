@@ -151,3 +151,16 @@ def test_a_data_path_that_is_a_symlink_loop_loads_unresolved_for_the_bar_reader(
 ])
 def test_values_that_would_overflow_or_mislead_later_are_refused_by_name(tmp_path, text, where):
     assert where in error_of(tmp_path, BASE + text)
+
+
+def test_a_file_may_carry_its_own_timezone(tmp_path):
+    cfg = load_config(write(tmp_path, BASE + "data:\n  timezone: Europe/Athens\n  files:\n"
+                            "    EURUSD: {path: e.csv, timezone: America/New_York}\n"))
+    assert cfg.data.timezone_of("EURUSD") == "America/New_York" and cfg.data.files["EURUSD"].endswith("e.csv")
+    again = tmp_path / "again.yaml"
+    again.write_text(dump_config(cfg))
+    assert load_config(again).data.timezone_of("EURUSD") == "America/New_York"
+    msg = error_of(tmp_path, BASE + "data: {files: {EURUSD: {path: e.csv, tz: UTC}}}\n")
+    assert "files.EURUSD: a path, or {path: ..., timezone: ...} (unknown keys ['tz'])" in msg
+    msg = error_of(tmp_path, BASE + "data: {files: {EURUSD: {path: e.csv, timezone: Mars/Base}}}\n")
+    assert "data.timezones: unknown IANA timezone 'Mars/Base'" in msg

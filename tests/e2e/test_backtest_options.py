@@ -61,3 +61,34 @@ def test_timeframe_runs_the_config_on_other_bars(tmp_path):
     assert report["timeframe"] == "H1" and report["data"]["EURUSD"]["path"] == str(h1)
     p = run("backtest", "--config", str(EXAMPLE), "--out", str(tmp_path / "bad"), "--timeframe", "H1", check=False)
     assert p.returncode == 2 and "less than the 3600 s timeframe" in p.stderr
+
+
+def test_a_file_given_with_its_zone_is_read_in_it_and_data_timezone_names_only_the_given_files(tmp_path):
+    sample = ROOT / "deskd" / "data" / "sample"
+    out = tmp_path / "z"
+    run("backtest", "--config", str(EXAMPLE), "--out", str(out), "--scenarios", "A",
+        "--data", f"EURUSD={sample / 'EURUSD_M15.csv.gz'}@America/New_York")
+    data = json.loads((out / "report.json").read_text())["data"]
+    assert (data["EURUSD"]["timezone"], data["GBPUSD"]["timezone"]) == ("America/New_York", "Europe/Athens")
+    out = tmp_path / "z2"
+    run("backtest", "--config", str(EXAMPLE), "--out", str(out), "--scenarios", "A",
+        "--data", f"USDJPY={sample / 'USDJPY_M15.csv.gz'}", "--data-timezone", "UTC")
+    data = json.loads((out / "report.json").read_text())["data"]
+    assert (data["USDJPY"]["timezone"], data["EURUSD"]["timezone"]) == ("UTC", "Europe/Athens")
+    p = run("backtest", "--config", str(EXAMPLE), "--out", str(tmp_path / "bad"),
+            "--data", f"EURUSD={sample / 'EURUSD_M15.csv.gz'}@Mars/Base", check=False)
+    assert p.returncode == 2 and "unknown IANA timezone 'Mars/Base'" in p.stderr
+
+
+def test_files_that_do_not_overlap_in_time_are_refused_naming_their_ranges(tmp_path):
+    sample = ROOT / "deskd" / "data" / "sample"
+    import pandas as pd
+
+    df = pd.read_csv(sample / "EURUSD_M15.csv.gz")
+    df.iloc[:2000].to_csv(tmp_path / "early.csv", index=False)
+    df.iloc[5000:7000].to_csv(tmp_path / "late.csv", index=False)
+    p = run("backtest", "--config", str(EXAMPLE), "--out", str(tmp_path / "x"), "--symbols", "EURUSD,GBPUSD",
+            "--data", f"EURUSD={tmp_path / 'early.csv'}", "--data", f"GBPUSD={tmp_path / 'late.csv'}", check=False)
+    assert p.returncode == 2, p.stderr
+    assert "early.csv (EURUSD, 2026-" in p.stderr and "ends before" in p.stderr and "late.csv (GBPUSD) begins at" in p.stderr
+    assert "do not overlap in time" in p.stderr and not (tmp_path / "x").exists()
