@@ -19,8 +19,10 @@ Times are UTC epoch seconds (bar open times, as on the bus).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 
 import structlog
@@ -250,12 +252,11 @@ def sqlite_url(path: str | Path) -> str:
 def open_store(url: str, create: bool = True) -> Engine:
     """Connect to ``url`` (``sqlite:///path.db`` or ``postgresql+psycopg://...``) and bring its
     schema to the newest migration. SQLite runs in WAL mode with synchronous=NORMAL; a new
-    SQLite store gets its folder created (0700) and its file 0600. With ``create`` False (a
-    read-only verb such as ``deskd reconcile``) a SQLite file that does not exist is an error,
-    never a new empty store. Raises StoreError when the database cannot be reached or
-    migrated, or its driver is not installed (the message says which package)."""
-    from alembic import command
-    from alembic.config import Config
+    SQLite store is created whole or not at all (:func:`_create_sqlite`), with its folder
+    (0700) and its file 0600. With ``create`` False (a read-only verb such as ``deskd
+    reconcile``) a SQLite file that does not exist is an error, never a new empty store.
+    Raises StoreError when the database cannot be reached or migrated, or its driver is not
+    installed (the message says which package)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
@@ -264,25 +265,33 @@ def open_store(url: str, create: bool = True) -> Engine:
         raise StoreError(f"store {_safe(url)}: {_driver_hint(url, e)}") from None
     except (SQLAlchemyError, ValueError) as e:
         raise StoreError(f"store {_safe(url)}: {e}") from None
-    if engine.dialect.name == "sqlite":
-        database = engine.url.database
-        if _is_file(database):
-            assert database is not None
-            if not create and not Path(database).exists():
-                raise StoreError(f"no store at {database} (give --store PATH or URL of an existing store)")
-            if create:
-                _create_private(database)
-        event.listen(engine, "connect", _sqlite_pragmas)
-    cfg = Config()
-    cfg.set_main_option("script_location", "deskd.persistence:migrations")
     try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        if engine.dialect.name == "sqlite":
+            database = engine.url.database
+            if _is_file(database):
+                assert database is not None
+                if not Path(database).exists():
+                    if not create:
+                        raise StoreError(f"no store at {database} (give --store PATH or URL of an existing store)")
+                    _create_sqlite(database)
+            event.listen(engine, "connect", _sqlite_pragmas)
+        _upgrade(engine)
     except SQLAlchemyError as e:
         raise StoreError(f"store {_safe(url)}: cannot open or migrate: {e.__class__.__name__}: "
                          f"{getattr(e, 'orig', None) or e}") from None
     return engine
+
+
+def _upgrade(engine: Engine) -> None:
+    """Apply the Alembic migrations up to head, in one transaction. Raises SQLAlchemyError."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", "deskd.persistence:migrations")
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
 
 
 def _driver_hint(url: str, e: ImportError) -> str:
@@ -299,12 +308,15 @@ def _is_file(database: str | None) -> bool:
     return bool(database) and database != ":memory:" and not str(database).startswith("file:")
 
 
-def _create_private(database: str) -> None:
-    """Create a new SQLite store file readable by its owner only (0600: it holds positions and
-    P&L), and its folder (0700) when missing; SQLite gives its -wal and -shm files the same
-    mode. An existing file is left as it is (an operator may have chosen its mode). Raises
-    StoreError naming the folder that cannot be made; other errors surface when the engine
-    connects."""
+def _create_sqlite(database: str) -> None:
+    """Create a new SQLite store at ``database``, whole or not at all: the schema is migrated
+    in a temporary file beside it, then linked into place. pysqlite runs DDL outside the
+    transaction, so a store migrated in place and killed half-way (SIGKILL, power) kept some
+    tables without their Alembic version and failed every later start ("table ... already
+    exists"). The file is readable by its owner only (0600: it holds positions and P&L;
+    SQLite gives its -wal and -shm files the same mode), its folder created 0700 when missing.
+    A store another process created meanwhile is kept. Raises StoreError naming a folder
+    that cannot be made, SQLAlchemyError when the schema cannot be written."""
     folder = Path(database).parent
     if not folder.is_dir():
         try:
@@ -315,11 +327,26 @@ def _create_private(database: str) -> None:
             raise StoreError(f"store {database}: cannot create its folder {folder}: "
                              f"{e.strerror or e}") from None
     try:
-        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
+        fd, tmp = tempfile.mkstemp(prefix=f".{Path(database).name}.new-", dir=folder)  # 0600
     except OSError:
-        return  # StoreError from the first connection names it
+        return  # the first connection to ``database`` names the problem
+    os.close(fd)
+    try:
+        new = create_engine(f"sqlite:///{tmp}")
+        try:
+            _upgrade(new)
+        finally:
+            new.dispose()
+        try:
+            os.link(tmp, database)  # atomic, and never over a store that appeared meanwhile
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links
+            if not Path(database).exists():
+                os.replace(tmp, database)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _not_a_folder(folder: Path) -> Path:

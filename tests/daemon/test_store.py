@@ -166,3 +166,24 @@ def test_a_new_sqlite_store_and_its_wal_are_private_to_their_owner(tmp_path):
     wal = db.with_name(db.name + "-wal")
     assert not wal.exists() or mode(wal) == 0o600
     engine.dispose()
+
+
+def test_a_store_killed_during_its_first_migration_opens_cleanly_next_time(tmp_path):
+    """pysqlite runs DDL outside the transaction: a new store migrated in place and killed
+    half-way kept a table without its Alembic version, and every later start failed with
+    "table ... already exists". The schema is now written aside and linked into place."""
+    import subprocess
+
+    db = tmp_path / "s.db"
+    code = ("import os\nimport alembic.command\nfrom deskd.persistence import store\n"
+            "def dying(cfg, rev):\n"
+            "    cfg.attributes['connection'].exec_driver_sql('CREATE TABLE bar_cursor (x INTEGER)')\n"
+            "    os._exit(9)  # SIGKILL half-way through the migration\n"
+            "alembic.command.upgrade = dying\n"
+            f"store.open_store(store.sqlite_url({str(db)!r}))\n")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 9
+    assert not db.exists()
+    engine = open_store(sqlite_url(db))
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    engine.dispose()
