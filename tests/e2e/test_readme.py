@@ -99,7 +99,7 @@ def test_the_paper_daemon_block_starts_trades_and_stops_on_sigterm(clone):
 def test_the_fake_broker_demo_runs_in_order(clone):
     cwd, env = clone
     lines = block_with("deskd fake-broker --config deskd/configs/examples/desk.yaml")
-    p = subprocess.run(["bash", "-c", script(lines, 2.0)], cwd=cwd, env=env, capture_output=True, text=True,
-                       timeout=300)
+    p = subprocess.run(["bash", "-c", script(lines, 0.2)], cwd=cwd, env=env, capture_output=True, text=True,
+                       timeout=300)  # as pasted: the block waits for itself where it must
     assert p.returncode == 0, p.stdout + p.stderr
     assert "desk example/A: RUNNING" in p.stdout and "broker: v20" in p.stdout, p.stdout
