@@ -543,7 +543,8 @@ def cmd_fake_broker(args) -> int:
         raise InputError(f"--port {args.port}: a TCP port is 1-65535")
     settings = Settings()
     token = _v20_token(args, settings)
-    broker = FakeV20.from_files({s: cfg.data.files[s] for s in cfg.universe.symbols}, cfg.data.timezone,
+    broker = FakeV20.from_files({s: cfg.data.files[s] for s in cfg.universe.symbols},
+                                {s: cfg.data.timezone_of(s) for s in cfg.universe.symbols},
                                 cfg.universe.timeframe_s, token=token, state_file=args.state,
                                 account_id=args.account or settings.v20_account or DEFAULT_FAKE_ACCOUNT)
 

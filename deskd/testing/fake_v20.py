@@ -82,11 +82,15 @@ class FakeV20:
     requests: list[tuple[float, str, str, int]] = field(default_factory=list)  # (monotonic s, method, path, status)
 
     @classmethod
-    def from_files(cls, files: dict[str, str], timezone: str, timeframe_s: int, **kw) -> FakeV20:
+    def from_files(cls, files: dict[str, str], timezone: str | dict[str, str], timeframe_s: int,
+                   **kw) -> FakeV20:
+        """A fake broker whose market is ``files`` (symbol -> bar file), read in ``timezone``
+        (one zone, or symbol -> zone). Raises BarFileError."""
         bars = {}
         for sym, path in files.items():
             rows: list[tuple[int, float, float, float, float]] = []
-            for ch in read_bars(Path(path), timezone, timeframe_s):
+            zone = timezone if isinstance(timezone, str) else timezone[sym]
+            for ch in read_bars(Path(path), zone, timeframe_s):
                 rows.extend(zip(ch.ts.tolist(), ch.open.tolist(), ch.high.tolist(),
                                 ch.low.tolist(), ch.close.tolist()))
             bars[sym] = rows

@@ -81,3 +81,12 @@ def test_brackets_fill_inside_released_bars_by_deskds_rules():
 
 def test_time_helpers_round_trip():
     assert parse_time(rfc3339(T0)) == T0 and parse_time(str(T0)) == T0
+
+
+def test_fake_broker_reads_each_file_in_its_own_timezone(tmp_path):
+    rows = "time,open,high,low,close\n2026-01-15 10:00:00,1.1,1.2,1.0,1.1\n"
+    for sym in ("EURUSD", "USDJPY"):
+        (tmp_path / f"{sym}.csv").write_text(rows)
+    files = {s: str(tmp_path / f"{s}.csv") for s in ("EURUSD", "USDJPY")}
+    b = FakeV20.from_files(files, {"EURUSD": "UTC", "USDJPY": "America/New_York"}, 900)
+    assert b.bars["USDJPY"][0][0] - b.bars["EURUSD"][0][0] == 5 * 3600  # New York is UTC-5 in January
