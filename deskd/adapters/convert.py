@@ -48,7 +48,6 @@ from datetime import timedelta
 from datetime import timezone as dt_timezone
 from pathlib import Path
 from typing import IO, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
@@ -59,6 +58,7 @@ import pyarrow.parquet as pq
 
 from deskd.adapters.bars import BarFileError, read_bars
 from deskd.configs.models import TIMEFRAME_SECONDS
+from deskd.configs.models import check_timezone as check_config_timezone
 from deskd.core.money import Instrument
 
 #: timeframe name of a bar spacing in seconds (M1 .. H4, the timeframes deskd trades)
@@ -139,13 +139,12 @@ def timeframe_name(seconds: int | None) -> str:
 
 
 def check_timezone(name: str) -> str:
-    """``name`` when it is an IANA zone this machine knows; raises ConvertError otherwise."""
+    """``name`` when it is an IANA zone the desk config would accept (the config's own rule:
+    :func:`deskd.configs.models.check_timezone`); raises ConvertError naming --tz otherwise."""
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConvertError(f"--tz {name!r}: unknown IANA timezone (e.g. America/New_York, UTC, "
-                           f"Europe/Athens)") from None
-    return name
+        return check_config_timezone(name)
+    except ValueError as e:
+        raise ConvertError(f"--tz: {e}") from None
 
 
 def check_output_path(out: Path, force: bool) -> None:

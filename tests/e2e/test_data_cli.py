@@ -205,7 +205,7 @@ BAD = {
     "mixed timeframes in a file": ("resample {mixed} --to-timeframe H1 --out {out}",
                                    "{mixed}: line 6: bar 2026-01-15 10:50:00 is 300 s after"),
     "mt4 without --tz": ("import mt4 {m15} --to {out}", "--tz is required for mt4 files"),
-    "unknown zone": ("import mt4 {m15} --to {out} --tz Mars/Olympus", "--tz 'Mars/Olympus': unknown"),
+    "unknown zone": ("import mt4 {m15} --to {out} --tz Mars/Olympus", "--tz: unknown IANA timezone 'Mars/Olympus'"),
     "output is a folder": ("import histdata {garbage} --to {folder}", "{folder}: is a folder"),
     "not a bar file": ("resample {m15} --to-timeframe H1 --out {out}", "{m15}: missing column(s)"),
     "unknown timeframe": ("resample {mixed} --to-timeframe W1 --out {out}", "--to-timeframe 'W1': expected one of"),
