@@ -125,7 +125,9 @@ class Desk:
                                    cfg.account.starting_equity_usd)
         self.allocator = Allocator(risk, self.instruments, self.conv)
         self.orders = OrderBook(self.allocator)
-        self.resolve = ConflictResolver(risk.conflict_policy, risk.priority)
+        # risk.priority first, then the config's other strategies in the order given
+        priority = [*risk.priority, *(sid for sid in cfg.strategies if sid not in risk.priority)]
+        self.resolve = ConflictResolver(risk.conflict_policy, priority)
         self.ledger = Ledger(self.bus, self.instruments, self.conv,
                              cfg.account.starting_equity_usd, self.tf_s)
         self.broker: Broker = make_broker(self)

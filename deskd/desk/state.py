@@ -51,6 +51,7 @@ TRANSITIONS: dict[tuple[DeskState, Trigger], DeskState] = {
     (S.HALTED, T.DD_HALT_EXPIRED): S.RUNNING,
     (S.RUNNING, T.OPERATOR_HALT): S.HALTED,
     (S.DEGRADED, T.OPERATOR_HALT): S.HALTED,
+    (S.HALTED, T.OPERATOR_HALT): S.HALTED,  # takes the halt over: only an operator lifts it now
     (S.DEGRADED, T.OPERATOR_RESUME): S.RUNNING,
     (S.HALTED, T.OPERATOR_RESUME): S.RUNNING,
     (S.SAFE_MODE, T.OPERATOR_RESUME): S.RUNNING,
@@ -116,7 +117,9 @@ class StateMachine:
             raise TransitionRefused("SAFE_MODE: the last reconciliation found differences; "
                                     "reconcile cleanly before resuming")
         new = TRANSITIONS.get((self.state, trigger))
-        if new is None or new is self.state:
+        takes_over = (new is DeskState.HALTED and trigger is Trigger.OPERATOR_HALT
+                      and self.halt_cause is not Trigger.OPERATOR_HALT)
+        if new is None or (new is self.state and not takes_over):
             return None
         old = self.state
         self.state = new

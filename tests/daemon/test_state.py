@@ -68,3 +68,13 @@ def test_safe_mode_resume_is_refused_until_reconciliation_is_clean():
         sm.fire(T.OPERATOR_RESUME, 1, "")
     sm.reconciled_clean = True
     assert sm.fire(T.OPERATOR_RESUME, 2, "ok").new == "RUNNING"
+
+
+def test_an_operator_halt_during_a_drawdown_halt_takes_it_over_so_the_calendar_cannot_lift_it():
+    sm = machine(S.HALTED, cause=T.DD_BREACH)
+    ev = sm.fire(T.OPERATOR_HALT, 10, "operator: news")
+    assert ev is not None and (ev.old, ev.new, ev.trigger) == ("HALTED", "HALTED", "OPERATOR_HALT")
+    assert sm.halt_cause is T.OPERATOR_HALT
+    assert sm.fire(T.DD_HALT_EXPIRED, 20, "anchor") is None and sm.state is S.HALTED
+    assert sm.fire(T.OPERATOR_HALT, 30, "again") is None  # already the operator's: nothing new
+    assert sm.fire(T.OPERATOR_RESUME, 40, "clear").new == "RUNNING"

@@ -297,8 +297,8 @@ def test_close_whose_answer_is_lost_and_resent_is_booked_as_the_desks_own_exit(c
         live.fault(kind="resend_404", path="/close", method="PUT", count=1)
         code, _ = live.action("/flatten", {"reason": "end of day"})
         assert code == 200
-        st = live.sync()
-        assert st["state"] == "RUNNING" and not st["broker"]["unexplained_closes"]
+        st = live.sync()  # HALTED by the flatten (flat stays flat), not SAFE_MODE: nothing unexplained
+        assert st["state"] == "HALTED" and not st["broker"]["unexplained_closes"]
         ((reason, price),) = live.query("select exit_reason, exit_price from trades where client_order_id = ?",
                                         t.client_id)
         assert (reason, price) == ("FLATTEN", t.close_price)
@@ -327,8 +327,8 @@ def test_close_held_at_the_broker_while_the_daemon_is_killed_is_booked_on_restar
             time.sleep(0.05)
         assert t.state == "CLOSED"
         live.start()
-        st = live.status()
-        assert st["state"] == "RUNNING" and not st["broker"]["unexplained_closes"], live.daemon_log()[-3000:]
+        st = live.status()  # the flatten's halt was committed before the close went out
+        assert st["state"] == "HALTED" and not st["broker"]["unexplained_closes"], live.daemon_log()[-3000:]
         ((reason, price),) = live.query("select exit_reason, exit_price from trades where client_order_id = ?",
                                         t.client_id)
         assert (reason, price) == ("FLATTEN", t.close_price)
