@@ -29,7 +29,7 @@ def render(report, width=80) -> str:
 def report_with(final_usd, scenarios=("A", "B", "C")):
     r = copy.deepcopy(REPORT)
     for s in scenarios:
-        r["scenarios"][s] = {"final_equity_usd": final_usd, "return_frac": final_usd / 100_000 - 1,
+        r["scenarios"][s] = {"bars": 1_116_712, "final_equity_usd": final_usd, "return_frac": final_usd / 100_000 - 1,
                              "min_equity_usd": min(final_usd, 100_000.0), "equity_floor_usd": 10_000.0,
                              "wiped_out": final_usd < 10_000.0,
                              "overall": dict(OVERALL), "by_strategy": {
