@@ -1,21 +1,35 @@
-"""Trade log, decision journal and equity curve as CSV: the rows a desk audits.
+"""Trade log, decision journal and equity curve: the rows a desk audits.
 
-Times are written as ISO 8601 UTC (``2026-01-15T14:30:00Z``); prices to 6 decimals, pips and
-USD to 2, R to 4. ``signal_time`` / ``decision_time`` are the CLOSE of the decision bar;
-``fill_time`` / ``exit_time`` the moment of the fill (the bar's open time for market orders
-and for stops/targets filled inside that bar; the last close for EOD).
+trades.csv and equity.csv are CSV; the decision journal is decisions.parquet (the default),
+decisions.csv, or not written (:data:`DECISION_FORMATS`): the same columns and values either
+way (:data:`DECISION_COLUMNS`, :func:`decision_schema`).
+
+Times are written as ISO 8601 UTC (``2026-01-15T14:30:00Z``; in decisions.parquet
+``decision_time`` is a UTC timestamp column holding the same instant); prices to 6
+decimals, pips and USD to 2, R to 4. ``signal_time`` / ``decision_time`` are the CLOSE of the
+decision bar; ``fill_time`` / ``exit_time`` the moment of the fill (the bar's open time for
+market orders and for stops/targets filled inside that bar; the last close for EOD).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
+import shutil
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import fields
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 from deskd.core.events import SIDE_NAME, Decision, Trade
 from deskd.core.time import iso, iso_many
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def _opt(x: float | None, nd: int) -> str:
@@ -56,6 +70,30 @@ TRADE_COLUMNS = [c for c, _, _ in TRADE_CSV]
 DECISION_COLUMNS = ["scenario", "decision_time",
                     *[f for f in Decision._fields if f != "bar_ts"]]
 EQUITY_COLUMNS = ["scenario", "time", "kind", "equity_usd", "balance_usd", "open_positions"]
+
+#: what ``deskd backtest --decisions`` accepts, the default first: Parquet, CSV, or no file
+#: (the report still counts decisions by reason)
+DECISION_FORMATS = ("parquet", "csv", "none")
+#: the decision journal's file name per format
+DECISION_FILES = {"parquet": "decisions.parquet", "csv": "decisions.csv"}
+#: decisions.csv's rows per write; a decisions.parquet row group is at most this many rows
+CSV_DECISION_ROWS = 20_000
+PARQUET_DECISION_ROWS = 100_000
+#: Parquet compression of decisions.parquet (the column chunks are dictionary-encoded first)
+PARQUET_COMPRESSION = "zstd"
+
+
+def decision_schema() -> pa.Schema:
+    """decisions.parquet's columns: DECISION_COLUMNS, in order, holding decisions.csv's values.
+    ``decision_time`` is timestamp[ms, tz=UTC] (the close of the decision bar, whole seconds;
+    milliseconds because Parquet has no seconds unit: a seconds column reads back as
+    milliseconds anyway); ``sl_pips`` and ``tp_pips`` float64 rounded to 2 decimals, ``tp_pips``
+    null when the signal has no target (empty in the CSV); ``client_order_id`` "" when the
+    signal did not trade (as in the CSV); the others strings (``side`` LONG or SHORT)."""
+    import pyarrow as pa
+
+    types = {"decision_time": pa.timestamp("ms", tz="UTC"), "sl_pips": pa.float64(), "tp_pips": pa.float64()}
+    return pa.schema([pa.field(c, types.get(c, pa.string()), nullable=c == "tp_pips") for c in DECISION_COLUMNS])
 
 
 def check_trade_csv(spec: list[tuple[str, str, Callable]], left_out: tuple[str, ...]) -> None:
@@ -120,15 +158,13 @@ class CsvJournal:
         self._buf.clear()
 
 
-class DecisionWriter:
+class DecisionCounter:
     """Bus handler for the Decision events of one scenario: keeps them (a list append per
-    decision) and writes them to decisions.csv a buffer at a time, counting reasons. Lines are
-    formatted directly, not through the csv module: every field is a number or a code that
-    cannot hold a comma or quote (the config restricts desk and scenario names).
+    decision) and, a buffer of ``buffer_rows`` at a time, counts them by reason (``counts``)
+    and hands them to :meth:`write`, which here writes nothing (``--decisions none``).
     Call :meth:`flush` when the scenario ends."""
 
-    def __init__(self, fh: IO[str], scenario: str, timeframe_s: int, buffer_rows: int = 20_000):
-        self.fh = fh
+    def __init__(self, scenario: str, timeframe_s: int, buffer_rows: int = CSV_DECISION_ROWS):
         self.scenario = scenario
         self.tf_s = timeframe_s
         self.counts: Counter[str] = Counter()
@@ -146,6 +182,24 @@ class DecisionWriter:
         if not buf:
             return
         self.counts.update(d.reason for d in buf)
+        self.write(buf)
+        buf.clear()
+
+    def write(self, buf: list[Decision]) -> None:
+        """Write ``buf`` (the decisions since the last flush, in order) somewhere; nothing here."""
+
+
+class DecisionWriter(DecisionCounter):
+    """:class:`DecisionCounter` writing decisions.csv rows (no header: see
+    :func:`write_decision_header`) to the open text file ``fh``. Lines are formatted directly,
+    not through the csv module: every field is a number or a code that cannot hold a comma or
+    quote (the config restricts desk and scenario names)."""
+
+    def __init__(self, fh: IO[str], scenario: str, timeframe_s: int, buffer_rows: int = CSV_DECISION_ROWS):
+        super().__init__(scenario, timeframe_s, buffer_rows)
+        self.fh = fh
+
+    def write(self, buf: list[Decision]) -> None:
         times = iso_many([d.bar_ts + self.tf_s for d in buf])
         scn = self.scenario
         side = SIDE_NAME
@@ -153,7 +207,157 @@ class DecisionWriter:
             f"{scn},{t},{sym},{sid},{side[sd]},{act},{why},{sl:.2f},"
             f"{'' if tp is None else format(tp, '.2f')},{regime},{oid or ''}\n"
             for t, (_, sym, sid, sd, act, why, sl, tp, regime, oid) in zip(times, buf)]))
-        buf.clear()
+
+
+class BatchSink(Protocol):
+    """Where :class:`ArrowDecisionWriter` puts its record batches: a
+    ``pyarrow.parquet.ParquetWriter`` (one row group per batch) or an Arrow IPC writer."""
+
+    def write_batch(self, batch: pa.RecordBatch) -> None: ...
+
+
+def round2(values: list[float]) -> np.ndarray:
+    """``[round(x, 2) for x in values]`` (Python's correctly rounded ``round``, which agrees
+    with the ``.2f`` decisions.csv writes) as a float64 array, vectorised: x * 100 rounded to
+    the nearest integer, over 100, is that same value except where the product lies within
+    1e-6 of a half (the float product may sit on the other side of it than the exact one),
+    or is not finite or too large to hold every integer; those few are rounded one by one."""
+    a = np.asarray(values, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # the non-finite ones are done one by one
+        scaled = a * 100.0
+        out = np.rint(scaled) / 100.0
+        odd = ~(np.abs(scaled) < 2.0**52) | (np.abs(np.abs(scaled - np.trunc(scaled)) - 0.5) < 1e-6)
+    for i in np.flatnonzero(odd).tolist():
+        out[i] = round(float(a[i]), 2)
+    return out
+
+
+def decision_batch(buf: list[Decision], scenario: str, timeframe_s: int) -> pa.RecordBatch:
+    """``buf`` as one record batch of :func:`decision_schema`, holding the values
+    decisions.csv writes: the times as instants, pips rounded to 2 decimals (:func:`round2`),
+    no target as null, no client order id as ""."""
+    import pyarrow as pa
+
+    col: list[list[Any]] = [[d[i] for d in buf] for i in range(len(Decision._fields))]
+    _, sym, sid, sd, act, why, sl, tp, regime, oid = col
+    side = SIDE_NAME
+    ts_ms = (np.asarray(col[0], dtype=np.int64) + timeframe_s) * 1000
+    tp_missing = np.fromiter((x is None for x in tp), dtype=bool, count=len(tp))
+    tp_pips = round2([0.0 if x is None else x for x in tp])
+    arrays = [pa.array([scenario] * len(buf), pa.string()),
+              pa.array(ts_ms, pa.timestamp("ms", tz="UTC")),
+              pa.array(sym, pa.string()), pa.array(sid, pa.string()),
+              pa.array([side[s] for s in sd], pa.string()), pa.array(act, pa.string()),
+              pa.array(why, pa.string()), pa.array(round2(sl), pa.float64()),
+              pa.array(tp_pips, pa.float64(), mask=tp_missing if tp_missing.any() else None),
+              pa.array(regime, pa.string()), pa.array([o or "" for o in oid], pa.string())]
+    return pa.RecordBatch.from_arrays(arrays, schema=decision_schema())
+
+
+class ArrowDecisionWriter(DecisionCounter):
+    """:class:`DecisionCounter` writing each buffer as one record batch
+    (:func:`decision_batch`) to ``sink``: a decisions.parquet row group of at most
+    ``buffer_rows`` rows, or a batch of a worker's part file."""
+
+    def __init__(self, sink: BatchSink, scenario: str, timeframe_s: int,
+                 buffer_rows: int = PARQUET_DECISION_ROWS):
+        super().__init__(scenario, timeframe_s, buffer_rows)
+        self.sink = sink
+
+    def write(self, buf: list[Decision]) -> None:
+        self.sink.write_batch(decision_batch(buf, self.scenario, self.tf_s))
+
+
+class DecisionJournal:
+    """The run's decision file in ``folder``, in format ``fmt`` (DECISION_FORMATS): opened
+    at once (decisions.csv with its header, decisions.parquet with its schema; ``none``
+    opens nothing), then fed scenario after scenario, each either by :meth:`writer` in this
+    process or by :meth:`append_part`, the part file :meth:`part_writer` wrote in another.
+    Both give the same bytes: a part holds the record batches (Arrow IPC) or the lines
+    (CSV) the writer would have written here, and a batch becomes one row group either way.
+    :meth:`close` finishes the file (Parquet writes its footer then). Raises OSError."""
+
+    def __init__(self, folder: Path, fmt: str):
+        if fmt not in DECISION_FORMATS:
+            raise ValueError(f"decisions format {fmt!r}: expected one of {', '.join(DECISION_FORMATS)}")
+        self.fmt = fmt
+        self.path = folder / DECISION_FILES[fmt] if fmt in DECISION_FILES else None
+        self._csv: io.TextIOWrapper | None = None
+        self._parquet: Any = None
+        if fmt == "csv":
+            self._csv = open(folder / DECISION_FILES[fmt], "w", newline="")
+            write_decision_header(self._csv)
+        elif fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            self._parquet = pq.ParquetWriter(str(folder / DECISION_FILES[fmt]), decision_schema(),
+                                             compression=PARQUET_COMPRESSION)
+
+    def writer(self, scenario: str, timeframe_s: int) -> DecisionCounter:
+        """The bus handler writing ``scenario``'s decisions into this file (call its flush)."""
+        if self._csv is not None:
+            return DecisionWriter(self._csv, scenario, timeframe_s)
+        if self._parquet is not None:
+            return ArrowDecisionWriter(self._parquet, scenario, timeframe_s)
+        return DecisionCounter(scenario, timeframe_s)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def part_writer(part: Path, fmt: str, scenario: str, timeframe_s: int) -> Iterator[DecisionCounter]:
+        """A bus handler writing ``scenario``'s decisions to the part file ``part`` (for
+        :meth:`append_part`), closed on leaving the block; ``none`` writes no file."""
+        if fmt == "csv":
+            with open(part, "w", newline="") as fh:
+                yield DecisionWriter(fh, scenario, timeframe_s)
+        elif fmt == "parquet":
+            import pyarrow.ipc as ipc
+
+            with ipc.new_file(str(part), decision_schema()) as sink:
+                yield ArrowDecisionWriter(sink, scenario, timeframe_s)
+        else:
+            yield DecisionCounter(scenario, timeframe_s)
+
+    def append_part(self, part: Path) -> None:
+        """Append a part file written by :meth:`part_writer` (this journal's format), then
+        delete it."""
+        if self._csv is not None:
+            self._csv.flush()
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, self._csv.buffer, 1 << 20)
+        elif self._parquet is not None:
+            import pyarrow as pa
+            import pyarrow.ipc as ipc
+
+            with pa.memory_map(str(part)) as src:
+                reader = ipc.open_file(src)
+                for i in range(reader.num_record_batches):
+                    self._parquet.write_batch(reader.get_batch(i))
+        part.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._csv is not None:
+            self._csv.close()
+        if self._parquet is not None:
+            self._parquet.close()
+        self._csv = self._parquet = None
+
+
+def decision_csv_rows(table: pa.Table) -> list[list[str]]:
+    """decisions.parquet's rows (a table of :func:`decision_schema`) as the fields decisions.csv
+    writes for them, in DECISION_COLUMNS order: for comparing the two files, and for readers
+    that want text."""
+    import pyarrow as pa
+
+    cols: dict[str, list] = {}
+    for c in DECISION_COLUMNS:
+        col = table.column(c)
+        if c == "decision_time":
+            cols[c] = iso_many(col.cast(pa.timestamp("s", tz="UTC")).cast(pa.int64()).to_pylist())
+        elif c in ("sl_pips", "tp_pips"):
+            cols[c] = ["" if v is None else f"{v:.2f}" for v in col.to_pylist()]
+        else:
+            cols[c] = col.to_pylist()
+    return [list(r) for r in zip(*cols.values())]
 
 
 def write_decision_header(fh: IO[str]) -> None:

@@ -1,8 +1,9 @@
 """report.html: one self-contained, offline page of a backtest's outputs.
 
-Built only from what the run wrote (trades.csv, equity.csv, decisions.csv, report.json) and
-the config it ran (starting equity, the bar file of the first symbol for the price chart):
-every number shown is either read from report.json as it is, or drawn from the CSV rows. The
+Built only from what the run wrote (trades.csv, equity.csv, decisions.parquet or
+decisions.csv when it wrote one, report.json) and the config it ran (starting equity, the
+bar file of the first symbol for the price chart): every number shown is either read from
+report.json as it is, or drawn from the rows of those files. The
 page embeds plotly.js once, in its head, and loads nothing from the network (desks run
 air-gapped). Times are UTC; money in USD, distances in pips, trade outcomes in R (P&L over
 the planned risk at the stop).
@@ -11,7 +12,7 @@ Per scenario: headline numbers; the equity curve (equity.csv: a mark at every fi
 roll and the end) with its drawdown from the running peak and the desk state over time
 (report.json's state transitions); monthly returns; metrics overall and by strategy, symbol,
 regime and exit reason (report.json); the distribution of R-multiples; MAE against MFE;
-exit reasons; skip reasons (totals from report.json, over time from decisions.csv); and a
+exit reasons; skip reasons (totals from report.json, over time from the decision file); and a
 price chart of the first symbol over its last ``PRICE_WINDOW_BARS`` bars up to its last
 trade, with entries, exits and stop-loss / take-profit brackets. A scenario whose final
 equity is below ``WIPED_OUT_FRAC`` of the starting equity gets a red banner.
@@ -23,7 +24,7 @@ with a fixed seed, and decisions are counted per day or week. Two runs on the sa
 write byte-identical pages (fixed plot ids, no wall-clock time).
 
 ``python -m deskd.research.report_html RUN_DIR`` rebuilds RUN_DIR/report.html from a run
-folder (its config.yaml, report.json and CSVs).
+folder (its config.yaml, report.json, CSVs and decision file).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import plotly.io as pio
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
@@ -100,7 +102,8 @@ class ScenarioData:
     pnl_usd in USD, mae/mfe in pips, r_multiple in R). ``equity``: its equity.csv rows (time, kind,
     equity_usd, balance_usd, open_positions). ``decisions``: signals counted per period
     (columns ``period`` datetime64, ``reason``, ``n``; ``decisions_unit`` "day" or "week"),
-    None when the scenario has no decision.
+    None when the scenario has no decision or, ``decisions_written`` False, the run wrote no
+    decision file.
     """
 
     name: str
@@ -109,6 +112,7 @@ class ScenarioData:
     equity: pd.DataFrame
     decisions: pd.DataFrame | None
     decisions_unit: str = "day"
+    decisions_written: bool = True  # False: the run wrote no decision file (--decisions none)
 
 
 @dataclass
@@ -151,15 +155,28 @@ def read_equity(path: Path) -> pd.DataFrame:
     return df
 
 
+def decisions_file(run_dir: Path) -> Path | None:
+    """The run's decision journal: decisions.parquet, else decisions.csv, else None (a run
+    with ``--decisions none``)."""
+    for name in ("decisions.parquet", "decisions.csv"):
+        if (run_dir / name).exists():
+            return run_dir / name
+    return None
+
+
 def count_decisions(path: Path) -> dict[str, pd.DataFrame]:
-    """decisions.csv counted per (scenario, UTC day, reason): {scenario: frame with columns
-    ``day`` (datetime64), ``reason``, ``n``}. Reads only three columns (pyarrow, streaming
-    parse), so a run with millions of signals costs a few seconds, not its size in memory."""
-    opts = pacsv.ConvertOptions(include_columns=["scenario", "decision_time", "reason"],
-                                column_types={"scenario": pa.string(), "decision_time": pa.string(),
-                                              "reason": pa.string()})
-    table = pacsv.read_csv(path, convert_options=opts)
-    day = pc.utf8_slice_codeunits(table["decision_time"], 0, 10)
+    """decisions.parquet or decisions.csv counted per (scenario, UTC day, reason): {scenario:
+    frame with columns ``day`` (datetime64), ``reason``, ``n``}, the same from either file.
+    Reads only three columns (pyarrow; the CSV with a streaming parse), so a run with millions
+    of signals costs a few seconds, not its size in memory."""
+    cols = ["scenario", "decision_time", "reason"]
+    if path.suffix == ".parquet":
+        table = pq.read_table(path, columns=cols)
+        day = pc.cast(pc.cast(table["decision_time"], pa.date32()), pa.string())  # its UTC date
+    else:
+        opts = pacsv.ConvertOptions(include_columns=cols, column_types={c: pa.string() for c in cols})
+        table = pacsv.read_csv(path, convert_options=opts)
+        day = pc.utf8_slice_codeunits(table["decision_time"], 0, 10)
     grouped = (pa.table({"scenario": table["scenario"], "day": day, "reason": table["reason"]})
                .group_by(["scenario", "day", "reason"]).aggregate([([], "count_all")]).to_pandas())
     grouped = grouped.rename(columns={"count_all": "n"})
@@ -221,16 +238,18 @@ def load_run(run_dir: Path, cfg: DeskConfig, report: dict | None = None) -> RunD
             report = json.loads((run_dir / "report.json").read_text())
         trades = read_trades(run_dir / "trades.csv")
         equity = read_equity(run_dir / "equity.csv")
-        decisions = count_decisions(run_dir / "decisions.csv")
+        dec_file = decisions_file(run_dir)
+        decisions = count_decisions(dec_file) if dec_file is not None else None
     except (OSError, ValueError, KeyError, pa.ArrowException) as e:
         raise ReportInputError(f"{run_dir}: cannot read the run's outputs: {e}") from None
     if not isinstance(report, dict) or not isinstance(report.get("scenarios"), dict):
         raise ReportInputError(f"{run_dir / 'report.json'}: no 'scenarios' in it")
     scenarios = []
     for name, rep in report["scenarios"].items():
-        per, unit = _per_period(decisions[name]) if name in decisions else (None, "day")
+        per, unit = _per_period(decisions[name]) if decisions and name in decisions else (None, "day")
         scenarios.append(ScenarioData(name, rep, trades[trades["scenario"] == name].reset_index(drop=True),
-                                      equity[equity["scenario"] == name].reset_index(drop=True), per, unit))
+                                      equity[equity["scenario"] == name].reset_index(drop=True), per, unit,
+                                      decisions_written=decisions is not None))
     price, note = None, ""
     symbol = cfg.universe.symbols[0] if cfg.universe.symbols else None
     if symbol is None or symbol not in cfg.data.files:
@@ -545,8 +564,11 @@ def skip_totals_figure(sc: ScenarioData, div_id: str) -> str:
 
 
 def skip_timeline_figure(sc: ScenarioData, div_id: str) -> str:
-    """Signals per day or week (decisions.csv), stacked by what became of them."""
+    """Signals per day or week (the decision file), stacked by what became of them."""
     d = sc.decisions
+    if not sc.decisions_written:
+        return _empty(f"Scenario {sc.name}: the run wrote no decision file (deskd backtest --decisions none), "
+                      f"so no signals over time; the totals are report.json's.")
     if d is None or d.empty:
         return _empty(f"No strategy signal in scenario {sc.name}: no decisions over time.")
     unit = sc.decisions_unit
