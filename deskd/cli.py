@@ -180,14 +180,86 @@ def _narrow(cfg: DeskConfig, args) -> DeskConfig:
                          f"{printable(err['msg'].removeprefix('Value error, '), 240)}") from None
 
 
+class _ScenarioBars:
+    """``deskd backtest``'s progress (a :class:`deskd.research.backtest.ScenarioProgress`): on
+    a terminal, a bar per scenario with its bars done, their total and the time left once the
+    total is known (counted from the bar files in a background thread, else taken from the
+    first scenario to finish); elsewhere one line per scenario start and finish on stderr;
+    nothing when ``quiet``. Its methods may be called from another thread (parallel runs)."""
+
+    def __init__(self, console, quiet: bool, files: list[str]):
+        import threading
+
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskID,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.lines = not quiet and not console.is_terminal
+        self.bars = Progress(TextColumn("scenario {task.fields[scn]}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("bars"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                             console=console, transient=True, disable=quiet or not console.is_terminal)
+        self.tasks: dict[str, TaskID] = {}
+        self.started_at: dict[str, float] = {}
+        self.total: int | None = None
+        self.lock = threading.Lock()
+        if not self.bars.disable:
+            threading.Thread(target=self._count, args=(files,), name="count-bars", daemon=True).start()
+
+    def _count(self, files: list[str]) -> None:
+        from deskd.research.backtest import count_bars
+
+        n = count_bars(files)
+        if n is not None:
+            self._set_total(n)
+
+    def _set_total(self, n: int) -> None:
+        with self.lock:
+            if self.total is not None:
+                return
+            self.total = n
+            for task in self.bars.tasks:
+                if not task.finished:
+                    self.bars.update(task.id, total=n)
+
+    def started(self, scenario: str) -> None:
+        import time
+
+        self.started_at[scenario] = time.monotonic()
+        if self.lines:
+            print(f"deskd backtest: scenario {scenario} ...", file=sys.stderr, flush=True)
+        with self.lock:
+            self.tasks[scenario] = self.bars.add_task("replay", total=self.total, scn=scenario)
+
+    def advanced(self, scenario: str, bars: int) -> None:
+        self.bars.advance(self.tasks[scenario], bars)
+
+    def finished(self, scenario: str, bars: int) -> None:
+        import time
+
+        task = self.tasks[scenario]
+        read = next(int(t.completed) for t in self.bars.tasks if t.id == task)
+        self.bars.update(task, total=read, completed=read)
+        self._set_total(read)  # later scenarios read as many bars
+        if self.lines:
+            took = time.monotonic() - self.started_at.get(scenario, time.monotonic())
+            print(f"deskd backtest: scenario {scenario} done ({bars:,} bars, {took:.1f} s)",
+                  file=sys.stderr, flush=True)
+
+
 def cmd_backtest(args) -> int:
     from datetime import UTC, datetime
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from deskd.adapters.replay import Window
     from deskd.research.backtest import build_backtest, check_out
+    from deskd.research.outputs import DECISION_FILES
 
     cfg = _narrow(_load(args), args)
     window = None
@@ -198,23 +270,11 @@ def cmd_backtest(args) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else Path("runs") / f"backtest-{cfg.desk}-{stamp}"
     check_out(out, args.force, [args.config, *cfg.data.files.values()])
-    err = Console(stderr=True)
-    quiet = args.quiet or args.json
-    progress = Progress(TextColumn("scenario {task.fields[scn]}"), BarColumn(),
-                        MofNCompleteColumn(), TextColumn("bars"), TimeElapsedColumn(),
-                        console=err, transient=True, disable=quiet or not err.is_terminal)
-
-    def on_start(scn: str):
-        if not quiet and not err.is_terminal:
-            print(f"deskd backtest: scenario {scn} ...", file=sys.stderr, flush=True)
-        # the first scenario counts the bars; later ones show them as the total
-        known = progress.tasks[-1].completed if progress.tasks else None
-        task = progress.add_task("replay", total=known, scn=scn)
-        return lambda n: progress.advance(task, n)
-
+    progress = _ScenarioBars(Console(stderr=True), args.quiet or args.json,
+                             [cfg.data.files[s] for s in cfg.universe.symbols if s in cfg.data.files])
     backtest = build_backtest(cfg, scenarios, out, args.force, _store_url(args.store) if args.store else None,
-                              on_start, window)
-    with progress:
+                              progress, window, jobs=args.jobs, decisions=args.decisions)
+    with progress.bars:
         report = backtest.run()
     _warn_warmup(cfg, scenarios[0], {s: d["bars"] for s, d in report["data"].items()})
     if args.json:
@@ -223,7 +283,9 @@ def cmd_backtest(args) -> int:
         from deskd.research.summary import summary
 
         Console(width=None if sys.stdout.isatty() else 80).print(summary(report))
-        print(f"outputs: {out}/ (report.html, trades.csv, equity.csv, decisions.csv, report.json, config.yaml)")
+        files = ["report.html", "trades.csv", "equity.csv", DECISION_FILES.get(args.decisions), "report.json",
+                 "config.yaml"]
+        print(f"outputs: {out}/ ({', '.join(f for f in files if f)})")
     return EXIT_OK
 
 
@@ -601,8 +663,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("backtest", help="replay bar files through the desk, per cost scenario",
                        description="Replay bar files through the same handlers the daemon runs, once per "
-                                   "cost scenario, and write trades.csv, equity.csv, decisions.csv, "
-                                   "report.json and the resolved config.yaml to --out.")
+                                   "cost scenario (in parallel processes, one per scenario up to the CPUs, "
+                                   "unless --jobs), and write trades.csv, equity.csv, decisions.parquet (or "
+                                   "decisions.csv, see --decisions), report.json, report.html and the "
+                                   "resolved config.yaml to --out.")
     _add_config_and_data(b, "desk config YAML (see configs/examples/desk.yaml)")
     b.add_argument("--scenarios", metavar="A,B,C", help="cost scenarios to run (default: all in the config)")
     b.add_argument("--from", dest="from_", metavar="WHEN",
@@ -619,6 +683,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "path, or a SQLAlchemy URL such as postgresql+psycopg://user@host/deskd")
     b.add_argument("--force", action="store_true",
                    help="replace --out if it exists, and this desk's earlier rows in --store")
+    b.add_argument("--jobs", type=int, metavar="N",
+                   help="run the scenarios in N processes (default: one per scenario, up to the CPUs this "
+                        "process may use; 1 runs them one after another in this process); the outputs are "
+                        "the same either way")
+    b.add_argument("--decisions", choices=["parquet", "csv", "none"], default="parquet",
+                   help="the decision journal: decisions.parquet (default), decisions.csv, or none "
+                        "(report.json still counts the decisions by reason)")
     b.add_argument("--quiet", action="store_true", help="print nothing on success")
     b.add_argument("--json", action="store_true", help="print the output folder and overall metrics as JSON")
     b.set_defaults(func=cmd_backtest)

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def run1(tmp_path_factory):
     out = tmp_path_factory.mktemp("bt") / "run1"
-    p = run("backtest", "--config", str(EXAMPLE), "--out", str(out))
+    # decisions.csv, as the golden fingerprint was recorded (the default is decisions.parquet,
+    # whose rows tests/e2e/test_backtest_parallel.py checks against this file's)
+    p = run("backtest", "--config", str(EXAMPLE), "--out", str(out), "--decisions", "csv")
     return out, p
 
 
@@ -60,7 +62,7 @@ def test_report_has_metrics_overall_and_by_strategy_symbol_regime(run1):
 def test_two_runs_write_byte_identical_trades_and_report(run1, tmp_path):
     out1, _ = run1
     out2 = tmp_path / "run2"
-    run("backtest", "--config", str(EXAMPLE), "--out", str(out2), "--quiet")
+    run("backtest", "--config", str(EXAMPLE), "--out", str(out2), "--quiet", "--decisions", "csv")
     for name in ("trades.csv", "report.json", "decisions.csv", "equity.csv"):
         assert (out1 / name).read_bytes() == (out2 / name).read_bytes(), name
 

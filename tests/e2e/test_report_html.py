@@ -114,6 +114,19 @@ def test_a_run_without_trades_opens_without_errors_and_says_so(driver, tmp_path)
     assert banner.value_of_css_property("background-color") == "rgba(198, 40, 40, 1)"
 
 
+def test_a_run_without_a_decision_file_opens_without_errors_and_says_why(driver, tmp_path):
+    out = tmp_path / "none"
+    run("backtest", "--config", str(EXAMPLE), "--scenarios", "A", "--decisions", "none", "--out", str(out),
+        "--quiet")
+    assert not list(out.glob("decisions.*"))
+    assert open_report(driver, out / "report.html") == []
+    text = driver.find_element(By.ID, "scenario-A").text
+    assert "the run wrote no decision file (deskd backtest --decisions none)" in text
+    # the totals still draw, from report.json's counts
+    totals = driver.find_element(By.ID, "s0-skips").text
+    assert "position_open" in totals and "traded" in totals
+
+
 def screenshot(dest: Path) -> None:
     """Run scenario A of the sample and save a 1400 x 2000 screenshot of its report.html."""
     with tempfile.TemporaryDirectory() as tmp:

@@ -86,7 +86,7 @@ def test_an_account_below_a_tenth_of_its_start_gets_the_red_banner(no_trade_run,
     out, report, cfg = no_trade_run
     run = tmp_path / "run"
     run.mkdir()
-    for name in ("trades.csv", "decisions.csv", "config.yaml"):
+    for name in ("trades.csv", "decisions.parquet", "config.yaml"):
         (run / name).write_bytes((out / name).read_bytes())
     (run / "equity.csv").write_bytes((out / "equity.csv").read_bytes())
     report = json.loads(json.dumps(report))
@@ -97,6 +97,19 @@ def test_an_account_below_a_tenth_of_its_start_gets_the_red_banner(no_trade_run,
     assert 'data-scenario="B" data-wiped-out="1"' in page
     assert ("equity fell to 9,999.99 USD, 10.00 % of the starting 100,000.00 USD, below the floor of "
             "10,000.00 USD") in page
+
+
+def test_the_page_is_the_same_from_either_decision_file_and_says_when_there_is_none(example, tmp_path):
+    pages = {}
+    for fmt in ("parquet", "csv", "none"):
+        out = tmp_path / fmt
+        run_backtest(example, ["A"], out, decisions=fmt)
+        pages[fmt] = (out / "report.html").read_text()
+    assert pages["parquet"] == pages["csv"]
+    note = "the run wrote no decision file (deskd backtest --decisions none)"
+    assert note in pages["none"] and note not in pages["csv"]
+    assert page_metrics(pages["none"]) == page_metrics(pages["csv"])  # the totals are report.json's
+    assert "What became of the signals" in pages["csv"] and "What became of the signals" not in pages["none"]
 
 
 def test_large_runs_are_cut_to_a_few_thousand_points_and_stay_small(example):
