@@ -104,7 +104,8 @@ def test_a_bar_that_fails_halfway_commits_nothing(tmp_path):
 
 def test_backtest_store_holds_what_the_csvs_say(tmp_path):
     db = tmp_path / "bt.db"
-    run("backtest", "--config", str(EXAMPLE), "--out", str(tmp_path / "o"), "--store", str(db), "--quiet")
+    run("backtest", "--config", str(EXAMPLE), "--out", str(tmp_path / "o"), "--store", str(db), "--quiet",
+        "--decisions", "csv")
     per_csv = defaultdict(lambda: [0, 0.0])
     with open(tmp_path / "o" / "trades.csv") as fh:
         for row in csv.DictReader(fh):
