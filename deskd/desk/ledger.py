@@ -11,11 +11,14 @@ bars the position was open at the close, plus the exit bar for in-bar stop/targe
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from deskd.core.bus import Bus
 from deskd.core.events import BarClosed, Fill, Intent, OrderIntent, PositionClosed, Trade
 from deskd.core.money import Instrument, QuoteConverter
+
+_Kept = tuple[int, int, float, float, int]  # (seq, ts, equity_usd, balance_usd, open_positions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +39,14 @@ class Ledger:
     """Positions by symbol (one net position each), equity, drawdown from peak, trade log.
 
     ``equity_rows`` holds (ts, kind, equity_usd, balance_usd, open_positions) at every fill
-    (kind FILL), at every trading-day roll (DAY) and at the end (END), so it grows with trades and days, not bars. Raises RuntimeError when a
-    fill contradicts the book (an entry on an open symbol, an exit with nothing open).
+    (kind FILL), at every trading-day roll (DAY) and at the end (END), and between two of those
+    marks the few bar closes (kind BAR, ts the bar's close) that keep the curve's extremes: the
+    first close at the span's highest new peak, its lowest equity, and its deepest drawdown from
+    the running peak in USD and as a fraction. The drawdown of these rows therefore equals
+    :attr:`max_dd_usd` and :attr:`max_dd_frac` (the peak of the deepest fall is the first
+    highest close of its span, and the fall is the deepest of its span), while the list grows with
+    trades and days (at most five rows per mark), not bars. Raises RuntimeError when a fill
+    contradicts the book (an entry on an open symbol, an exit with nothing open).
     """
 
     def __init__(self, bus: Bus, instruments: dict[str, Instrument], conv: QuoteConverter,
@@ -58,6 +67,18 @@ class Ledger:
         self.closed: list[Trade] = []
         self.equity_rows: list[tuple[int, str, float, float, int]] = []
         self.next_trade_id = 1
+        # the bar closes kept since the last mark: why -> (seq, ts, equity_usd, balance_usd, open)
+        self._seq = 0
+        self._keep: dict[str, _Kept | None] = {}
+        self._peak_rec: _Kept | None = None  # the close that set the running peak
+        self._reset_span()
+
+    def _reset_span(self) -> None:
+        self._span_seq = self._seq  # the kept closes come after this one
+        self._span_peak = -math.inf
+        self._span_low = math.inf
+        self._span_dd = 0.0
+        self._span_dd_frac = 0.0
 
     def snapshot(self) -> LedgerSnapshot:
         return LedgerSnapshot(self.balance_usd, self.equity_usd, self.peak_usd, self.max_dd_usd,
@@ -97,27 +118,57 @@ class Ledger:
         u = side * (bar.close - t.entry_price) * t.units * self.conv.quote_usd(sym, bar.close)
         self.equity_usd += u - self.unrealized_usd[sym]
         self.unrealized_usd[sym] = u
-        self._track_drawdown()
+        self._track_drawdown(bar.bar_ts + bar.timeframe_s)
 
-    def _track_drawdown(self) -> None:
+    def _track_drawdown(self, ts: int) -> None:
         """Largest fall from a running peak, in USD and (independently) as a fraction: the
-        deepest fraction can come from a lower peak than the largest USD fall."""
+        deepest fraction can come from a lower peak than the largest USD fall. Also keeps the
+        span's extreme closes for :attr:`equity_rows` (``ts``: when this equity was known)."""
         e = self.equity_usd
         peak = self.peak_usd
+        self._seq += 1
         if e >= peak:
             self.peak_usd = e
+            self._peak_rec = (self._seq, ts, e, self.balance_usd, len(self.open))
+            if e > self._span_peak:
+                self._span_peak = e
+                self._keep["peak"] = self._peak_rec
             return
+        keep = self._keep
+        rec: _Kept | None = None
         if e < self.min_equity_usd:
             self.min_equity_usd = e
+        if e < self._span_low:
+            self._span_low = e
+            rec = keep["low"] = (self._seq, ts, e, self.balance_usd, len(self.open))
         dd = peak - e
         if dd > self.max_dd_usd:
             self.max_dd_usd = dd
-        if dd / peak > self.max_dd_frac:
-            self.max_dd_frac = dd / peak
+        if dd > self._span_dd:
+            self._span_dd = dd
+            rec = keep["dd"] = rec or (self._seq, ts, e, self.balance_usd, len(self.open))
+            keep["dd_peak"] = self._peak_rec
+        frac = dd / peak
+        if frac > self.max_dd_frac:
+            self.max_dd_frac = frac
+        if frac > self._span_dd_frac:
+            self._span_dd_frac = frac
+            keep["dd_frac"] = rec or (self._seq, ts, e, self.balance_usd, len(self.open))
+            keep["dd_frac_peak"] = self._peak_rec
 
     def mark(self, ts: int, kind: str = "DAY") -> None:
         """Record the equity now: at a trading-day roll (DAY, the daily series for
-        Sharpe/Sortino and the drawdown anchors) or at the end of a run (END)."""
+        Sharpe/Sortino and the drawdown anchors), a fill (FILL) or the end of a run (END),
+        after the span's kept bar closes (BAR) in the order they happened. A peak set before
+        the span is already a row (the first highest close of its own span); the latest close,
+        when it is this very point (an exit fill's), is this row, not also a BAR."""
+        if self._keep:
+            rows = self.equity_rows
+            for seq, t, e, bal, n_open in sorted(set(r for r in self._keep.values() if r is not None)):
+                if seq > self._span_seq and not (seq == self._seq and t == ts and e == self.equity_usd):
+                    rows.append((t, "BAR", e, bal, n_open))
+            self._keep.clear()
+        self._reset_span()
         self.equity_rows.append((ts, kind, self.equity_usd, self.balance_usd, len(self.open)))
 
     # -- fills ----------------------------------------------------------------------------
@@ -175,6 +226,6 @@ class Ledger:
             t.mae_pips = -exc
         self.balance_usd += t.pnl_usd
         self.equity_usd += t.pnl_usd - self.unrealized_usd.pop(f.symbol)
-        self._track_drawdown()
+        self._track_drawdown(f.fill_ts)
         self.closed.append(t)
         self.bus.publish(PositionClosed(f.bar_ts, t))

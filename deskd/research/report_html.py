@@ -9,7 +9,7 @@ air-gapped). Times are UTC; money in USD, distances in pips, trade outcomes in R
 the planned risk at the stop).
 
 Per scenario: headline numbers; the equity curve (equity.csv: a mark at every fill, FX-day
-roll and the end) with its drawdown from the running peak and the desk state over time
+roll and the end, and the bar closes between them at each span's peak, low and deepest fall) with its drawdown from the running peak and the desk state over time
 (report.json's state transitions); monthly returns; metrics overall and by strategy, symbol,
 regime and exit reason (report.json); the distribution of R-multiples; MAE against MFE;
 exit reasons; skip reasons (totals from report.json, over time from the decision file); and a
@@ -711,7 +711,8 @@ def _dd_note(sc: ScenarioData) -> str:
     curve = float(dd.max())
     text = (f"Max drawdown (report.json, marked to market at every bar close): "
             f"{_num(ov['max_drawdown_usd'], 2, 'USD')} ({_pct(ov.get('max_drawdown_frac'))} of peak). "
-            f"The curve above is equity.csv: marks at fills, FX-day rolls and the end")
+            f"The curve above is equity.csv: marks at fills, FX-day rolls and the end, and "
+            f"between them the bar closes at each span's new peak, lowest equity and deepest fall")
     if curve + 0.005 < ov["max_drawdown_usd"]:
         text += (f", so its deepest drawdown ({_num(curve, 2, 'USD')}, {_pct(float(frac.max()))}) "
                  f"is shallower: the worst point fell between two marks")

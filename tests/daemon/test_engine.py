@@ -149,7 +149,7 @@ def test_ledger_tracks_deepest_drawdown_fraction_even_when_smaller_in_usd():
     lg = Ledger(Bus(), {}, QuoteConverter({}), 1000.0, TF)
     for e in (500.0, 3000.0, 2000.0):
         lg.equity_usd = e
-        lg._track_drawdown()
+        lg._track_drawdown(0)
     assert lg.max_dd_usd == pytest.approx(1000) and lg.max_dd_frac == pytest.approx(0.5)
 
 

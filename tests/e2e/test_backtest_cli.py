@@ -117,7 +117,9 @@ def test_bad_data_arguments_exit_2_with_a_plain_message(tmp_path):
 def test_sample_backtest_outputs_are_byte_identical_to_the_recorded_ones(run1):
     """The re-cut of #9 (and any later refactor) must not change what a backtest writes.
     tests/golden/sample_outputs.json was recorded from main at c964979, before the re-cut;
-    a deliberate behaviour change re-records it (make_fingerprint.py) and says why."""
+    a deliberate behaviour change re-records it (make_fingerprint.py) and says why. Re-recorded
+    (#10): equity.csv gained its BAR rows (every span's peak, low and deepest fall), the other
+    files' hashes unchanged."""
     from tests.golden.make_fingerprint import fingerprint
 
     out, _ = run1

@@ -85,6 +85,11 @@ def test_the_sample_report_opens_without_errors_and_shows_report_json_numbers(dr
         assert shown == report["overall"][key], el.text
     assert driver.find_element(By.CSS_SELECTOR, '.kpis [data-metric="net_pnl_usd"]').text.endswith(" USD")
     assert not driver.find_elements(By.CSS_SELECTOR, ".banner.wiped")
+    # the drawdown the page draws is the one report.json quotes (measured at every bar close)
+    drawn = driver.execute_script(
+        "const t = document.getElementById('s0-equity')._fullData.find(t => t.name === 'drawdown (USD)');"
+        "return Math.max(...Array.from(t.y, v => -v));")
+    assert abs(drawn - report["overall"]["max_drawdown_usd"]) < 0.011
     # the candles and this scenario's trades on them: entries, exits, both brackets
     legend = driver.find_element(By.ID, "s0-price").text
     for name in ("EURUSD", "stop-loss", "take-profit", "entry", "exit"):
