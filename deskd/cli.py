@@ -289,6 +289,69 @@ def cmd_backtest(args) -> int:
     return EXIT_OK
 
 
+def cmd_tune(args) -> int:
+    """``deskd tune``: stage 1 over the space, stage 2 of the top k; resumes the study in --out."""
+    from pydantic import ValidationError
+
+    from deskd.configs.models import TUNE_OBJECTIVES
+    from deskd.research.backtest import BacktestInputError, available_cpus, check_out
+    from deskd.research.tuning.tune import TuneOptions, tune
+
+    cfg = _narrow(_load(args), args)
+    updates = {k: v for k, v in (("objective", args.objective), ("top_k", args.top_k), ("seed", args.seed),
+                                 ("stage1_scenario", args.scenario)) if v is not None}
+    if args.objective is not None and args.objective not in TUNE_OBJECTIVES:
+        raise InputError(f"--objective {args.objective}: one of {', '.join(TUNE_OBJECTIVES)}")
+    if updates:
+        from deskd.configs.models import DeskConfig
+
+        d = cfg.model_dump(mode="json", by_alias=True)
+        d["tune"].update(updates)
+        try:
+            cfg = DeskConfig.model_validate(d, context={"config_dir": Path(args.config).resolve().parent})
+        except ValidationError as e:
+            err = e.errors()[0]
+            raise InputError(f"--{'.'.join(map(str, err['loc'][1:])).replace('_', '-')}: "
+                             f"{err['msg'].removeprefix('Value error, ')}") from None
+    if args.strategy not in cfg.strategies.root:
+        raise InputError(f"--strategy {args.strategy}: the config's strategies are {', '.join(cfg.strategies.root)}")
+    out = Path(args.out) if args.out else Path("runs") / f"tune-{args.strategy}-{args.sampler}"
+    study_file = out / "study.db"
+    if not study_file.exists() and args.storage is None:
+        try:
+            check_out(out, args.force, [args.config, *cfg.data.files.values()])
+        except BacktestInputError as e:
+            raise InputError(str(e).replace("--force", "--force (or re-run a tune's own --out to resume it)")) from None
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers {args.workers}: give 1 or more")
+    if args.trials is not None and args.trials < 1:
+        raise InputError(f"--trials {args.trials}: give 1 or more")
+    out.mkdir(parents=True, exist_ok=True)
+    opts = TuneOptions(
+        strategy_id=args.strategy, out_dir=out,
+        storage=_store_url(args.storage) if args.storage else _store_url(str(study_file)),
+        sampler=args.sampler, trials=args.trials, workers=args.workers or available_cpus(), cluster=args.cluster,
+        study_name=args.study,
+        start_ts=_utc_ts("--from", args.from_) if args.from_ else None,
+        end_ts=_utc_ts("--to", args.to, end=True) if args.to else None,
+        config_dir=Path(args.config).resolve().parent)
+    try:
+        res = tune(cfg, opts, quiet=args.quiet or args.json)
+    except KeyboardInterrupt:
+        print(f"deskd: interrupted: every finished trial is in the study ({opts.storage}); run the same "
+              f"command again to resume", file=sys.stderr)
+        return 130
+    if args.json:
+        print((Path(out) / "tune.json").read_text().strip())
+    elif not args.quiet:
+        from deskd.research.tuning.summary import tune_summary
+
+        print(tune_summary(res))
+        print(f"outputs: {out}/ (top_k.csv, trials.csv, trials.parquet, stage2.csv, equity_top_k.csv, "
+              f"invalid.csv, tune.json, study.db)")
+    return EXIT_OK
+
+
 def _warn_warmup(cfg: DeskConfig, scenario: str, bars: dict[str, int]) -> None:
     """``deskd: warning:`` on stderr for each symbol with fewer bars than its strategies'
     warm-up."""
@@ -694,6 +757,44 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the output folder and overall metrics as JSON")
     b.set_defaults(func=cmd_backtest)
 
+    t = sub.add_parser("tune", help="search a strategy's params: stage 1 over the space, stage 2 of the top k",
+                       description="Score a strategy's parameter points on the event path (the real desk, "
+                                   "one strategy) with a robust objective over walk-forward splits of the "
+                                   "in-sample window (mean - std of the per-split metric - a drawdown "
+                                   "penalty; tune: in the config), stage 1 under one cost scenario, then "
+                                   "the top k under A, B and C, ranked by their worst. Every trial is "
+                                   "kept in an Optuna study (--out/study.db, or --storage): run the same "
+                                   "command again to resume a stopped tune.")
+    _add_config_and_data(t)
+    t.add_argument("--strategy", required=True, metavar="ID", help="the strategy id to tune")
+    t.add_argument("--symbols", metavar="EURUSD,...", help="only these symbols of the universe")
+    t.add_argument("--strategies", help=argparse.SUPPRESS)
+    t.add_argument("--timeframe", choices=["M1", "M5", "M15", "M30", "H1", "H4"],
+                   help="the bars' timeframe, overriding universe.timeframe (give matching --data files)")
+    t.add_argument("--from", dest="from_", metavar="WHEN", help="in-sample window start, UTC date or date-time")
+    t.add_argument("--to", metavar="WHEN", help="in-sample window end, UTC; a date is included whole")
+    t.add_argument("--sampler", choices=["grid", "tpe"], default="grid",
+                   help="grid: every point of the space (default); tpe: Optuna's TPE sampler, --trials points")
+    t.add_argument("--trials", type=int, metavar="N",
+                   help="stage-1 trials the study should hold: tpe default 100; grid default every point, "
+                        "else N points drawn from it (seeded); a re-run completes a stopped tune")
+    t.add_argument("--objective", metavar="NAME",
+                   help="per-split metric: expectancy_r (default), sharpe_r, profit_factor, net_usd")
+    t.add_argument("--scenario", metavar="NAME", help="stage-1 cost scenario (default tune.stage1_scenario, B)")
+    t.add_argument("--top-k", type=int, metavar="K", help="points re-run in stage 2 (default tune.top_k, 10)")
+    t.add_argument("--seed", type=int, help="sampler seed (default tune.seed, 42)")
+    t.add_argument("--workers", type=int, metavar="N", help="processes (default: the CPUs this process may use; "
+                   "1 runs trials in this process)")
+    t.add_argument("--cluster", metavar="ADDRESS", help="run trials on a Dask cluster, e.g. tcp://10.0.0.5:8786")
+    t.add_argument("--storage", metavar="URL|PATH", help="the Optuna study's database (default --out/study.db); "
+                   "a PostgreSQL URL lets several hosts work on one study")
+    t.add_argument("--study", metavar="NAME", help="study name (default: strategy, sampler and a hash of the job)")
+    t.add_argument("--out", metavar="DIR", help="output folder (default runs/tune-<strategy>-<sampler>)")
+    t.add_argument("--force", action="store_true", help="write into --out even if it holds other files")
+    t.add_argument("--quiet", action="store_true", help="print nothing on success")
+    t.add_argument("--json", action="store_true", help="print the output folder and the best point as JSON")
+    t.set_defaults(func=cmd_tune)
+
     r = sub.add_parser("run", help="run the trading daemon (paper replay or a v20 broker)",
                        description="Run the desk as a daemon, every bar committed to the store, control API "
                                    "on 127.0.0.1; restarting resumes from the store; SIGTERM/SIGINT finish "
@@ -813,7 +914,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: have raised its error, so checking them costs no import
 INPUT_ERRORS = (("deskd.configs.loader", "ConfigError"), ("deskd.adapters.bars", "BarFileError"),
                 ("deskd.research.backtest", "BacktestInputError"), ("deskd.daemon.nodes", "OptionError"),
-                ("deskd.persistence.store", "StoreError"))
+                ("deskd.persistence.store", "StoreError"), ("deskd.research.tuning.tune", "TuneError"))
 
 
 def _is_input_error(e: BaseException) -> bool:

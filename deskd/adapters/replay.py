@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +99,26 @@ class ReplayFeed:
                 st.first_ts = int(chunk.ts[0])
             st.last_ts = int(chunk.ts[-1])
         return chunk
+
+
+@dataclass
+class MemoryFeed(ReplayFeed):
+    """A :class:`ReplayFeed` read once into memory and replayed from there as often as asked
+    (the tuner runs hundreds of desks on the same bars). About 56 bytes per bar."""
+
+    loaded: list[MergedChunk] = field(default_factory=list)
+    loaded_stats: dict[str, FileStats] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, feed: ReplayFeed) -> MemoryFeed:
+        """Read every chunk of ``feed``. Raises BarFileError as its :meth:`chunks` does."""
+        loaded = list(feed.chunks())
+        return cls(feed.files, feed.timezone, feed.timeframe_s, feed.chunk_rows, dict(feed.stats),
+                   loaded, {s: replace(st) for s, st in feed.stats.items()})
+
+    def chunks(self) -> Iterator[MergedChunk]:
+        self.stats = {s: replace(st) for s, st in self.loaded_stats.items()}
+        yield from self.loaded
 
 
 def replay_feed(cfg: DeskConfig) -> ReplayFeed:

@@ -7,11 +7,12 @@ setting silently ignored. Units are in the field names (``_pips``, ``_usd``, ``_
 from __future__ import annotations
 
 import importlib
+import math
 import re
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -204,8 +205,64 @@ ENTRY_POINT_GROUP = "deskd.strategies"
 STRATEGY_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,40}$"  # in client order ids, CSV cells and VARCHAR(40) store columns
 
 
+class Dimension(Strict):
+    """One tunable param's range: ``low`` .. ``high`` (both included) by ``step``, or a list of
+    ``choices``. Ints when ``low``, ``high`` and ``step`` are all ints (a period), else floats
+    (a threshold); a float range needs a ``step`` for the grid sampler, and TPE samples it
+    continuously without one. Raises ValueError (as a pydantic error) for a range that is empty
+    or both a range and choices."""
+
+    low: int | float | None = None
+    high: int | float | None = None
+    step: int | float | None = Field(None, gt=0)
+    choices: list[int | float | str | bool] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or self.step is not None:
+                raise ValueError("give either choices or low/high/step, not both")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs low and high (or give choices)")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high})")
+        if self.is_int and (self.high - self.low) // (self.step or 1) > MAX_GRID_VALUES:
+            raise ValueError(f"more than {MAX_GRID_VALUES:,} values: widen the step")
+        if not self.is_int and self.step is not None and (self.high - self.low) / self.step > MAX_GRID_VALUES:
+            raise ValueError(f"more than {MAX_GRID_VALUES:,} values: widen the step")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        return self.choices is None and all(isinstance(v, int) and not isinstance(v, bool)
+                                            for v in (self.low, self.high, self.step or 1))
+
+    def values(self) -> list[Any]:
+        """The grid's values, ascending for a range (floats rounded to 10 decimals so 0.1 steps
+        land on 0.3, not 0.30000000000000004). Raises ValueError for a float range without a step."""
+        if self.choices is not None:
+            return list(self.choices)
+        assert self.low is not None and self.high is not None
+        if self.is_int:
+            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        if self.step is None:
+            raise ValueError(f"a float range {self.low}..{self.high} needs a step for the grid")
+        n = int(math.floor((self.high - self.low) / self.step + 1e-9))
+        return [round(self.low + i * self.step, 10) for i in range(n + 1)]
+
+
+#: the most values one dimension may hold in a grid (a typo'd step must not enumerate millions)
+MAX_GRID_VALUES = 10_000
+
+
 class StrategyParams(Strict):
-    """Base of every strategy's params model: unknown keys are errors, values frozen."""
+    """Base of every strategy's params model: unknown keys are errors, values frozen.
+    ``space`` declares which params may be tuned and over what (:class:`Dimension`); the
+    config's ``tune.space`` replaces or adds ranges per strategy id. A point the model's own
+    validators refuse (``ema_fast >= ema_slow``) is skipped and counted by the tuner."""
+
+    space: ClassVar[dict[str, Dimension]] = {}
 
 
 def bar_count(default: int, low: int = 1) -> Any:
@@ -502,6 +559,35 @@ class HealthConfig(Strict):
         return self
 
 
+TUNE_OBJECTIVES = ("expectancy_r", "sharpe_r", "profit_factor", "net_usd")
+
+
+class TuneConfig(Strict):
+    """``deskd tune``'s settings (the command line overrides each).
+
+    The score of a parameter point is robust over time: the in-sample window is cut into
+    ``splits`` consecutive segments of equal calendar length, ``objective`` is measured per
+    segment on the trades entered in it, and score = mean - sample std (ddof 1) of the segment
+    values - ``dd_penalty`` x the run's max drawdown (fraction of peak equity). A segment with
+    fewer than ``min_trades_per_split`` trades makes the point ineligible (no score, ranked
+    last, counted). Objectives and units: ``expectancy_r`` (R per trade), ``sharpe_r``
+    (mean / std of the trades' R, per trade, not annualised), ``profit_factor`` (gross profit
+    / gross loss, capped at ``pf_cap``; no losses counts as the cap), ``net_usd`` (USD).
+    Stage 1 scores every point under ``stage1_scenario``; stage 2 re-runs the ``top_k`` best
+    under each of ``stage2_scenarios`` through the event path and ranks by the worst."""
+
+    space: dict[str, dict[str, Dimension]] = Field(default_factory=dict)
+    objective: Literal["expectancy_r", "sharpe_r", "profit_factor", "net_usd"] = "expectancy_r"
+    splits: int = Field(4, ge=2, le=100)
+    min_trades_per_split: int = Field(5, ge=0)
+    dd_penalty: float = Field(0.0, ge=0)
+    pf_cap: float = Field(5.0, gt=1)
+    stage1_scenario: str = "B"
+    stage2_scenarios: list[str] = Field(default_factory=lambda: ["A", "B", "C"], min_length=1)
+    top_k: int = Field(10, ge=1, le=1000)
+    seed: int = 42
+
+
 class DeskConfig(Strict):
     """The whole desk config (one YAML file). ``desk`` names the desk in client order ids, so
     it is restricted to letters, digits, ``_ . -`` (as are scenario names)."""
@@ -516,6 +602,7 @@ class DeskConfig(Strict):
     risk: RiskConfig = RiskConfig()
     costs: CostsConfig = CostsConfig()
     health: HealthConfig = HealthConfig()
+    tune: TuneConfig = TuneConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self):
@@ -535,7 +622,25 @@ class DeskConfig(Strict):
         if unknown:
             raise ValueError(f"risk.priority: {unknown} are not strategy ids of this config "
                              f"({', '.join(self.strategies.root)})")
+        self._check_tune()
         return self
+
+    def _check_tune(self) -> None:
+        t = self.tune
+        for where, names in (("tune.stage1_scenario", [t.stage1_scenario]), ("tune.stage2_scenarios", t.stage2_scenarios)):
+            for n in names:
+                if n not in self.costs.scenarios:
+                    raise ValueError(f"{where}: unknown scenario {n!r} (costs.scenarios: {', '.join(self.costs.scenarios)})")
+        for sid, dims in t.space.items():
+            if sid not in self.strategies.root:
+                raise ValueError(f"tune.space.{sid}: not a strategy id of this config ({', '.join(self.strategies.root)})")
+            params = self.strategies[sid].strategy_class.Params.model_fields
+            for name in dims:
+                group, _, field = name.rpartition(".")
+                known = StopsConfig.model_fields if group == "stops" else params if not group else {}
+                if field not in known:
+                    raise ValueError(f"tune.space.{sid}.{name}: not a param of {sid} ({', '.join(params)}) "
+                                     f"nor a bracket setting (stops.{', stops.'.join(StopsConfig.model_fields)})")
 
     def strategy_symbols(self, sid: str) -> list[str]:
         return list(self.strategies[sid].symbols or self.universe.symbols)

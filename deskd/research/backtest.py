@@ -44,7 +44,7 @@ from sqlalchemy import Connection
 from deskd import __version__
 from deskd.adapters.bars import time_basis
 from deskd.adapters.paper import paper_desk
-from deskd.adapters.replay import Window, replay, replay_feed, replay_window
+from deskd.adapters.replay import ReplayFeed, Window, replay, replay_feed, replay_window
 from deskd.configs.loader import absolute, dump_config
 from deskd.configs.models import DeskConfig
 from deskd.core.events import Decision, StateChanged, Trade
@@ -84,7 +84,8 @@ class ScenarioResult:
     min_equity_usd: float = 0.0  # lowest equity at a bar close (USD)
 
 
-def _sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file's bytes, hex (read 1 MiB at a time). Raises OSError."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -108,7 +109,7 @@ def check_inputs(cfg: DeskConfig, scenarios: list[str]) -> None:
 def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | DecisionCounter | None,
                  progress: Callable[[int], None] | None = None,
                  store: Connection | None = None, replace: bool = False,
-                 window: Window | None = None) -> ScenarioResult:
+                 window: Window | None = None, feed: ReplayFeed | None = None) -> ScenarioResult:
     """Replay every bar through a fresh Desk with ``scenario``'s costs, handing its decisions
     to ``decisions``: a writer of :mod:`deskd.research.outputs` (flushed here at the end), an
     open decisions.csv (header already written), or None to only count them; given
@@ -116,7 +117,8 @@ def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | DecisionCo
     caller commits). ``progress(n)`` is called with the bars of each chunk read.
     With ``window`` only its bars trade (:func:`deskd.adapters.replay.replay_window`); its
     ``warmup_bars`` of None means the strategies' own warm-up (:func:`warmup_bars_of`).
-    Raises BarFileError (a bad bar file), StoreError."""
+    ``feed``: the bars to replay (e.g. a :class:`deskd.adapters.replay.MemoryFeed` read once for
+    many runs); None reads ``cfg``'s files. Raises BarFileError (a bad bar file), StoreError."""
     desk = paper_desk(cfg, scenario)
     recorder = (StoreWriter(store, desk, commit_every_bars=0, flush_every_bars=10_000,
                              on_existing="replace" if replace else "refuse")
@@ -130,7 +132,7 @@ def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | DecisionCo
     desk.bus.subscribe(Decision, writer)
     transitions: list[StateChanged] = []
     desk.bus.subscribe(StateChanged, transitions.append)
-    feed = replay_feed(cfg)
+    feed = feed if feed is not None else replay_feed(cfg)
     end_bar = recorder.end_bar if recorder is not None else None
     if window is None:
         bars = replay(desk, feed, progress, end_bar)
@@ -391,7 +393,7 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
         feed_stats = {}
         for sym in cfg.universe.symbols:
             path = cfg.data.files[sym]
-            feed_stats[sym] = {"path": path, "sha256": _sha256(path),
+            feed_stats[sym] = {"path": path, "sha256": file_sha256(path),
                                "timezone": time_basis(path, cfg.data.timezone_of(sym)), **results[0].files[sym]}
         with open(tmp / "trades.csv", "w", newline="") as fh:
             j = CsvJournal(fh, TRADE_COLUMNS)

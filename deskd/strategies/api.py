@@ -44,12 +44,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from deskd.configs.models import StopsConfig, StrategyParams, bar_count
+from deskd.configs.models import Dimension, StopsConfig, StrategyParams, bar_count
 from deskd.core.events import LONG, SHORT, BarClosed, SignalIntent
 from deskd.strategies.indicators import IndicatorBook
 from deskd.strategies.regime import RegimeTagger
 
-__all__ = ["LONG", "SHORT", "BarClosed", "SignalIntent", "StopsConfig", "Strategy", "StrategyContext",
+__all__ = ["LONG", "SHORT", "BarClosed", "Dimension", "SignalIntent", "StopsConfig", "Strategy", "StrategyContext",
            "StrategyParams", "bar_count"]
 
 _new = tuple.__new__  # builds the NamedTuple without its Python-level __new__ (hot path)

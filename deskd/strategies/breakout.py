@@ -7,6 +7,7 @@ from deskd.strategies.api import (
     LONG,
     SHORT,
     BarClosed,
+    Dimension,
     SignalIntent,
     Strategy,
     StrategyContext,
@@ -26,6 +27,10 @@ class BreakoutAtrCompression(Strategy):
         compression_z_low: float = -0.5
         breakout_window: int = bar_count(20)
         ema_trend: int = bar_count(200, low=2)
+
+        space = {"compression_window": Dimension(low=30, high=90, step=20),
+                 "compression_z_low": Dimension(low=-1.0, high=0.0, step=0.25),
+                 "breakout_window": Dimension(low=10, high=40, step=5)}
 
     default_stops = StopsConfig(k_sl=1.5, min_sl_pips=10.0, k_tp=3.0, min_tp_pips=15.0)
 

@@ -9,6 +9,7 @@ from deskd.strategies.api import (
     LONG,
     SHORT,
     BarClosed,
+    Dimension,
     SignalIntent,
     Strategy,
     StrategyContext,
@@ -36,6 +37,10 @@ class MeanReversionZScore(Strategy):
         adx_period: int = bar_count(14)
         adx_max: float = Field(20.0, ge=0, le=100)
         atr_period: int = bar_count(14)
+
+        space = {"z_window": Dimension(low=20, high=60, step=10),
+                 "z_entry": Dimension(low=1.5, high=3.0, step=0.25),
+                 "adx_max": Dimension(low=15.0, high=30.0, step=5.0)}
 
     default_stops = StopsConfig(k_sl=1.5, min_sl_pips=8.0, k_tp=1.5, min_tp_pips=8.0)
 

@@ -9,6 +9,7 @@ from deskd.strategies.api import (
     LONG,
     SHORT,
     BarClosed,
+    Dimension,
     SignalIntent,
     Strategy,
     StrategyContext,
@@ -26,6 +27,10 @@ class TrendEmaAtrAdx(Strategy):
         adx_period: int = bar_count(14)
         adx_th: float = Field(25.0, ge=0, le=100)
         atr_period: int = bar_count(14)
+
+        space = {"ema_fast": Dimension(low=5, high=40, step=5),
+                 "ema_slow": Dimension(low=30, high=120, step=10),
+                 "adx_th": Dimension(low=15.0, high=35.0, step=5.0)}
 
         @model_validator(mode="after")
         def _fast_below_slow(self):
