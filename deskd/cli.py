@@ -352,6 +352,70 @@ def cmd_tune(args) -> int:
     return EXIT_OK
 
 
+def cmd_walkforward(args) -> int:
+    """``deskd walkforward``: tune on each train window, run the choice on the test window."""
+    from deskd.research.backtest import BacktestInputError, available_cpus, check_out
+    from deskd.research.splits import bar_splits, calendar_splits, parse_span
+    from deskd.research.walkforward import WalkForwardOptions, bar_times, walkforward
+
+    cfg = _narrow(_load(args), args)
+    if args.strategy not in cfg.strategies.root:
+        raise InputError(f"--strategy {args.strategy}: the config's strategies are {', '.join(cfg.strategies.root)}")
+    by_bars = [args.train_bars, args.test_bars]
+    by_time = [args.train, args.test]
+    if any(v is not None for v in by_bars) and any(v is not None for v in by_time + [args.embargo]):
+        raise InputError("give calendar spans (--train, --test, --embargo) or bar counts (--train-bars, "
+                         "--test-bars, --embargo-bars), not both")
+    times = bar_times(cfg)
+    if len(times) == 0:
+        raise InputError("the config's bar files hold no bars")
+    try:
+        if any(v is not None for v in by_bars):
+            if None in by_bars:
+                raise ValueError("--train-bars and --test-bars go together")
+            splits = bar_splits(times, args.train_bars, args.test_bars, args.embargo_bars or 0, args.anchored,
+                                cfg.universe.timeframe_s)
+            spec = {"unit": "bars", "train_bars": args.train_bars, "test_bars": args.test_bars,
+                    "embargo_bars": args.embargo_bars or 0, "anchored": args.anchored}
+        else:
+            train, test, embargo = args.train or "12M", args.test or "3M", args.embargo or "1D"
+            splits = calendar_splits(int(times[0]), int(times[-1]) + cfg.universe.timeframe_s,
+                                     parse_span("--train", train), parse_span("--test", test),
+                                     parse_span("--embargo", embargo), args.anchored)
+            spec = {"unit": "calendar", "train": train, "test": test, "embargo": embargo, "anchored": args.anchored}
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    out = Path(args.out) if args.out else Path("runs") / f"walkforward-{args.strategy}"
+    study_file = out / "study.db"
+    if not study_file.exists() and args.storage is None:
+        try:
+            check_out(out, args.force, [args.config, *cfg.data.files.values()])
+        except BacktestInputError as e:
+            raise InputError(str(e).replace("--force", "--force (or re-run a walk-forward's own --out to resume it)")) from None
+    out.mkdir(parents=True, exist_ok=True)
+    opts = WalkForwardOptions(
+        strategy_id=args.strategy, out_dir=out, splits=splits, spec=spec,
+        storage=_store_url(args.storage) if args.storage else _store_url(str(study_file)),
+        sampler=args.sampler, trials=args.trials, workers=args.workers or available_cpus(), cluster=args.cluster,
+        config_dir=Path(args.config).resolve().parent)
+    try:
+        meta = walkforward(cfg, opts, quiet=args.quiet or args.json)
+    except KeyboardInterrupt:
+        print(f"deskd: interrupted: every finished trial is in the studies ({opts.storage}); run the same "
+              f"command again to resume", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps({"out": str(out), "out_of_sample": meta["out_of_sample"],
+                          "parameter_stability": meta["parameter_stability"]}))
+    elif not args.quiet:
+        from deskd.research.walkforward import summary
+
+        print(summary(meta))
+        print(f"outputs: {out}/ (splits.csv, oos_trades.csv, oos_equity.csv, walkforward.json, splits/NN/ "
+              f"per split's tune, study.db)")
+    return EXIT_OK
+
+
 def _warn_warmup(cfg: DeskConfig, scenario: str, bars: dict[str, int]) -> None:
     """``deskd: warning:`` on stderr for each symbol with fewer bars than its strategies'
     warm-up."""
@@ -794,6 +858,37 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="print nothing on success")
     t.add_argument("--json", action="store_true", help="print the output folder and the best point as JSON")
     t.set_defaults(func=cmd_tune)
+
+    w = sub.add_parser("walkforward", help="tune on rolling train windows, trade each choice on the test window after it",
+                       description="Walk-forward analysis: split the data into train and test windows (calendar "
+                                   "spans or bar counts, with an embargo between), tune the strategy on each "
+                                   "train window as deskd tune does, run the chosen params on the following "
+                                   "test window through the event path (indicators warmed on the bars before "
+                                   "it) under each stage-2 scenario, and stitch the out-of-sample trades and "
+                                   "equity. Re-run the same command to resume.")
+    _add_config_and_data(w)
+    w.add_argument("--strategy", required=True, metavar="ID", help="the strategy id to tune")
+    w.add_argument("--symbols", metavar="EURUSD,...", help="only these symbols of the universe")
+    w.add_argument("--strategies", help=argparse.SUPPRESS)
+    w.add_argument("--timeframe", choices=["M1", "M5", "M15", "M30", "H1", "H4"],
+                   help="the bars' timeframe, overriding universe.timeframe (give matching --data files)")
+    w.add_argument("--train", metavar="SPAN", help="train window, calendar: 12M (default), 26W, 90D, 1Y")
+    w.add_argument("--test", metavar="SPAN", help="test window, calendar (default 3M)")
+    w.add_argument("--embargo", metavar="SPAN", help="gap between train and test, calendar (default 1D; 0D for none)")
+    w.add_argument("--train-bars", type=int, metavar="N", help="train window in bars (instead of --train)")
+    w.add_argument("--test-bars", type=int, metavar="N", help="test window in bars (instead of --test)")
+    w.add_argument("--embargo-bars", type=int, metavar="N", help="gap in bars (default 0 with bar counts)")
+    w.add_argument("--anchored", action="store_true", help="every train window starts at the first bar (grows)")
+    w.add_argument("--sampler", choices=["grid", "tpe"], default="grid", help="as deskd tune (default grid)")
+    w.add_argument("--trials", type=int, metavar="N", help="stage-1 trials per split, as deskd tune")
+    w.add_argument("--workers", type=int, metavar="N", help="processes (default: the CPUs this process may use)")
+    w.add_argument("--cluster", metavar="ADDRESS", help="run trials on a Dask cluster, e.g. tcp://10.0.0.5:8786")
+    w.add_argument("--storage", metavar="URL|PATH", help="the splits' Optuna studies (default --out/study.db)")
+    w.add_argument("--out", metavar="DIR", help="output folder (default runs/walkforward-<strategy>)")
+    w.add_argument("--force", action="store_true", help="write into --out even if it holds other files")
+    w.add_argument("--quiet", action="store_true", help="print nothing on success")
+    w.add_argument("--json", action="store_true", help="print the out-of-sample summary as JSON")
+    w.set_defaults(func=cmd_walkforward)
 
     r = sub.add_parser("run", help="run the trading daemon (paper replay or a v20 broker)",
                        description="Run the desk as a daemon, every bar committed to the store, control API "

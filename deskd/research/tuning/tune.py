@@ -549,7 +549,7 @@ def write_outputs(out: Path, cfg: DeskConfig, meta: dict[str, Any], stage1: list
             tmp / "equity_top_k.csv", index=False)
         (tmp / "config.yaml").write_text(dump_config(cfg))
         best = top.iloc[0].to_dict() if not top.empty else None
-        (tmp / "tune.json").write_text(json.dumps(_jsonable({**meta, "best": best}), indent=2,
+        (tmp / "tune.json").write_text(json.dumps(jsonable({**meta, "best": best}), indent=2,
                                                   allow_nan=False) + "\n")
         for f in sorted(tmp.iterdir(), key=lambda f: f.name == "tune.json"):  # tune.json last
             os.replace(f, out / f.name)
@@ -557,12 +557,12 @@ def write_outputs(out: Path, cfg: DeskConfig, meta: dict[str, Any], stage1: list
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
     """NaN/inf as None (strict JSON), numpy scalars as Python numbers."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if hasattr(x, "item") and not isinstance(x, str):
         x = x.item()
     if isinstance(x, float) and not math.isfinite(x):
