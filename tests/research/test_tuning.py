@@ -147,6 +147,9 @@ def test_a_grid_tune_scores_every_valid_point_and_its_stage_2_is_the_event_path(
     assert meta["space_size"] == 6 and meta["invalid_points_skipped"] == 1
     assert meta["objective"]["units"].startswith("R per trade")
     assert len(meta["data"]["EURUSD"]["sha256"]) == 64
+    of = meta["overfitting"]
+    assert of["trials"] == sum(r.status == "ok" for r in res.stage1) and 0 <= of["dsr"]["value"] <= 1
+    assert 0 <= of["pbo"]["value"] <= 1 and of["pbo"]["combinations"] > 1
     eq = pd.read_csv(tmp_path / "t" / "equity_top_k.csv")
     assert set(eq["scenario"]) == {"A", "B", "C"} and set(eq["rank"]) == set(top["rank"])
 

@@ -37,6 +37,12 @@ def tune_summary(res: TuneOutcome) -> str:
         + (f" - {obj['dd_penalty']:g} x max DD fraction" if obj["dd_penalty"] else ""),
         f"  {obj['name']}: {obj['units']}",
     ]
+    of = m.get("overfitting") or {}
+    dsr, pbo = of.get("dsr"), of.get("pbo")
+    if dsr or pbo:
+        lines.append("  overfitting: " + ", ".join(
+            x for x in (f"Deflated Sharpe {dsr['value']:.2f} ({dsr['n_trials']} trials)" if dsr else "",
+                        f"PBO {pbo['value']:.2f} ({pbo['combinations']:,} CSCV splits)" if pbo else "") if x))
     top = res.top
     if top.empty:
         lines.append("  no point was eligible (see trials.csv, column reason): nothing went to stage 2")

@@ -259,6 +259,8 @@ def tune(cfg: DeskConfig, opts: TuneOptions, quiet: bool = False) -> TuneOutcome
     t.pool.close()
     top_table = _top_table(top, t.stage2_results, cfg)
     meta = _meta(cfg, opts, t.space, t.name, t.job, t.edges, len(t.stage1), len(t.invalid), t.ran)
+    chosen = int(top_table.iloc[0]["trial"]) if not top_table.empty else None
+    meta["overfitting"] = overfitting_stats(list(t.stage1.values()), chosen)
     trials = sorted(t.stage1.values(), key=lambda r: r.trial)
     s2 = sorted(t.stage2_results.values(), key=lambda r: (r.trial, r.scenario))
     write_outputs(opts.out_dir, cfg, meta, trials, s2, t.invalid, top_table)
@@ -419,6 +421,52 @@ class _Tuner:
         self.ran += run_tasks(self.pool, self.job, next_task, done)
         prog.finish()
         return top
+
+
+def daily_returns(results: list[TrialResult]) -> pd.DataFrame:
+    """Day-on-day returns of each trial's equity (its day-roll marks), one column per trial
+    number, rows the days all of them share (every trial of a tune marks the same day rolls)."""
+    cols = {}
+    for r in results:
+        if r.status == "ok" and len(r.equity) >= 3:
+            eq = pd.Series([e for _, e in r.equity], index=[ts for ts, _ in r.equity], dtype=float)
+            eq = eq[~eq.index.duplicated(keep="last")]
+            cols[r.trial] = eq.pct_change().iloc[1:]
+    return pd.DataFrame(cols).dropna() if cols else pd.DataFrame()
+
+
+def overfitting_stats(stage1: list[TrialResult], chosen_trial: int | None) -> dict[str, Any]:
+    """The Deflated Sharpe Ratio of the chosen trial's daily returns in stage 1 given every
+    stage-1 trial's daily Sharpe, and the Probability of Backtest Overfitting over the trials'
+    daily-return matrix (:mod:`deskd.research.overfitting`, with the papers cited there). Daily
+    Sharpe ratios are per day, not annualised. A statistic that cannot be computed (too few
+    trials or days, no dispersion) is None with ``*_note`` saying why."""
+    from deskd.research.overfitting import deflated_sharpe_ratio, probability_of_backtest_overfitting
+
+    out: dict[str, Any] = {"returns": "daily, from each stage-1 trial's equity at the FX day rolls"}
+    m = daily_returns(stage1)
+    out["trials"], out["days"] = int(m.shape[1]), int(m.shape[0])
+    if chosen_trial is None or chosen_trial not in m or m.shape[1] < 2 or m.shape[0] < 4:
+        out["dsr"] = out["pbo"] = None
+        out["note"] = "needs a chosen point and at least 2 trials over 4 or more days"
+        return out
+    sd = m.std(ddof=1)
+    sharpes = (m.mean() / sd)[sd > 0]
+    try:
+        d = deflated_sharpe_ratio(m[chosen_trial].to_numpy(), sharpes.to_numpy())
+        out["dsr"] = {"value": d.dsr, "psr": d.psr, "sharpe_daily": d.sr, "sr0_daily": d.sr0,
+                      "n_trials": d.n_trials, "n_days": d.n_obs, "skew": d.skew, "kurtosis": d.kurtosis}
+    except ValueError as e:
+        out["dsr"], out["dsr_note"] = None, str(e)
+    splits = min(16, (m.shape[0] // 4) // 2 * 2)  # even, at least 4 days per block
+    try:
+        p = probability_of_backtest_overfitting(m.to_numpy(), n_splits=max(splits, 2))
+        out["pbo"] = {"value": p.pbo, "prob_loss": p.prob_loss, "n_splits": p.n_splits,
+                      "combinations": p.n_combinations, "degradation_slope": p.degradation_slope,
+                      "dropped_days": p.dropped_rows}
+    except ValueError as e:
+        out["pbo"], out["pbo_note"] = None, str(e)
+    return out
 
 
 def _top_table(top: list[TrialResult], stage2: dict[tuple[str, str], TrialResult], cfg: DeskConfig) -> pd.DataFrame:
