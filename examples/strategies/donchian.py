@@ -14,6 +14,7 @@ from deskd.strategies.api import (
     LONG,
     SHORT,
     BarClosed,
+    Dimension,
     SignalIntent,
     StopsConfig,
     Strategy,
@@ -31,6 +32,10 @@ class Donchian(Strategy):
         atr_period: int = bar_count(14)         # ATR for the bracket
         adx_period: int = bar_count(14)
         adx_min: float = Field(20.0, ge=0, le=100)
+
+        # what `deskd tune` may vary, and over what (the config's tune.space can override)
+        space = {"window": Dimension(low=10, high=60, step=10),
+                 "adx_min": Dimension(low=15.0, high=30.0, step=5.0)}
 
     default_stops = StopsConfig(k_sl=2.0, min_sl_pips=10.0, k_tp=4.0, min_tp_pips=20.0)
     params: Params

@@ -103,3 +103,20 @@ def test_the_fake_broker_demo_runs_in_order(clone):
                        timeout=300)  # as pasted: the block waits for itself where it must
     assert p.returncode == 0, p.stdout + p.stderr
     assert "desk example/A: RUNNING" in p.stdout and "broker: v20" in p.stdout, p.stdout
+
+
+def test_the_research_block_tunes_and_walks_forward(clone):
+    cwd, env = clone
+    block = next(b for b in BLOCKS if "--out runs/tune-s1" in b).replace("\\\n", " ")
+    lines = [ln for ln in block.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert len(lines) == 2
+    p = subprocess.run(["bash", "-c", script(lines, pause_s=0.1)], cwd=cwd, env=env, capture_output=True,
+                       text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-2000:]
+    import json
+
+    tune = json.loads((cwd / "runs" / "tune-s1" / "tune.json").read_text())
+    assert tune["trials_stage1"] == 40 and tune["best"] is not None
+    wf = json.loads((cwd / "runs" / "wf-s1" / "walkforward.json").read_text())
+    assert len(wf["splits"]) >= 3 and set(wf["out_of_sample"]) == {"A", "B", "C"}
+    assert "top_k.csv" in p.stdout and "walk-forward S1_TREND_EMA_ATR_ADX" in p.stdout
