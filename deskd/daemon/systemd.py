@@ -14,15 +14,21 @@ import socket
 
 
 def notify(message: str) -> bool:
-    """Send ``message``; False when not running under systemd."""
+    """Send ``message``; False when not running under systemd or when the socket cannot take
+    it (gone, refused, full): as sd_notify(3), a failed notification is the manager's problem,
+    never a reason for the daemon to fail (it used to end a clean shutdown with a traceback)."""
     addr = os.environ.get("NOTIFY_SOCKET")
     if not addr:
         return False
     if addr.startswith("@"):
         addr = "\0" + addr[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-        s.connect(addr)
-        s.sendall(message.encode())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.settimeout(1.0)
+            s.connect(addr)
+            s.sendall(message.encode())
+    except OSError:
+        return False
     return True
 
 

@@ -102,8 +102,17 @@ def test_sigterm_exits_0_and_a_restart_continues(short_data, backtest_trades, tm
 
 
 def test_sigterm_while_waiting_for_a_bar_at_real_speed_exits_promptly(short_data, tmp_path):
-    p = start(short_data, tmp_path / "desk.db", "--speed", "1")  # next bar is 15 minutes away
-    time.sleep(3.0)
+    sock_path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(sock_path)
+        sock.settimeout(120)
+        cmd = deskd_cmd() + ["run", "--config", str(EXAMPLE), *short_data, "--store", str(tmp_path / "desk.db"),
+                             "--no-api", "--speed", "1", "--log-level", "WARNING"]  # next bar 15 minutes away
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "NOTIFY_SOCKET": sock_path})
+        while sock.recv(256).decode() != "READY=1":  # signals handled from here on, however slow the start
+            pass
+    time.sleep(1.0)
     assert p.poll() is None
     t = time.monotonic()
     p.send_signal(signal.SIGTERM)
