@@ -1,0 +1,358 @@
+"""The fast path's contract: for S1 alone on one symbol its trades equal the event path's,
+trade for trade (fill and exit time, side, units, entry and exit price to 1e-9, exit reason,
+pnl_usd to 1e-6), under scenarios A, B and C, at several parameter points, on the bundled
+sample (EURUSD and USDJPY, whose P&L converts at 1/price) and on the three 2017-2019 M1 files,
+over whole files and over windows.
+
+The reference is the event path itself: the real Desk with the paper broker
+(:func:`deskd.research.backtest.run_scenario`, or ``paper_desk`` + ``replay``/``replay_window``
+as it calls them). No expected value here comes from the fast path's code.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deskd.adapters.paper import paper_desk
+from deskd.adapters.replay import MergedChunk, ReplayFeed, Window, replay, replay_feed, replay_window
+from deskd.configs.loader import load_config
+from deskd.configs.models import DeskConfig
+from deskd.core.events import SIDE_NAME, Trade
+from deskd.research.backtest import run_scenario, warmup_bars_of
+from deskd.research.fastpath import (
+    FastRun,
+    event_config,
+    has_kernel,
+    load_bars,
+    resolve_point,
+    screen,
+)
+from deskd.research.fastpath.kernels import round_decimal
+from deskd.strategies.mean_reversion import MeanReversionZScore
+from deskd.strategies.trend import TrendEmaAtrAdx
+from tests.conftest import EXAMPLE, ROOT
+
+S1 = "S1_TREND_EMA_ATR_ADX"
+M1_DIR = ROOT.parent / "shared" / "data" / "fx_m1"
+M1_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY")
+SCENARIOS = ("A", "B", "C")
+
+#: non-default values for every S1 param and every stop; the last has no target and a short
+#: time stop (TIME exits), the middle one tight stops (many SL/TP, halts)
+POINTS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "fast_tight": {"params": {"ema_fast": 8, "ema_slow": 34, "adx_period": 10, "adx_th": 20.0, "atr_period": 21},
+                   "stops": {"k_sl": 1.5, "min_sl_pips": 6.0, "k_tp": 2.5, "min_tp_pips": 10.0}},
+    "slow_no_tp": {"params": {"ema_fast": 30, "ema_slow": 90, "adx_period": 20, "adx_th": 30.0, "atr_period": 10},
+                   "stops": {"k_sl": 3.0, "min_sl_pips": 15.0, "k_tp": None}, "max_hold_bars": 40},
+}
+#: the example's risk, and one that halts often: day, week and drawdown-from-peak halts
+RISKS = {
+    "example": {},
+    "tight": {"r_base": 0.01, "dd_day_limit_frac": 0.015, "dd_week_limit_frac": 0.03,
+              "max_drawdown_frac": 0.12, "max_hold_bars": 24},
+}
+
+
+# -- the comparison ------------------------------------------------------------------------------
+
+def _event_frame(trades: list[Trade]) -> pd.DataFrame:
+    cols = ["fill_ts", "exit_ts", "side", "units", "entry_price", "exit_price", "exit_reason", "pnl_usd",
+            "signal_ts", "sl_price", "tp_price", "risk_usd", "r_multiple", "hold_bars", "mae_pips", "mfe_pips",
+            "gross_pips", "cost_pips", "pnl_pips"]
+    rows = []
+    for t in sorted(trades, key=lambda t: t.trade_id):
+        r = {c: getattr(t, c) for c in cols}
+        r["side"] = SIDE_NAME[t.side]
+        r["exit_reason"] = str(t.exit_reason)
+        r["tp_price"] = math.nan if t.tp_price is None else t.tp_price
+        rows.append(r)
+    return pd.DataFrame(rows, columns=cols)
+
+
+def assert_same_trades(fast: FastRun, event_trades: list[Trade], final_equity_usd: float,
+                       max_dd: tuple[float, float], where: str) -> None:
+    """The contract: same count; per trade the same times, side, units, exit reason, prices to
+    1e-9, pnl_usd to 1e-6 (and the rest of the record: bracket, risk, R, hold, MAE/MFE);
+    final equity and drawdown to 1e-6. The message names the first differing trade."""
+    got = fast.trades
+    want = _event_frame(event_trades)
+    assert len(got) == len(want), f"{where}: {len(got)} fast-path trades, {len(want)} event-path trades"
+    exact = ["fill_ts", "exit_ts", "side", "units", "exit_reason", "signal_ts", "hold_bars"]
+    close = {"entry_price": 1e-9, "exit_price": 1e-9, "sl_price": 1e-9, "tp_price": 1e-9, "pnl_usd": 1e-6,
+             "risk_usd": 1e-6, "r_multiple": 1e-9, "mae_pips": 1e-6, "mfe_pips": 1e-6, "gross_pips": 1e-6,
+             "cost_pips": 1e-6, "pnl_pips": 1e-6}
+    bad = np.zeros(len(want), dtype=bool)
+    for c in exact:
+        bad |= got[c].to_numpy() != want[c].to_numpy()
+    for c, tol in close.items():
+        g, w = got[c].to_numpy(dtype=float), want[c].to_numpy(dtype=float)
+        bad |= ~((np.abs(g - w) <= tol) | (np.isnan(g) & np.isnan(w)))
+    if bad.any():
+        i = int(np.argmax(bad))
+        cols = exact + list(close)
+        diff = {c: (got[c].iloc[i], want[c].iloc[i]) for c in cols if not _same(got[c].iloc[i], want[c].iloc[i])}
+        pytest.fail(f"{where}: trade {i + 1} of {len(want)} differs (fast, event): {diff}; "
+                    f"{int(bad.sum())} trades differ")
+    assert fast.final_equity_usd == pytest.approx(final_equity_usd, abs=1e-6), where
+    assert fast.max_dd_usd == pytest.approx(max_dd[0], abs=1e-6), where
+    assert fast.max_dd_frac == pytest.approx(max_dd[1], abs=1e-12), where
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-9
+    return bool(a == b)
+
+
+# -- the bundled sample -------------------------------------------------------------------------
+
+def _config(risk: str, symbol: str, point: str) -> DeskConfig:
+    d = load_config(EXAMPLE).model_dump(mode="json")
+    d["risk"].update(RISKS[risk])
+    return event_config(DeskConfig.model_validate(d), S1, symbol, POINTS[point])
+
+
+@cache
+def _sample_event(risk: str, symbol: str, scenario: str, point: str):
+    return run_scenario(_config(risk, symbol, point), scenario, None)
+
+
+@cache
+def _sample_bars(symbol: str):
+    return load_bars(load_config(EXAMPLE), symbol)
+
+
+@pytest.mark.parametrize("risk", RISKS)
+@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("symbol", ["EURUSD", "USDJPY"])
+def test_s1_trades_equal_the_event_path_on_the_sample(symbol, scenario, point, risk):
+    cfg = _config(risk, symbol, point)
+    ev = _sample_event(risk, symbol, scenario, point)
+    (fast,) = screen(cfg, S1, scenario, [POINTS[point]], _sample_bars(symbol))
+    assert fast.bars == ev.bars
+    assert_same_trades(fast, ev.trades, ev.final_equity_usd, ev.max_dd, f"{symbol} {scenario} {point} {risk}")
+    assert fast.min_equity_usd == pytest.approx(ev.min_equity_usd, abs=1e-6)
+    day = [(ts, eq) for ts, kind, eq, _, _ in ev.equity_rows if kind in ("DAY", "END")]
+    assert list(fast.mark_ts) == [ts for ts, _ in day]
+    np.testing.assert_allclose(fast.mark_equity_usd, [eq for _, eq in day], rtol=0, atol=1e-6)
+
+
+def test_the_sample_cases_exercise_every_exit_and_every_halt():
+    """The contract above is only as good as what its runs go through: stops, targets, time
+    stops, day, week and drawdown-from-peak halts, on both symbols (the end-of-data close is
+    exercised by the window tests)."""
+    exits: Counter[str] = Counter()
+    skips: Counter[str] = Counter()
+    for symbol in ("EURUSD", "USDJPY"):
+        for point in POINTS:
+            for risk in RISKS:
+                ev = _sample_event(risk, symbol, "C", point)
+                exits.update(str(t.exit_reason) for t in ev.trades)
+                skips.update(ev.decisions)
+    assert {"SL", "TP", "TIME"} <= set(exits), exits
+    assert {"guard:day_dd_halt", "guard:week_dd_halt", "guard:max_dd_halt", "position_open"} <= set(skips), skips
+
+
+# -- windows --------------------------------------------------------------------------------------
+
+def _utc(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
+
+
+WINDOWS = {
+    "strategy_warmup": Window(_utc("2026-02-10T09:00"), _utc("2026-03-20T15:37"), None),
+    "no_warmup": Window(_utc("2026-02-10T09:00"), _utc("2026-03-20T15:37"), 0),
+    "short_warmup": Window(_utc("2026-02-02T00:00"), _utc("2026-02-27T00:00"), 40),
+    "open_start": Window(None, _utc("2026-03-01T00:00"), None),
+    "open_end": Window(_utc("2026-04-01T00:00"), None, None),
+}
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize("point", ["defaults", "fast_tight"])
+@pytest.mark.parametrize("symbol", ["EURUSD", "USDJPY"])
+def test_a_window_run_equals_the_event_path_window(symbol, point, window):
+    """Warm-up bars before --from feed the indicators without trading; the end-of-data close
+    comes at the last bar before --to (EOD)."""
+    cfg = _config("example", symbol, point)
+    ev = run_scenario(cfg, "B", None, window=WINDOWS[window])
+    (fast,) = screen(cfg, S1, "B", [POINTS[point]], _sample_bars(symbol), window=WINDOWS[window])
+    assert fast.bars == ev.bars > 0
+    assert_same_trades(fast, ev.trades, ev.final_equity_usd, ev.max_dd, f"{symbol} {point} {window}")
+
+
+@pytest.mark.parametrize("symbol", ["EURUSD", "USDJPY"])
+def test_a_window_ending_inside_a_trade_closes_it_at_its_last_close(symbol):
+    """--to falls two bars after a fill of the whole-file run: the window's run holds that
+    position at its last bar and closes it there (EOD, at the last close, its time the
+    close of that bar)."""
+    cfg = _config("example", symbol, "fast_tight")
+    whole = _sample_event("example", symbol, "A", "fast_tight")
+    held = [t for t in whole.trades if t.hold_bars >= 4]
+    t = held[len(held) // 2]
+    window = Window(None, t.fill_ts + 2 * 900, None)
+    ev = run_scenario(cfg, "A", None, window=window)
+    assert str(ev.trades[-1].exit_reason) == "EOD" and ev.trades[-1].exit_ts == t.fill_ts + 2 * 900
+    (fast,) = screen(cfg, S1, "A", [POINTS["fast_tight"]], _sample_bars(symbol), window=window)
+    assert_same_trades(fast, ev.trades, ev.final_equity_usd, ev.max_dd, f"{symbol} window to {window.end_ts}")
+
+
+def test_a_window_that_holds_no_bar_trades_nothing():
+    cfg = _config("example", "EURUSD", "defaults")
+    empty = Window(_utc("2030-01-01T00:00"), None, None)
+    ev = run_scenario(cfg, "A", None, window=empty)
+    (fast,) = screen(cfg, S1, "A", [{}], _sample_bars("EURUSD"), window=empty)
+    assert fast.bars == ev.bars == 0 and len(fast.trades) == 0
+    assert fast.final_equity_usd == ev.final_equity_usd
+
+
+# -- sharing indicators between points ------------------------------------------------------------
+
+def test_points_sharing_indicators_trade_as_each_point_alone():
+    """One call computes each (indicator, period) once for all its points; a point's trades
+    do not depend on which other points share the call."""
+    cfg = _config("tight", "EURUSD", "defaults")
+    bars = _sample_bars("EURUSD")
+    points = [
+        {},
+        {"params": {"adx_th": 20.0}},                                    # every indicator shared with {}
+        {"params": {"ema_fast": 8}, "stops": {"k_sl": 1.0, "k_tp": None}},  # EMA(50), ADX(14), ATR(14) shared
+        POINTS["fast_tight"], POINTS["slow_no_tp"],
+        {"params": {"atr_period": 10}, "max_hold_bars": 12},              # ATR(10) shared with slow_no_tp
+    ]
+    for window in (None, WINDOWS["strategy_warmup"], WINDOWS["short_warmup"]):
+        together = screen(cfg, S1, "C", points, bars, window=window)
+        for point, run in zip(points, together):
+            (alone,) = screen(cfg, S1, "C", [point], bars, window=window)
+            pd.testing.assert_frame_equal(run.trades, alone.trades)
+            assert (run.final_equity_usd, run.max_dd_usd, run.max_dd_frac) == \
+                (alone.final_equity_usd, alone.max_dd_usd, alone.max_dd_frac)
+        assert len({len(r.trades) for r in together}) > 1  # the points differ
+
+
+# -- the API --------------------------------------------------------------------------------------
+
+def test_s1_has_a_kernel_and_s2_not_yet():
+    assert has_kernel(TrendEmaAtrAdx)
+    assert not has_kernel(MeanReversionZScore)
+
+
+def test_a_point_is_validated_by_the_strategy_params_and_stops():
+    cfg = load_config(EXAMPLE)
+    p = resolve_point(cfg, S1, {"params": {"ema_fast": 5}, "stops": {"k_tp": None}})
+    assert p.params.ema_fast == 5 and p.params.ema_slow == 50 and p.stops.k_tp is None
+    assert p.stops.k_sl == 2.0 and p.max_hold_bars == 96
+    with pytest.raises(ValueError, match="point 1: .*ema_fast must be shorter than ema_slow"):
+        screen(cfg, S1, "A", [{}, {"params": {"ema_fast": 60}}], _sample_bars("EURUSD"))
+    with pytest.raises(ValueError, match="point 0: .*unknown"):
+        screen(cfg, S1, "A", [{"param": {}}], _sample_bars("EURUSD"))
+    with pytest.raises(ValueError, match="atr_period"):
+        resolve_point(cfg, S1, {"params": {"atr_period": 0}})
+    with pytest.raises(KeyError):
+        screen(cfg, S1, "Z", [{}], _sample_bars("EURUSD"))
+
+
+def test_the_bars_are_those_the_replay_feeds():
+    cfg = event_config(load_config(EXAMPLE), S1, "USDJPY")
+    bars = load_bars(cfg, "USDJPY")
+    chunks = list(replay_feed(cfg).chunks())
+    np.testing.assert_array_equal(bars.ts, np.concatenate([c.ts for c in chunks]))
+    np.testing.assert_array_equal(bars.close, np.concatenate([c.close for c in chunks]))
+    assert bars.ts.dtype == np.int64 and bars.open.dtype == np.float64 and len(bars) == 11998
+
+
+def test_prices_round_to_the_grid_exactly_as_python_rounds():
+    """The bracket's quote grid and the tenth-of-a-pip stop: CPython rounds the exact binary
+    value, ties to even; near-ties are where a scaled floating-point rounding goes wrong."""
+    rng = random.Random(11)
+    values = [rng.uniform(0.5, 200.0) for _ in range(20_000)]
+    for d in (1, 3, 5):
+        for _ in range(5_000):  # decimal ties k + 0.5 at the next digit, and their neighbours
+            x = (rng.randrange(1, 2_000_000) + 0.5) / 10 ** d
+            values += [x, math.nextafter(x, 0.0), math.nextafter(x, math.inf)]
+    values += [2.675, 1.0000050000000001, 0.125, 0.375, 110.0005, 1.234565, 0.05, 0.15, 0.25]
+    for d in (1, 3, 5):
+        scale = 10.0 ** d
+        wrong = [x for x in values if round_decimal(x, scale) != round(x, d)]
+        assert not wrong, f"{len(wrong)} values round differently at {d} decimals, e.g. {wrong[:3]}"
+
+
+# -- the 2017-2019 M1 files -----------------------------------------------------------------------
+
+def _m1_path(symbol: str) -> Path:
+    path = M1_DIR / f"{symbol}_M1.csv.gz"
+    if not path.exists():
+        pytest.skip(f"{path} absent: the 2017-2019 M1 files live in shared/data/fx_m1 beside the repository")
+    return path
+
+
+def _m1_config(symbol: str, point: str) -> DeskConfig:
+    """tests/golden/m1_s123.yaml's desk (New York time, M1, the example's risk and costs),
+    holding S1 alone on ``symbol``."""
+    d = load_config(EXAMPLE).model_dump(mode="json")
+    d["desk"] = "m1"
+    d["universe"] = {"timeframe": "M1", "symbols": [symbol]}
+    d["data"] = {"timezone": "America/New_York", "files": {symbol: str(_m1_path(symbol))}}
+    d["costs"]["spread_pips"] = {symbol: d["costs"]["spread_pips"][symbol]}
+    d["strategies"] = {S1: d["strategies"][S1]}
+    d["risk"]["priority"] = [S1]
+    return event_config(DeskConfig.model_validate(d), S1, symbol, POINTS[point])
+
+
+class _LoadedFeed(ReplayFeed):
+    """A replay feed read once: the M1 files take seconds to parse, and nine runs read each."""
+
+    loaded: list[MergedChunk]
+
+    def chunks(self) -> Iterator[MergedChunk]:
+        if not hasattr(self, "loaded"):
+            self.loaded = list(super().chunks())
+        yield from self.loaded
+
+
+@cache
+def _m1_data(symbol: str):
+    cfg = _m1_config(symbol, "defaults")
+    base = replay_feed(cfg)
+    return _LoadedFeed(base.files, base.timezone, base.timeframe_s), load_bars(cfg, symbol)
+
+
+@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("symbol", M1_SYMBOLS)
+def test_s1_trades_equal_the_event_path_on_m1_2017_2019(symbol, scenario, point):
+    cfg = _m1_config(symbol, point)
+    feed, bars = _m1_data(symbol)
+    desk = paper_desk(cfg, scenario)
+    n = replay(desk, feed)
+    (fast,) = screen(cfg, S1, scenario, [POINTS[point]], bars)
+    assert fast.bars == n == len(bars) > 1_000_000
+    lg = desk.ledger
+    assert len(lg.closed) > 1000
+    assert_same_trades(fast, lg.closed, lg.equity_usd, (lg.max_dd_usd, lg.max_dd_frac), f"{symbol} {scenario} {point}")
+
+
+def test_an_m1_window_equals_the_event_path_window():
+    cfg = _m1_config("USDJPY", "fast_tight")
+    feed, bars = _m1_data("USDJPY")
+    desk = paper_desk(cfg, "C")
+    window = Window(_utc("2018-03-04T22:00"), _utc("2018-06-15T13:30"), None)
+    window_ev = Window(window.start_ts, window.end_ts, warmup_bars_of(desk))
+    n = replay_window(desk, feed, window_ev)
+    (fast,) = screen(cfg, S1, "C", [POINTS["fast_tight"]], bars, window=window)
+    assert fast.bars == n > 100_000
+    lg = desk.ledger
+    assert_same_trades(fast, lg.closed, lg.equity_usd, (lg.max_dd_usd, lg.max_dd_frac), "USDJPY M1 window")
