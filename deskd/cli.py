@@ -289,13 +289,13 @@ def cmd_backtest(args) -> int:
     return EXIT_OK
 
 
-def cmd_tune(args) -> int:
-    """``deskd tune``: stage 1 over the space, stage 2 of the top k; resumes the study in --out."""
+def _research_config(args) -> DeskConfig:
+    """The config of ``deskd tune``/``walkforward``: loaded, narrowed (--symbols, --timeframe),
+    with --objective, --top-k, --seed and --scenario over its ``tune:`` section, and --strategy
+    one of its strategies. Raises InputError naming the flag."""
     from pydantic import ValidationError
 
-    from deskd.configs.models import TUNE_OBJECTIVES
-    from deskd.research.backtest import BacktestInputError, available_cpus, check_out
-    from deskd.research.tuning.tune import TuneOptions, tune
+    from deskd.configs.models import TUNE_OBJECTIVES, DeskConfig
 
     cfg = _narrow(_load(args), args)
     updates = {k: v for k, v in (("objective", args.objective), ("top_k", args.top_k), ("seed", args.seed),
@@ -303,8 +303,6 @@ def cmd_tune(args) -> int:
     if args.objective is not None and args.objective not in TUNE_OBJECTIVES:
         raise InputError(f"--objective {args.objective}: one of {', '.join(TUNE_OBJECTIVES)}")
     if updates:
-        from deskd.configs.models import DeskConfig
-
         d = cfg.model_dump(mode="json", by_alias=True)
         d["tune"].update(updates)
         try:
@@ -315,34 +313,54 @@ def cmd_tune(args) -> int:
                              f"{err['msg'].removeprefix('Value error, ')}") from None
     if args.strategy not in cfg.strategies.root:
         raise InputError(f"--strategy {args.strategy}: the config's strategies are {', '.join(cfg.strategies.root)}")
-    out = Path(args.out) if args.out else Path("runs") / f"tune-{args.strategy}-{args.sampler}"
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers {args.workers}: give 1 or more")
+    if args.trials is not None and args.trials < 1:
+        raise InputError(f"--trials {args.trials}: give 1 or more")
+    return cfg
+
+
+def _research_out(args, cfg: DeskConfig, default: Path, what: str) -> tuple[Path, str]:
+    """(--out, the study's storage URL): a folder that holds this command's study is resumed;
+    any other non-empty folder is refused unless --force. Raises InputError."""
+    from deskd.research.backtest import BacktestInputError, check_out
+
+    out = Path(args.out) if args.out else default
     study_file = out / "study.db"
     if not study_file.exists() and args.storage is None:
         try:
             check_out(out, args.force, [args.config, *cfg.data.files.values()])
         except BacktestInputError as e:
-            raise InputError(str(e).replace("--force", "--force (or re-run a tune's own --out to resume it)")) from None
-    if args.workers is not None and args.workers < 1:
-        raise InputError(f"--workers {args.workers}: give 1 or more")
-    if args.trials is not None and args.trials < 1:
-        raise InputError(f"--trials {args.trials}: give 1 or more")
+            raise InputError(str(e).replace("--force", f"--force (or re-run a {what}'s own --out to resume it)")) from None
     out.mkdir(parents=True, exist_ok=True)
+    return out, _store_url(args.storage) if args.storage else _store_url(str(study_file))
+
+
+def _interrupted(storage: str) -> int:
+    print(f"deskd: interrupted: every finished trial is in the study ({storage}); run the same command "
+          f"again to resume", file=sys.stderr)
+    return 130
+
+
+def cmd_tune(args) -> int:
+    """``deskd tune``: stage 1 over the space, stage 2 of the top k; resumes the study in --out."""
+    from deskd.research.backtest import available_cpus
+    from deskd.research.tuning.tune import TuneOptions, tune
+
+    cfg = _research_config(args)
+    out, storage = _research_out(args, cfg, Path("runs") / f"tune-{args.strategy}-{args.sampler}", "tune")
     opts = TuneOptions(
-        strategy_id=args.strategy, out_dir=out,
-        storage=_store_url(args.storage) if args.storage else _store_url(str(study_file)),
-        sampler=args.sampler, trials=args.trials, workers=args.workers or available_cpus(), cluster=args.cluster,
-        study_name=args.study,
+        strategy_id=args.strategy, out_dir=out, storage=storage, sampler=args.sampler, trials=args.trials,
+        workers=args.workers or available_cpus(), cluster=args.cluster, study_name=args.study,
         start_ts=_utc_ts("--from", args.from_) if args.from_ else None,
         end_ts=_utc_ts("--to", args.to, end=True) if args.to else None,
         config_dir=Path(args.config).resolve().parent)
     try:
         res = tune(cfg, opts, quiet=args.quiet or args.json)
     except KeyboardInterrupt:
-        print(f"deskd: interrupted: every finished trial is in the study ({opts.storage}); run the same "
-              f"command again to resume", file=sys.stderr)
-        return 130
+        return _interrupted(storage)
     if args.json:
-        print((Path(out) / "tune.json").read_text().strip())
+        print((out / "tune.json").read_text().strip())
     elif not args.quiet:
         from deskd.research.tuning.summary import tune_summary
 
@@ -354,13 +372,11 @@ def cmd_tune(args) -> int:
 
 def cmd_walkforward(args) -> int:
     """``deskd walkforward``: tune on each train window, run the choice on the test window."""
-    from deskd.research.backtest import BacktestInputError, available_cpus, check_out
+    from deskd.research.backtest import available_cpus
     from deskd.research.splits import bar_splits, calendar_splits, parse_span
     from deskd.research.walkforward import WalkForwardOptions, bar_times, walkforward
 
-    cfg = _narrow(_load(args), args)
-    if args.strategy not in cfg.strategies.root:
-        raise InputError(f"--strategy {args.strategy}: the config's strategies are {', '.join(cfg.strategies.root)}")
+    cfg = _research_config(args)
     by_bars = [args.train_bars, args.test_bars]
     by_time = [args.train, args.test]
     if any(v is not None for v in by_bars) and any(v is not None for v in by_time + [args.embargo]):
@@ -385,25 +401,15 @@ def cmd_walkforward(args) -> int:
             spec = {"unit": "calendar", "train": train, "test": test, "embargo": embargo, "anchored": args.anchored}
     except ValueError as e:
         raise InputError(str(e)) from None
-    out = Path(args.out) if args.out else Path("runs") / f"walkforward-{args.strategy}"
-    study_file = out / "study.db"
-    if not study_file.exists() and args.storage is None:
-        try:
-            check_out(out, args.force, [args.config, *cfg.data.files.values()])
-        except BacktestInputError as e:
-            raise InputError(str(e).replace("--force", "--force (or re-run a walk-forward's own --out to resume it)")) from None
-    out.mkdir(parents=True, exist_ok=True)
+    out, storage = _research_out(args, cfg, Path("runs") / f"walkforward-{args.strategy}", "walk-forward")
     opts = WalkForwardOptions(
-        strategy_id=args.strategy, out_dir=out, splits=splits, spec=spec,
-        storage=_store_url(args.storage) if args.storage else _store_url(str(study_file)),
-        sampler=args.sampler, trials=args.trials, workers=args.workers or available_cpus(), cluster=args.cluster,
+        strategy_id=args.strategy, out_dir=out, splits=splits, spec=spec, storage=storage, sampler=args.sampler,
+        trials=args.trials, workers=args.workers or available_cpus(), cluster=args.cluster,
         config_dir=Path(args.config).resolve().parent)
     try:
         meta = walkforward(cfg, opts, quiet=args.quiet or args.json)
     except KeyboardInterrupt:
-        print(f"deskd: interrupted: every finished trial is in the studies ({opts.storage}); run the same "
-              f"command again to resume", file=sys.stderr)
-        return 130
+        return _interrupted(storage)
     if args.json:
         print(json.dumps({"out": str(out), "out_of_sample": meta["out_of_sample"],
                           "parameter_stability": meta["parameter_stability"]}))
@@ -783,6 +789,35 @@ def _add_api_args(p: argparse.ArgumentParser, token: bool, prefix: str = "") -> 
         p.add_argument("--token-file", metavar="FILE", help=f"{prefix}bearer token file (default $DESKD_API_TOKEN)")
 
 
+def _add_research_args(p: argparse.ArgumentParser, default_out: str) -> None:
+    """The options ``deskd tune`` and ``deskd walkforward`` share."""
+    _add_config_and_data(p)
+    p.add_argument("--strategy", required=True, metavar="ID", help="the strategy id to tune")
+    p.add_argument("--symbols", metavar="EURUSD,...", help="only these symbols of the universe")
+    p.add_argument("--strategies", help=argparse.SUPPRESS)
+    p.add_argument("--timeframe", choices=["M1", "M5", "M15", "M30", "H1", "H4"],
+                   help="the bars' timeframe, overriding universe.timeframe (give matching --data files)")
+    p.add_argument("--sampler", choices=["grid", "tpe"], default="grid",
+                   help="grid: every point of the space (default); tpe: Optuna's TPE sampler, --trials points")
+    p.add_argument("--trials", type=int, metavar="N",
+                   help="stage-1 trials the study should hold: tpe default 100; grid default every point, "
+                        "else N points drawn from it (seeded); a re-run completes a stopped tune")
+    p.add_argument("--objective", metavar="NAME",
+                   help="per-split metric: expectancy_r (default), sharpe_r, profit_factor, net_usd")
+    p.add_argument("--scenario", metavar="NAME", help="stage-1 cost scenario (default tune.stage1_scenario, B)")
+    p.add_argument("--top-k", type=int, metavar="K", help="points re-run in stage 2 (default tune.top_k, 10)")
+    p.add_argument("--seed", type=int, help="sampler seed (default tune.seed, 42)")
+    p.add_argument("--workers", type=int, metavar="N", help="processes (default: the CPUs this process may use; "
+                   "1 runs trials in this process)")
+    p.add_argument("--cluster", metavar="ADDRESS", help="run trials on a Dask cluster, e.g. tcp://10.0.0.5:8786")
+    p.add_argument("--storage", metavar="URL|PATH", help="the Optuna study's database (default --out/study.db); "
+                   "a PostgreSQL URL lets several hosts share a TPE study")
+    p.add_argument("--out", metavar="DIR", help=f"output folder (default runs/{default_out})")
+    p.add_argument("--force", action="store_true", help="write into --out even if it holds other files")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    p.add_argument("--json", action="store_true", help="print the outputs' summary as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deskd", description="Event-driven trading daemon for a systematic FX desk.")
     p.add_argument("--version", action="version", version=f"deskd {__version__}")
@@ -829,34 +864,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the top k under A, B and C, ranked by their worst. Every trial is "
                                    "kept in an Optuna study (--out/study.db, or --storage): run the same "
                                    "command again to resume a stopped tune.")
-    _add_config_and_data(t)
-    t.add_argument("--strategy", required=True, metavar="ID", help="the strategy id to tune")
-    t.add_argument("--symbols", metavar="EURUSD,...", help="only these symbols of the universe")
-    t.add_argument("--strategies", help=argparse.SUPPRESS)
-    t.add_argument("--timeframe", choices=["M1", "M5", "M15", "M30", "H1", "H4"],
-                   help="the bars' timeframe, overriding universe.timeframe (give matching --data files)")
+    _add_research_args(t, "tune-<strategy>-<sampler>")
     t.add_argument("--from", dest="from_", metavar="WHEN", help="in-sample window start, UTC date or date-time")
     t.add_argument("--to", metavar="WHEN", help="in-sample window end, UTC; a date is included whole")
-    t.add_argument("--sampler", choices=["grid", "tpe"], default="grid",
-                   help="grid: every point of the space (default); tpe: Optuna's TPE sampler, --trials points")
-    t.add_argument("--trials", type=int, metavar="N",
-                   help="stage-1 trials the study should hold: tpe default 100; grid default every point, "
-                        "else N points drawn from it (seeded); a re-run completes a stopped tune")
-    t.add_argument("--objective", metavar="NAME",
-                   help="per-split metric: expectancy_r (default), sharpe_r, profit_factor, net_usd")
-    t.add_argument("--scenario", metavar="NAME", help="stage-1 cost scenario (default tune.stage1_scenario, B)")
-    t.add_argument("--top-k", type=int, metavar="K", help="points re-run in stage 2 (default tune.top_k, 10)")
-    t.add_argument("--seed", type=int, help="sampler seed (default tune.seed, 42)")
-    t.add_argument("--workers", type=int, metavar="N", help="processes (default: the CPUs this process may use; "
-                   "1 runs trials in this process)")
-    t.add_argument("--cluster", metavar="ADDRESS", help="run trials on a Dask cluster, e.g. tcp://10.0.0.5:8786")
-    t.add_argument("--storage", metavar="URL|PATH", help="the Optuna study's database (default --out/study.db); "
-                   "a PostgreSQL URL lets several hosts work on one study")
     t.add_argument("--study", metavar="NAME", help="study name (default: strategy, sampler and a hash of the job)")
-    t.add_argument("--out", metavar="DIR", help="output folder (default runs/tune-<strategy>-<sampler>)")
-    t.add_argument("--force", action="store_true", help="write into --out even if it holds other files")
-    t.add_argument("--quiet", action="store_true", help="print nothing on success")
-    t.add_argument("--json", action="store_true", help="print the output folder and the best point as JSON")
     t.set_defaults(func=cmd_tune)
 
     w = sub.add_parser("walkforward", help="tune on rolling train windows, trade each choice on the test window after it",
@@ -866,12 +877,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "test window through the event path (indicators warmed on the bars before "
                                    "it) under each stage-2 scenario, and stitch the out-of-sample trades and "
                                    "equity. Re-run the same command to resume.")
-    _add_config_and_data(w)
-    w.add_argument("--strategy", required=True, metavar="ID", help="the strategy id to tune")
-    w.add_argument("--symbols", metavar="EURUSD,...", help="only these symbols of the universe")
-    w.add_argument("--strategies", help=argparse.SUPPRESS)
-    w.add_argument("--timeframe", choices=["M1", "M5", "M15", "M30", "H1", "H4"],
-                   help="the bars' timeframe, overriding universe.timeframe (give matching --data files)")
+    _add_research_args(w, "walkforward-<strategy>")
     w.add_argument("--train", metavar="SPAN", help="train window, calendar: 12M (default), 26W, 90D, 1Y")
     w.add_argument("--test", metavar="SPAN", help="test window, calendar (default 3M)")
     w.add_argument("--embargo", metavar="SPAN", help="gap between train and test, calendar (default 1D; 0D for none)")
@@ -879,15 +885,6 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--test-bars", type=int, metavar="N", help="test window in bars (instead of --test)")
     w.add_argument("--embargo-bars", type=int, metavar="N", help="gap in bars (default 0 with bar counts)")
     w.add_argument("--anchored", action="store_true", help="every train window starts at the first bar (grows)")
-    w.add_argument("--sampler", choices=["grid", "tpe"], default="grid", help="as deskd tune (default grid)")
-    w.add_argument("--trials", type=int, metavar="N", help="stage-1 trials per split, as deskd tune")
-    w.add_argument("--workers", type=int, metavar="N", help="processes (default: the CPUs this process may use)")
-    w.add_argument("--cluster", metavar="ADDRESS", help="run trials on a Dask cluster, e.g. tcp://10.0.0.5:8786")
-    w.add_argument("--storage", metavar="URL|PATH", help="the splits' Optuna studies (default --out/study.db)")
-    w.add_argument("--out", metavar="DIR", help="output folder (default runs/walkforward-<strategy>)")
-    w.add_argument("--force", action="store_true", help="write into --out even if it holds other files")
-    w.add_argument("--quiet", action="store_true", help="print nothing on success")
-    w.add_argument("--json", action="store_true", help="print the out-of-sample summary as JSON")
     w.set_defaults(func=cmd_walkforward)
 
     r = sub.add_parser("run", help="run the trading daemon (paper replay or a v20 broker)",
