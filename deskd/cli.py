@@ -365,8 +365,8 @@ def cmd_tune(args) -> int:
         from deskd.research.tuning.summary import tune_summary
 
         print(tune_summary(res))
-        print(f"outputs: {out}/ (top_k.csv, trials.csv, trials.parquet, stage2.csv, equity_top_k.csv, "
-              f"invalid.csv, tune.json, study.db)")
+        print(f"outputs: {out}/ (report.html, top_k.csv, trials.csv, trials.parquet, stage2.csv, "
+              f"equity_top_k.csv, invalid.csv, tune.json, study.db)")
     return EXIT_OK
 
 
@@ -417,8 +417,8 @@ def cmd_walkforward(args) -> int:
         from deskd.research.walkforward import summary
 
         print(summary(meta))
-        print(f"outputs: {out}/ (splits.csv, oos_trades.csv, oos_equity.csv, walkforward.json, splits/NN/ "
-              f"per split's tune, study.db)")
+        print(f"outputs: {out}/ (report.html, splits.csv, oos_trades.csv, oos_equity.csv, walkforward.json, "
+              f"splits/NN/ per split's tune, study.db)")
     return EXIT_OK
 
 

@@ -115,6 +115,9 @@ def walkforward(cfg: DeskConfig, opts: WalkForwardOptions, quiet: bool = False) 
         rows.append(row)
     meta = _summary(cfg, opts, rows, chosen, oos_trades, scenarios, carry)
     _write(opts.out_dir, cfg, meta, rows, oos_trades, oos_equity)
+    from deskd.research.tuning.report import write_walkforward_html
+
+    write_walkforward_html(opts.out_dir)
     return meta
 
 

@@ -264,6 +264,9 @@ def tune(cfg: DeskConfig, opts: TuneOptions, quiet: bool = False) -> TuneOutcome
     trials = sorted(t.stage1.values(), key=lambda r: r.trial)
     s2 = sorted(t.stage2_results.values(), key=lambda r: (r.trial, r.scenario))
     write_outputs(opts.out_dir, cfg, meta, trials, s2, t.invalid, top_table)
+    from deskd.research.tuning.report import write_tune_html
+
+    write_tune_html(opts.out_dir)
     return TuneOutcome(opts.out_dir, meta, trials, s2, top_table, t.ran, len(t.invalid))
 
 
