@@ -1,4 +1,4 @@
-"""The fast path's contract: for S1 alone on one symbol its trades equal the event path's,
+"""The fast path's contract: for S1 (and S2) alone on one symbol its trades equal the event path's,
 trade for trade (fill and exit time, side, units, entry and exit price to 1e-9, exit reason,
 pnl_usd to 1e-6), under scenarios A, B and C, at several parameter points, on the bundled
 sample (EURUSD and USDJPY, whose P&L converts at 1/price) and on the three 2017-2019 M1 files,
@@ -38,7 +38,9 @@ from deskd.research.fastpath import (
     resolve_point,
     screen,
 )
-from deskd.research.fastpath.kernels import round_decimal
+from deskd.research.fastpath.kernels import ema_deviation_z, ema_slope, fsum, round_decimal
+from deskd.strategies.breakout import BreakoutAtrCompression
+from deskd.strategies.indicators import EMA, RollingSlope, RollingZScore
 from deskd.strategies.mean_reversion import MeanReversionZScore
 from deskd.strategies.trend import TrendEmaAtrAdx
 from tests.conftest import EXAMPLE, ROOT
@@ -48,15 +50,32 @@ M1_DIR = ROOT.parent / "shared" / "data" / "fx_m1"
 M1_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY")
 SCENARIOS = ("A", "B", "C")
 
-#: non-default values for every S1 param and every stop; the last has no target and a short
-#: time stop (TIME exits), the middle one tight stops (many SL/TP, halts)
-POINTS: dict[str, dict[str, Any]] = {
-    "defaults": {},
-    "fast_tight": {"params": {"ema_fast": 8, "ema_slow": 34, "adx_period": 10, "adx_th": 20.0, "atr_period": 21},
-                   "stops": {"k_sl": 1.5, "min_sl_pips": 6.0, "k_tp": 2.5, "min_tp_pips": 10.0}},
-    "slow_no_tp": {"params": {"ema_fast": 30, "ema_slow": 90, "adx_period": 20, "adx_th": 30.0, "atr_period": 10},
-                   "stops": {"k_sl": 3.0, "min_sl_pips": 15.0, "k_tp": None}, "max_hold_bars": 40},
+S2 = "S2_MR_ZSCORE_EMA_REGIME"
+#: per strategy, non-default values for every param and every stop; the last point of each
+#: has no target and a short time stop (TIME exits), the middle one tight stops (many SL/TP)
+POINTS: dict[str, dict[str, dict[str, Any]]] = {
+    S1: {
+        "defaults": {},
+        "fast_tight": {"params": {"ema_fast": 8, "ema_slow": 34, "adx_period": 10, "adx_th": 20.0,
+                                  "atr_period": 21},
+                       "stops": {"k_sl": 1.5, "min_sl_pips": 6.0, "k_tp": 2.5, "min_tp_pips": 10.0}},
+        "slow_no_tp": {"params": {"ema_fast": 30, "ema_slow": 90, "adx_period": 20, "adx_th": 30.0,
+                                  "atr_period": 10},
+                       "stops": {"k_sl": 3.0, "min_sl_pips": 15.0, "k_tp": None}, "max_hold_bars": 40},
+    },
+    S2: {
+        "defaults": {},
+        "fast_tight": {"params": {"ema_regime": 100, "slope_window": 10, "slope_th_pips_per_bar": 1.0,
+                                  "z_window": 20, "z_entry": 1.5, "adx_period": 10, "adx_max": 30.0,
+                                  "atr_period": 20},
+                       "stops": {"k_sl": 2.0, "min_sl_pips": 5.0, "k_tp": 1.0, "min_tp_pips": 5.0}},
+        "slow_no_tp": {"params": {"ema_regime": 300, "slope_window": 30, "slope_th_pips_per_bar": 0.3,
+                                  "z_window": 50, "z_entry": 2.5, "adx_period": 20, "adx_max": 25.0,
+                                  "atr_period": 10},
+                       "stops": {"k_sl": 1.0, "min_sl_pips": 12.0, "k_tp": None}, "max_hold_bars": 30},
+    },
 }
+CASES = [(sid, point) for sid in POINTS for point in POINTS[sid]]
 #: the example's risk, and one that halts often: day, week and drawdown-from-peak halts
 RISKS = {
     "example": {},
@@ -118,15 +137,15 @@ def _same(a: object, b: object) -> bool:
 
 # -- the bundled sample -------------------------------------------------------------------------
 
-def _config(risk: str, symbol: str, point: str) -> DeskConfig:
+def _config(risk: str, sid: str, symbol: str, point: str) -> DeskConfig:
     d = load_config(EXAMPLE).model_dump(mode="json")
     d["risk"].update(RISKS[risk])
-    return event_config(DeskConfig.model_validate(d), S1, symbol, POINTS[point])
+    return event_config(DeskConfig.model_validate(d), sid, symbol, POINTS[sid][point])
 
 
 @cache
-def _sample_event(risk: str, symbol: str, scenario: str, point: str):
-    return run_scenario(_config(risk, symbol, point), scenario, None)
+def _sample_event(risk: str, sid: str, symbol: str, scenario: str, point: str):
+    return run_scenario(_config(risk, sid, symbol, point), scenario, None)
 
 
 @cache
@@ -135,31 +154,32 @@ def _sample_bars(symbol: str):
 
 
 @pytest.mark.parametrize("risk", RISKS)
-@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("sid, point", CASES)
 @pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("symbol", ["EURUSD", "USDJPY"])
-def test_s1_trades_equal_the_event_path_on_the_sample(symbol, scenario, point, risk):
-    cfg = _config(risk, symbol, point)
-    ev = _sample_event(risk, symbol, scenario, point)
-    (fast,) = screen(cfg, S1, scenario, [POINTS[point]], _sample_bars(symbol))
+def test_trades_equal_the_event_path_on_the_sample(symbol, scenario, sid, point, risk):
+    cfg = _config(risk, sid, symbol, point)
+    ev = _sample_event(risk, sid, symbol, scenario, point)
+    (fast,) = screen(cfg, sid, scenario, [POINTS[sid][point]], _sample_bars(symbol))
     assert fast.bars == ev.bars
-    assert_same_trades(fast, ev.trades, ev.final_equity_usd, ev.max_dd, f"{symbol} {scenario} {point} {risk}")
+    assert_same_trades(fast, ev.trades, ev.final_equity_usd, ev.max_dd, f"{sid} {symbol} {scenario} {point} {risk}")
     assert fast.min_equity_usd == pytest.approx(ev.min_equity_usd, abs=1e-6)
     day = [(ts, eq) for ts, kind, eq, _, _ in ev.equity_rows if kind in ("DAY", "END")]
     assert list(fast.mark_ts) == [ts for ts, _ in day]
     np.testing.assert_allclose(fast.mark_equity_usd, [eq for _, eq in day], rtol=0, atol=1e-6)
 
 
-def test_the_sample_cases_exercise_every_exit_and_every_halt():
+@pytest.mark.parametrize("sid", POINTS)
+def test_the_sample_cases_exercise_every_exit_and_every_halt(sid):
     """The contract above is only as good as what its runs go through: stops, targets, time
     stops, day, week and drawdown-from-peak halts, on both symbols (the end-of-data close is
     exercised by the window tests)."""
     exits: Counter[str] = Counter()
     skips: Counter[str] = Counter()
     for symbol in ("EURUSD", "USDJPY"):
-        for point in POINTS:
+        for point in POINTS[sid]:
             for risk in RISKS:
-                ev = _sample_event(risk, symbol, "C", point)
+                ev = _sample_event(risk, sid, symbol, "C", point)
                 exits.update(str(t.exit_reason) for t in ev.trades)
                 skips.update(ev.decisions)
     assert {"SL", "TP", "TIME"} <= set(exits), exits
@@ -182,36 +202,37 @@ WINDOWS = {
 
 
 @pytest.mark.parametrize("window", WINDOWS)
-@pytest.mark.parametrize("point", ["defaults", "fast_tight"])
+@pytest.mark.parametrize("sid, point", [c for c in CASES if c[1] != "slow_no_tp"])
 @pytest.mark.parametrize("symbol", ["EURUSD", "USDJPY"])
-def test_a_window_run_equals_the_event_path_window(symbol, point, window):
+def test_a_window_run_equals_the_event_path_window(symbol, sid, point, window):
     """Warm-up bars before --from feed the indicators without trading; the end-of-data close
     comes at the last bar before --to (EOD)."""
-    cfg = _config("example", symbol, point)
+    cfg = _config("example", sid, symbol, point)
     ev = run_scenario(cfg, "B", None, window=WINDOWS[window])
-    (fast,) = screen(cfg, S1, "B", [POINTS[point]], _sample_bars(symbol), window=WINDOWS[window])
+    (fast,) = screen(cfg, sid, "B", [POINTS[sid][point]], _sample_bars(symbol), window=WINDOWS[window])
     assert fast.bars == ev.bars > 0
-    assert_same_trades(fast, ev.trades, ev.final_equity_usd, ev.max_dd, f"{symbol} {point} {window}")
+    assert_same_trades(fast, ev.trades, ev.final_equity_usd, ev.max_dd, f"{sid} {symbol} {point} {window}")
 
 
+@pytest.mark.parametrize("sid", POINTS)
 @pytest.mark.parametrize("symbol", ["EURUSD", "USDJPY"])
-def test_a_window_ending_inside_a_trade_closes_it_at_its_last_close(symbol):
+def test_a_window_ending_inside_a_trade_closes_it_at_its_last_close(symbol, sid):
     """--to falls two bars after a fill of the whole-file run: the window's run holds that
     position at its last bar and closes it there (EOD, at the last close, its time the
     close of that bar)."""
-    cfg = _config("example", symbol, "fast_tight")
-    whole = _sample_event("example", symbol, "A", "fast_tight")
+    cfg = _config("example", sid, symbol, "fast_tight")
+    whole = _sample_event("example", sid, symbol, "A", "fast_tight")
     held = [t for t in whole.trades if t.hold_bars >= 4]
     t = held[len(held) // 2]
     window = Window(None, t.fill_ts + 2 * 900, None)
     ev = run_scenario(cfg, "A", None, window=window)
     assert str(ev.trades[-1].exit_reason) == "EOD" and ev.trades[-1].exit_ts == t.fill_ts + 2 * 900
-    (fast,) = screen(cfg, S1, "A", [POINTS["fast_tight"]], _sample_bars(symbol), window=window)
-    assert_same_trades(fast, ev.trades, ev.final_equity_usd, ev.max_dd, f"{symbol} window to {window.end_ts}")
+    (fast,) = screen(cfg, sid, "A", [POINTS[sid]["fast_tight"]], _sample_bars(symbol), window=window)
+    assert_same_trades(fast, ev.trades, ev.final_equity_usd, ev.max_dd, f"{sid} {symbol} window to {window.end_ts}")
 
 
 def test_a_window_that_holds_no_bar_trades_nothing():
-    cfg = _config("example", "EURUSD", "defaults")
+    cfg = _config("example", S1, "EURUSD", "defaults")
     empty = Window(_utc("2030-01-01T00:00"), None, None)
     ev = run_scenario(cfg, "A", None, window=empty)
     (fast,) = screen(cfg, S1, "A", [{}], _sample_bars("EURUSD"), window=empty)
@@ -221,22 +242,35 @@ def test_a_window_that_holds_no_bar_trades_nothing():
 
 # -- sharing indicators between points ------------------------------------------------------------
 
-def test_points_sharing_indicators_trade_as_each_point_alone():
-    """One call computes each (indicator, period) once for all its points; a point's trades
-    do not depend on which other points share the call."""
-    cfg = _config("tight", "EURUSD", "defaults")
-    bars = _sample_bars("EURUSD")
-    points = [
+SHARING = {
+    S1: [
         {},
-        {"params": {"adx_th": 20.0}},                                    # every indicator shared with {}
+        {"params": {"adx_th": 20.0}},                                       # every indicator shared with {}
         {"params": {"ema_fast": 8}, "stops": {"k_sl": 1.0, "k_tp": None}},  # EMA(50), ADX(14), ATR(14) shared
-        POINTS["fast_tight"], POINTS["slow_no_tp"],
-        {"params": {"atr_period": 10}, "max_hold_bars": 12},              # ATR(10) shared with slow_no_tp
-    ]
+        POINTS[S1]["fast_tight"], POINTS[S1]["slow_no_tp"],
+        {"params": {"atr_period": 10}, "max_hold_bars": 12},                 # ATR(10) shared with slow_no_tp
+    ],
+    S2: [
+        {},
+        {"params": {"z_entry": 1.5}},                                       # every indicator shared with {}
+        {"params": {"z_window": 20}},                                       # EMA(200), its slope, ADX, ATR
+        {"params": {"ema_regime": 100, "z_window": 20}, "stops": {"k_tp": None}},
+        POINTS[S2]["fast_tight"], POINTS[S2]["slow_no_tp"],
+    ],
+}
+
+
+@pytest.mark.parametrize("sid", POINTS)
+def test_points_sharing_indicators_trade_as_each_point_alone(sid):
+    """One call computes each indicator (kind, periods, first bar) once for all its points;
+    a point's trades do not depend on which other points share the call."""
+    cfg = _config("tight", sid, "EURUSD", "defaults")
+    bars = _sample_bars("EURUSD")
+    points = SHARING[sid]
     for window in (None, WINDOWS["strategy_warmup"], WINDOWS["short_warmup"]):
-        together = screen(cfg, S1, "C", points, bars, window=window)
+        together = screen(cfg, sid, "C", points, bars, window=window)
         for point, run in zip(points, together):
-            (alone,) = screen(cfg, S1, "C", [point], bars, window=window)
+            (alone,) = screen(cfg, sid, "C", [point], bars, window=window)
             pd.testing.assert_frame_equal(run.trades, alone.trades)
             assert (run.final_equity_usd, run.max_dd_usd, run.max_dd_frac) == \
                 (alone.final_equity_usd, alone.max_dd_usd, alone.max_dd_frac)
@@ -245,9 +279,13 @@ def test_points_sharing_indicators_trade_as_each_point_alone():
 
 # -- the API --------------------------------------------------------------------------------------
 
-def test_s1_has_a_kernel_and_s2_not_yet():
-    assert has_kernel(TrendEmaAtrAdx)
-    assert not has_kernel(MeanReversionZScore)
+def test_s1_and_s2_have_a_kernel_and_s3_not_yet():
+    assert has_kernel(TrendEmaAtrAdx) and has_kernel(MeanReversionZScore)
+    assert not has_kernel(BreakoutAtrCompression)
+    cfg = load_config(EXAMPLE)
+    cfg = cfg.model_copy(update={"strategies": cfg.strategies.enable("S3_BREAKOUT_ATR_REGIME_EMA200")})
+    with pytest.raises(ValueError, match="no fast-path kernel"):
+        screen(cfg, "S3_BREAKOUT_ATR_REGIME_EMA200", "A", [{}], _sample_bars("EURUSD"))
 
 
 def test_a_point_is_validated_by_the_strategy_params_and_stops():
@@ -255,12 +293,14 @@ def test_a_point_is_validated_by_the_strategy_params_and_stops():
     p = resolve_point(cfg, S1, {"params": {"ema_fast": 5}, "stops": {"k_tp": None}})
     assert p.params.ema_fast == 5 and p.params.ema_slow == 50 and p.stops.k_tp is None
     assert p.stops.k_sl == 2.0 and p.max_hold_bars == 96
-    with pytest.raises(ValueError, match="point 1: .*ema_fast must be shorter than ema_slow"):
+    with pytest.raises(ValueError, match="point 1: params: ema_fast must be shorter than ema_slow"):
         screen(cfg, S1, "A", [{}, {"params": {"ema_fast": 60}}], _sample_bars("EURUSD"))
     with pytest.raises(ValueError, match="point 0: .*unknown"):
         screen(cfg, S1, "A", [{"param": {}}], _sample_bars("EURUSD"))
-    with pytest.raises(ValueError, match="atr_period"):
+    with pytest.raises(ValueError, match="params.atr_period: "):
         resolve_point(cfg, S1, {"params": {"atr_period": 0}})
+    with pytest.raises(ValueError, match="stops.k_sl: "):
+        resolve_point(cfg, S1, {"stops": {"k_sl": -1}})
     with pytest.raises(KeyError):
         screen(cfg, S1, "Z", [{}], _sample_bars("EURUSD"))
 
@@ -273,6 +313,8 @@ def test_the_bars_are_those_the_replay_feeds():
     np.testing.assert_array_equal(bars.close, np.concatenate([c.close for c in chunks]))
     assert bars.ts.dtype == np.int64 and bars.open.dtype == np.float64 and len(bars) == 11998
 
+
+# -- the kernels' arithmetic against deskd's own -------------------------------------------------
 
 def test_prices_round_to_the_grid_exactly_as_python_rounds():
     """The bracket's quote grid and the tenth-of-a-pip stop: CPython rounds the exact binary
@@ -290,6 +332,53 @@ def test_prices_round_to_the_grid_exactly_as_python_rounds():
         assert not wrong, f"{len(wrong)} values round differently at {d} decimals, e.g. {wrong[:3]}"
 
 
+def test_fsum_is_math_fsum():
+    rng = np.random.default_rng(7)
+    partials = np.empty(64)
+    cases = [rng.normal(0, 1, 50), rng.normal(1e6, 1e-3, 80), np.array([1e-16, 1.0, 1e16]),
+             np.array([1e100, 1.0, -1e100, 1e-100]), np.zeros(5), rng.normal(0, 1, 1) * 1e-300,
+             np.array([0.1] * 10), (rng.standard_cauchy(300) * 1e10)]
+    cases += [rng.normal(0, 10.0 ** rng.integers(-20, 20), rng.integers(1, 200)) for _ in range(300)]
+    for xs in cases:
+        assert fsum(xs, partials) == math.fsum(xs.tolist()), xs
+
+
+def _series(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Prices with flat stretches (a constant window: no z-score, the exact path) and tiny
+    moves on a large level (variance far below the mean square: the exact path again)."""
+    x = 1.1 + np.cumsum(rng.normal(0, 2e-4, n))
+    x[300:420] = x[299]                                  # flat
+    x[900:1300] = x[899] + rng.normal(0, 1e-9, 400)      # nearly flat
+    x[2000:2100] = np.round(x[2000:2100], 4)             # on a grid
+    return x
+
+
+@pytest.mark.parametrize("window", [2, 7, 30])
+def test_rolling_statistics_are_the_strategy_s_own_bit_for_bit(window):
+    """S2's z-score of (close - EMA) and the EMA's slope, against RollingZScore and
+    RollingSlope fed as S2 feeds them, over enough bars for many 64-window resyncs."""
+    rng = np.random.default_rng(window)
+    close = _series(rng, 6000)
+    w0, end = 150, 5800
+    for period in (1, 20):
+        ema = np.full(len(close), math.nan)
+        e = EMA(period)
+        z, slope = RollingZScore(window), RollingSlope(window)
+        want_z = np.full(len(close), math.nan)
+        want_slope = np.full(len(close), math.nan)
+        for t in range(w0, end):
+            e.update(close[t])
+            ema[t] = e.value
+            if e.value == e.value:
+                slope.update(e.value)
+                z.update(close[t] - e.value)
+                want_z[t], want_slope[t] = z.value, slope.value
+        np.testing.assert_array_equal(ema_deviation_z(close, ema, window, w0, end), want_z)
+        np.testing.assert_array_equal(ema_slope(ema, window, w0, end), want_slope)
+        if period == 1:  # close - EMA(1) is 0 over the flat stretch: a flat window, no z-score
+            assert np.isnan(want_z[300 + window + 2:420]).all()
+
+
 # -- the 2017-2019 M1 files -----------------------------------------------------------------------
 
 def _m1_path(symbol: str) -> Path:
@@ -299,21 +388,19 @@ def _m1_path(symbol: str) -> Path:
     return path
 
 
-def _m1_config(symbol: str, point: str) -> DeskConfig:
+def _m1_config(sid: str, symbol: str, point: str) -> DeskConfig:
     """tests/golden/m1_s123.yaml's desk (New York time, M1, the example's risk and costs),
-    holding S1 alone on ``symbol``."""
+    holding ``sid`` alone on ``symbol``."""
     d = load_config(EXAMPLE).model_dump(mode="json")
     d["desk"] = "m1"
     d["universe"] = {"timeframe": "M1", "symbols": [symbol]}
     d["data"] = {"timezone": "America/New_York", "files": {symbol: str(_m1_path(symbol))}}
     d["costs"]["spread_pips"] = {symbol: d["costs"]["spread_pips"][symbol]}
-    d["strategies"] = {S1: d["strategies"][S1]}
-    d["risk"]["priority"] = [S1]
-    return event_config(DeskConfig.model_validate(d), S1, symbol, POINTS[point])
+    return event_config(DeskConfig.model_validate(d), sid, symbol, POINTS[sid][point])
 
 
 class _LoadedFeed(ReplayFeed):
-    """A replay feed read once: the M1 files take seconds to parse, and nine runs read each."""
+    """A replay feed read once: the M1 files take seconds to parse, and 18 runs read each."""
 
     loaded: list[MergedChunk]
 
@@ -325,34 +412,35 @@ class _LoadedFeed(ReplayFeed):
 
 @cache
 def _m1_data(symbol: str):
-    cfg = _m1_config(symbol, "defaults")
+    cfg = _m1_config(S1, symbol, "defaults")
     base = replay_feed(cfg)
     return _LoadedFeed(base.files, base.timezone, base.timeframe_s), load_bars(cfg, symbol)
 
 
-@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize("sid, point", CASES)
 @pytest.mark.parametrize("scenario", SCENARIOS)
 @pytest.mark.parametrize("symbol", M1_SYMBOLS)
-def test_s1_trades_equal_the_event_path_on_m1_2017_2019(symbol, scenario, point):
-    cfg = _m1_config(symbol, point)
+def test_trades_equal_the_event_path_on_m1_2017_2019(symbol, scenario, sid, point):
+    cfg = _m1_config(sid, symbol, point)
     feed, bars = _m1_data(symbol)
     desk = paper_desk(cfg, scenario)
     n = replay(desk, feed)
-    (fast,) = screen(cfg, S1, scenario, [POINTS[point]], bars)
+    (fast,) = screen(cfg, sid, scenario, [POINTS[sid][point]], bars)
     assert fast.bars == n == len(bars) > 1_000_000
     lg = desk.ledger
     assert len(lg.closed) > 1000
-    assert_same_trades(fast, lg.closed, lg.equity_usd, (lg.max_dd_usd, lg.max_dd_frac), f"{symbol} {scenario} {point}")
+    assert_same_trades(fast, lg.closed, lg.equity_usd, (lg.max_dd_usd, lg.max_dd_frac),
+                       f"{sid} {symbol} {scenario} {point}")
 
 
-def test_an_m1_window_equals_the_event_path_window():
-    cfg = _m1_config("USDJPY", "fast_tight")
+@pytest.mark.parametrize("sid", POINTS)
+def test_an_m1_window_equals_the_event_path_window(sid):
+    cfg = _m1_config(sid, "USDJPY", "fast_tight")
     feed, bars = _m1_data("USDJPY")
     desk = paper_desk(cfg, "C")
     window = Window(_utc("2018-03-04T22:00"), _utc("2018-06-15T13:30"), None)
-    window_ev = Window(window.start_ts, window.end_ts, warmup_bars_of(desk))
-    n = replay_window(desk, feed, window_ev)
-    (fast,) = screen(cfg, S1, "C", [POINTS["fast_tight"]], bars, window=window)
+    n = replay_window(desk, feed, Window(window.start_ts, window.end_ts, warmup_bars_of(desk)))
+    (fast,) = screen(cfg, sid, "C", [POINTS[sid]["fast_tight"]], bars, window=window)
     assert fast.bars == n > 100_000
     lg = desk.ledger
-    assert_same_trades(fast, lg.closed, lg.equity_usd, (lg.max_dd_usd, lg.max_dd_frac), "USDJPY M1 window")
+    assert_same_trades(fast, lg.closed, lg.equity_usd, (lg.max_dd_usd, lg.max_dd_frac), f"{sid} USDJPY M1 window")

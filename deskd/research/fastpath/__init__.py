@@ -1,5 +1,6 @@
 """The fast path: numba kernels that screen many parameter points of one strategy on one
-symbol, trade for trade equal to the event path (DESIGN.md, "The research side").
+symbol, trade for trade equal to the event path (DESIGN.md, "The research side"). Kernels:
+S1 (:mod:`.s1`, TrendEmaAtrAdx) and S2 (:mod:`.s2`, MeanReversionZScore).
 
 The event path (the real Desk on replayed bars) stays the truth for every figure a desk acts
 on; the fast path only screens. Its contract, held by ``tests/research/test_fastpath.py``:

@@ -181,6 +181,167 @@ def adx_wilder(high: np.ndarray, low: np.ndarray, atr: np.ndarray, period: int, 
     return out
 
 
+# -- rolling statistics of S2 (RollingZScore, RollingSlope) ----------------------------------------
+
+_EXACT_BELOW = 1e-4    # deskd.strategies.indicators._EXACT_BELOW
+_FLAT_VAR = 1e-18      # deskd.strategies.indicators._FLAT_VAR
+_RESYNC_WINDOWS = 64   # deskd.strategies.indicators._RESYNC_WINDOWS
+
+
+@njit(cache=True)
+def fsum(values: np.ndarray, partials: np.ndarray) -> float:
+    """``math.fsum(values)``: the exact sum of ``values`` (float64, shape (n,)) rounded once to
+    the nearest double, ties to even; Shewchuk's non-overlapping partials (1997) as CPython's
+    mathmodule.c runs them, its half-even fix-up across partials included. ``partials`` is
+    scratch space of at least 64 doubles (a finite double sum needs fewer than 40). Finite
+    inputs only (no overflow or NaN handling)."""
+    n = 0
+    for v in values:
+        x = v
+        i = 0
+        for j in range(n):
+            y = partials[j]
+            if abs(x) < abs(y):
+                x, y = y, x
+            hi = x + y
+            yr = hi - x
+            lo = y - yr
+            if lo != 0.0:
+                partials[i] = lo
+                i += 1
+            x = hi
+        n = i
+        if x != 0.0:
+            partials[n] = x
+            n += 1
+    hi = 0.0
+    if n > 0:
+        n -= 1
+        hi = partials[n]
+        lo = 0.0
+        while n > 0:
+            x = hi
+            n -= 1
+            y = partials[n]
+            hi = x + y
+            yr = hi - x
+            lo = y - yr
+            if lo != 0.0:
+                break
+        if n > 0 and ((lo < 0.0 and partials[n - 1] < 0.0) or (lo > 0.0 and partials[n - 1] > 0.0)):
+            y = lo * 2.0
+            x = hi + y
+            yr = x - hi
+            if y == yr:
+                hi = x
+    return hi
+
+
+@njit(cache=True)
+def ema_deviation_z(close: np.ndarray, ema: np.ndarray, window: int, w0: int, end: int) -> np.ndarray:
+    """z-score of (close - EMA) over the last ``window`` bars, fed from the first bar in
+    [w0, end) where ``ema`` is defined (S2's ``mr_z``): population std from running sums of
+    x and x^2; recomputed exactly (two-pass, fsum) from the window when var <= 1e-4 x mean
+    square and every 64 windows; NaN while the window fills or when std <= 1e-9 x RMS
+    (:class:`deskd.strategies.indicators.RollingZScore`). Shape (len(close),)."""
+    out = np.full(close.shape[0], NAN)
+    buf = np.zeros(window)
+    scratch = np.empty(window)
+    partials = np.empty(64)
+    inv_w = 1.0 / window
+    i = 0
+    warm = window
+    left = _RESYNC_WINDOWS * window
+    s1 = 0.0
+    s2 = 0.0
+    for t in range(w0, end):
+        e = ema[t]
+        if e != e:
+            continue
+        x = close[t] - e
+        old = buf[i]
+        buf[i] = x
+        i += 1
+        if i == window:
+            i = 0
+        n1 = s1 + (x - old)
+        n2 = s2 + (x * x - old * old)
+        if warm:
+            warm -= 1
+            if warm:
+                s1 = n1
+                s2 = n2
+                continue
+        mean = n1 * inv_w
+        msq = n2 * inv_w
+        var = msq - mean * mean
+        left -= 1
+        if var <= _EXACT_BELOW * msq or not left:
+            n1 = fsum(buf, partials)
+            mean = n1 / window
+            for j in range(window):
+                d = buf[j] - mean
+                scratch[j] = d * d
+            var = fsum(scratch, partials) / window
+            for j in range(window):
+                scratch[j] = buf[j] * buf[j]
+            n2 = fsum(scratch, partials)
+            msq = n2 * inv_w
+            left = _RESYNC_WINDOWS * window
+        s1 = n1
+        s2 = n2
+        out[t] = NAN if var <= _FLAT_VAR * msq else (x - mean) / math.sqrt(var)
+    return out
+
+
+@njit(cache=True)
+def ema_slope(ema: np.ndarray, window: int, w0: int, end: int) -> np.ndarray:
+    """Least-squares slope of the last ``window`` EMA values against 0..window-1, in price
+    per bar, fed from the first bar in [w0, end) where ``ema`` is defined (S2's slope):
+    (n Sxy - Sx Sy) / (n Sxx - Sx^2) from running sums, recomputed exactly (fsum) every 64
+    windows (:class:`deskd.strategies.indicators.RollingSlope`). NaN while the window fills.
+    Shape (len(ema),)."""
+    out = np.full(ema.shape[0], NAN)
+    w = window
+    buf = np.zeros(w)
+    scratch = np.empty(w)
+    partials = np.empty(64)
+    sx = w * (w - 1) / 2.0
+    den = w * ((w - 1) * w * (2 * w - 1) / 6.0) - sx * sx
+    i = 0
+    n = 0
+    sy = 0.0
+    sxy = 0.0
+    since = 0
+    for t in range(w0, end):
+        y = ema[t]
+        if y != y:
+            continue
+        if n < w:
+            sxy += n * y
+            sy += y
+            n += 1
+        else:
+            old = buf[i]
+            sxy += -(sy - old) + (w - 1) * y
+            sy += y - old
+            since += 1
+        buf[i] = y
+        i = i + 1 if i + 1 < w else 0
+        if n < w:
+            continue
+        if since >= _RESYNC_WINDOWS * w:
+            for m in range(w):  # oldest first: the oldest value sits at i
+                scratch[m] = buf[(i + m) % w]
+            sy = fsum(scratch, partials)
+            for m in range(w):
+                scratch[m] = m * scratch[m]
+            sxy = fsum(scratch, partials)
+            since = 0
+        out[t] = (w * sxy - sx * sy) / den
+    return out
+
+
 # -- costs (deskd.adapters.paper.CostModel) -------------------------------------------------------
 
 @njit(cache=True)

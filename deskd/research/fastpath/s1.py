@@ -2,23 +2,17 @@
 
 LONG while EMA(ema_fast) > EMA(ema_slow), SHORT while below (a state, not a crossover), only
 when ADX(adx_period) > adx_th and ATR(atr_period) > 0; the bracket is sized from
-ATR(atr_period). The indicators are the shared ones of :mod:`.kernels`, requested by key so
+ATR(atr_period). The indicators are the shared ones of :mod:`.strategy`, requested by key so
 that points with the same periods share one array.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from numba import njit
 
+from deskd.research.fastpath.strategy import IndicatorKey, Indicators
 from deskd.strategies.trend import TrendEmaAtrAdx
-
-#: an indicator request: (kind, period); kinds "ema", "atr", "adx"
-IndicatorKey = tuple[str, int]
-#: the indicator arrays of one data load from one first bar, by key
-Indicators = Callable[[IndicatorKey], np.ndarray]
 
 
 @njit(cache=True)
@@ -43,7 +37,7 @@ def s1_signals(fast: np.ndarray, slow: np.ndarray, adx: np.ndarray, atr: np.ndar
 
 
 class TrendKernel:
-    """S1 on arrays: :meth:`indicators` it needs for a point's params, :meth:`signals`."""
+    """S1 on arrays (:class:`deskd.research.fastpath.strategy.StrategyKernel`)."""
 
     strategy_class = TrendEmaAtrAdx
 
@@ -54,7 +48,7 @@ class TrendKernel:
                 ("atr", params.atr_period)]
 
     @staticmethod
-    def signals(params: TrendEmaAtrAdx.Params, get: Indicators, start: int, end: int,
+    def signals(params: TrendEmaAtrAdx.Params, pip_size: float, get: Indicators, start: int, end: int,
                 out: np.ndarray) -> np.ndarray:
         """Write the signals of bars [start, end) into ``out`` (int8, one per bar) and return
         the ATR array (price) its brackets are sized from."""

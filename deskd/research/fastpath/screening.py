@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,24 +26,18 @@ from deskd.configs.models import DeskConfig, StopsConfig, StrategyParams
 from deskd.core.events import SIDE_NAME
 from deskd.core.money import ACCOUNT_CCY, Instrument
 from deskd.research.fastpath import kernels as k
-from deskd.research.fastpath.s1 import IndicatorKey, Indicators, TrendKernel
+from deskd.research.fastpath.s1 import TrendKernel
+from deskd.research.fastpath.s2 import MeanReversionKernel
+from deskd.research.fastpath.strategy import IndicatorKey, Indicators, StrategyKernel, compute_indicator
 from deskd.risk.guard import TradingCalendar
 from deskd.strategies.api import StrategyContext
 from deskd.strategies.indicators import IndicatorBook
 from deskd.strategies.regime import RegimeTagger
 
-
-class StrategyKernel(Protocol):
-    """A strategy on arrays: the indicators a point's params need, and its signals."""
-
-    def indicators(self, params: Any) -> list[IndicatorKey]: ...
-
-    def signals(self, params: Any, get: Indicators, start: int, end: int, out: np.ndarray) -> np.ndarray: ...
-
-
 #: strategy class (``module:Class``) -> its kernel
 KERNELS: dict[str, StrategyKernel] = {
     "deskd.strategies.trend:TrendEmaAtrAdx": TrendKernel(),
+    "deskd.strategies.mean_reversion:MeanReversionZScore": MeanReversionKernel(),
 }
 
 _POLICIES = {"sl_first": 0, "tp_first": 1, "open_proximity": 2}
@@ -321,14 +315,14 @@ def screen(cfg: DeskConfig, strategy_id: str, scenario: str, points: Iterable[Ma
     cal = roll_schedule(cfg, bars.ts, start, end)
     h, lo, c = bars.high, bars.low, bars.close
 
-    cache: dict[tuple[str, int, int], np.ndarray] = {}
+    cache: dict[IndicatorKey, np.ndarray] = {}
 
     def indicators(w0: int) -> Indicators:
         def get(key: IndicatorKey) -> np.ndarray:
-            full = (key[0], key[1], w0)
+            full = (*key, w0)
             arr = cache.get(full)
             if arr is None:
-                arr = cache[full] = _indicator(key, h, lo, c, w0, end, get)
+                arr = cache[full] = compute_indicator(key, h, lo, c, w0, end, get)
             return arr
         return get
 
@@ -370,7 +364,7 @@ def screen(cfg: DeskConfig, strategy_id: str, scenario: str, points: Iterable[Ma
             cost = cost_by_w0[w0] = k.side_costs_pips(
                 h, lo, c, get(("atr", slip.atr_period)), w0, end, half_spread, slip.slip_base_pips,
                 slip.slip_k_pips, scn.slippage_mult, scn.slippage_add_pips, slip.spike_tr_atr_th, spike_mult)
-        atr = kernel.signals(point.params, get, start, end, signal)
+        atr = kernel.signals(point.params, inst.pip_size, get, start, end, signal)
         p = base.copy()
         st = point.stops
         p[k.P_K_SL] = st.k_sl
@@ -386,17 +380,3 @@ def screen(cfg: DeskConfig, strategy_id: str, scenario: str, points: Iterable[Ma
                             min(float(res[k.R_MIN_EQUITY_USD]), equity), end - start, mark_ts, mark_eq))
     return runs
 
-
-def _indicator(key: IndicatorKey, high: np.ndarray, low: np.ndarray, close: np.ndarray, w0: int, end: int,
-               get: Indicators) -> np.ndarray:
-    """Indicator ``key`` fed from bar ``w0`` to ``end`` - 1 (an ADX reads the ATR of its
-    period through ``get``, as the indicator book shares it). Raises KeyError for an unknown
-    kind."""
-    kind, period = key
-    if kind == "ema":
-        return k.ema_close(close, period, w0, end)
-    if kind == "atr":
-        return k.atr_wilder(high, low, close, period, w0, end)
-    if kind == "adx":
-        return k.adx_wilder(high, low, get(("atr", period)), period, w0, end)
-    raise KeyError(f"unknown indicator kind {kind!r}")
