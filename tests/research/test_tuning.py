@@ -212,3 +212,28 @@ def test_a_dask_cluster_gives_the_local_pool_results(tmp_path):
         keep = [c for c in cols if c in a] + [c for c in a if c.startswith("score_")]
         pd.testing.assert_frame_equal(a[keep], b[keep])
     assert len(local.stage2) == len(remote.stage2)
+
+
+def test_stage_1_on_the_fast_path_scores_what_stage_2_measures_on_the_event_path(tmp_path, monkeypatch):
+    """S1 has a kernel: stage 1 screens on it, stage 2 re-runs the top k on the real desk; under
+    the stage-1 scenario both must give the same score, trades and money (the fast path's
+    contract, seen through the tuner). With DESKD_FAST_PATH=0 stage 1 is the event path."""
+    cfg, opts = small_tune(tmp_path, "fast")
+    res = tune(cfg, opts, quiet=True)
+    assert {r.path for r in res.stage1} == {"fast"} and {r.path for r in res.stage2} == {"event"}
+    s1 = {json.dumps(r.point, sort_keys=True): r for r in res.stage1}
+    twins = [(s1[json.dumps(r.point, sort_keys=True)], r) for r in res.stage2 if r.scenario == "B"]
+    assert len(twins) == len(res.top) > 0
+    for fast, event in twins:
+        assert fast.trades == event.trades
+        assert fast.net_usd == pytest.approx(event.net_usd, abs=1e-6)
+        assert fast.score == pytest.approx(event.score, abs=1e-9)
+        assert fast.max_dd_frac == pytest.approx(event.max_dd_frac, abs=1e-12)
+        assert [ts for ts, _ in fast.equity] == [ts for ts, _ in event.equity]
+        assert [e for _, e in fast.equity] == pytest.approx([e for _, e in event.equity], abs=1e-6)
+    monkeypatch.setenv("DESKD_FAST_PATH", "0")
+    cfg, opts = small_tune(tmp_path, "event")
+    slow = tune(cfg, opts, quiet=True)
+    assert {r.path for r in slow.stage1} == {"event"}
+    assert sorted((json.dumps(r.point, sort_keys=True), round(r.score, 9)) for r in slow.stage1 if r.status == "ok") == \
+        sorted((json.dumps(r.point, sort_keys=True), round(r.score, 9)) for r in res.stage1 if r.status == "ok")

@@ -7,7 +7,9 @@ the bar files read into memory (:class:`deskd.adapters.replay.MemoryFeed`), so a
 replay, not a parse of the files.
 
 The run is the event path: :func:`deskd.research.backtest.run_scenario`, the real Desk with the
-paper broker, caps, drawdown guard and state machine, on a config holding only this strategy.
+paper broker, caps, drawdown guard and state machine, on a config holding only this strategy;
+or, to screen stage 1 of a strategy with a kernel on one symbol, the fast path
+(:mod:`deskd.research.fastpath`), whose trades equal the event path's (its contract test).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -51,12 +54,15 @@ class Job:
 
 @dataclass(frozen=True)
 class Task:
-    """One trial to run: ``point`` (varied name -> value) under ``scenario``."""
+    """Trials to run under ``scenario``: ``points[i]`` (varied name -> value) is trial
+    ``trials[i]``. ``fast``: screen them with the fast path's kernel in one call (stage 1 of a
+    strategy with a kernel, on one symbol), else run each on the event path."""
 
-    trial: int
+    trials: tuple[int, ...]
     stage: int
     scenario: str
-    point: dict[str, Any]
+    points: tuple[dict[str, Any], ...]
+    fast: bool = False
 
 
 @dataclass
@@ -112,36 +118,87 @@ class Evaluator:
         start = max(first, job.start_ts) if job.start_ts is not None else first
         end = min(last, job.end_ts) if job.end_ts is not None else last
         self.edges = segment_edges(start, end, self.cfg.tune.splits)
+        self._fast_bars: Any = None
 
-    def run(self, task: Task) -> TrialResult:
-        """Run and score ``task`` (never raises: a failure is a result with status error)."""
+    @property
+    def fast_path(self) -> bool:
+        """Whether stage 1 may use the fast path: the strategy's class has a kernel, it trades
+        one symbol, and $DESKD_FAST_PATH is not 0 (a switch for benchmarks and doubts)."""
+        from deskd.research.fastpath import has_kernel
+
+        sid = self.space.strategy_id
+        return (os.environ.get("DESKD_FAST_PATH", "1") != "0"
+                and has_kernel(self.cfg.strategies[sid].strategy_class)
+                and len(self.cfg.strategy_symbols(sid)) == 1)
+
+    def run(self, task: Task) -> list[TrialResult]:
+        """Run and score every trial of ``task`` (never raises: a failure is a result with
+        status error)."""
+        if task.fast:
+            return self._screen(task)
+        return [self._event(trial, task.stage, task.scenario, point)
+                for trial, point in zip(task.trials, task.points)]
+
+    def _screen(self, task: Task) -> list[TrialResult]:
+        """The fast path: every point of ``task`` in one kernel call on the bars loaded once."""
+        from deskd.research.fastpath import load_bars, screen
+
+        t0 = time.perf_counter()
+        sid = self.space.strategy_id
+        try:
+            if self._fast_bars is None:
+                self._fast_bars = load_bars(self.cfg, self.cfg.strategy_symbols(sid)[0])
+            runs = screen(self.cfg, sid, task.scenario, [_fast_point(p) for p in task.points], self._fast_bars,
+                          self.window)
+        except Exception as e:  # noqa: BLE001 - reported per trial, as the event path's
+            reason = f"{type(e).__name__}: {e}"
+            return [TrialResult(t, task.stage, task.scenario, p, "error", reason=reason, path="fast")
+                    for t, p in zip(task.trials, task.points)]
+        each_s = (time.perf_counter() - t0) / max(len(runs), 1)
+        out = []
+        for trial, point, run in zip(task.trials, task.points, runs):
+            tr = run.trades
+            res = self._scored(TrialResult(trial, task.stage, task.scenario, point, "ok", path="fast"),
+                               tr["fill_ts"].to_numpy(np.int64), tr["r_multiple"].to_numpy(float),
+                               tr["pnl_usd"].to_numpy(float), run.max_dd_usd, run.max_dd_frac)
+            res.final_equity_usd, res.bars, res.duration_s = run.final_equity_usd, run.bars, each_s
+            res.equity = [(int(ts), float(e)) for ts, e in zip(run.mark_ts, run.mark_equity_usd)]
+            out.append(res)
+        return out
+
+    def _scored(self, out: TrialResult, entry_ts: np.ndarray, r: np.ndarray, pnl: np.ndarray,
+                max_dd_usd: float, max_dd_frac: float) -> TrialResult:
+        sc = robust_score(entry_ts, r, pnl, max_dd_frac, self.edges, self.cfg.tune)
+        out.score, out.per_split, out.trades_per_split, out.reason = sc.score, sc.per_split, sc.trades_per_split, sc.reason
+        out.trades = len(r)
+        out.net_usd = float(pnl.sum())
+        out.expectancy_r = float(r.mean()) if len(r) else math.nan
+        out.max_dd_usd, out.max_dd_frac = max_dd_usd, max_dd_frac
+        return out
+
+    def _event(self, trial: int, stage: int, scenario: str, point: dict[str, Any]) -> TrialResult:
+        """One point on the event path: the real Desk with this strategy alone."""
         from deskd.research.backtest import run_scenario
         from deskd.research.outputs import DecisionCounter
 
         t0 = time.perf_counter()
-        out = TrialResult(task.trial, task.stage, task.scenario, task.point, "ok")
+        out = TrialResult(trial, stage, scenario, point, "ok")
         try:
-            cfg = self.space.config_for(task.point, self.config_dir)
+            cfg = self.space.config_for(point, self.config_dir)
         except InvalidPoint as e:
             out.status, out.reason = "invalid", str(e)
             return out
         try:
-            res = run_scenario(cfg, task.scenario, DecisionCounter(task.scenario, cfg.universe.timeframe_s),
+            res = run_scenario(cfg, scenario, DecisionCounter(scenario, cfg.universe.timeframe_s),
                                window=self.window, feed=self.feed)
         except Exception as e:  # a strategy's own bug must not end the whole tune
             out.status = "error"
             out.reason = f"{type(e).__name__}: {e} ({traceback.extract_tb(e.__traceback__)[-1].name})"
             return out
         trades = res.trades
-        entry_ts = np.array([t.fill_ts for t in trades], dtype=np.int64)
-        r = np.array([t.r_multiple for t in trades], dtype=float)
-        pnl = np.array([t.pnl_usd for t in trades], dtype=float)
-        sc = robust_score(entry_ts, r, pnl, res.max_dd[1], self.edges, self.cfg.tune)
-        out.score, out.per_split, out.trades_per_split, out.reason = sc.score, sc.per_split, sc.trades_per_split, sc.reason
-        out.trades = len(trades)
-        out.net_usd = float(pnl.sum())
-        out.expectancy_r = float(r.mean()) if len(r) else math.nan
-        out.max_dd_usd, out.max_dd_frac = res.max_dd
+        self._scored(out, np.array([t.fill_ts for t in trades], dtype=np.int64),
+                     np.array([t.r_multiple for t in trades], dtype=float),
+                     np.array([t.pnl_usd for t in trades], dtype=float), *res.max_dd)
         out.final_equity_usd = res.final_equity_usd
         out.bars = res.bars
         out.equity = [(ts, eq) for ts, kind, eq, _, _ in res.equity_rows if kind in ("DAY", "END")]
@@ -162,9 +219,19 @@ def evaluator(job: Job) -> Evaluator:
     return ev
 
 
-def evaluate(job: Job, task: Task) -> TrialResult:
+def _fast_point(point: dict[str, Any]) -> dict[str, Any]:
+    """A tune point (``ema_fast``, ``stops.k_sl``) as the fast path takes it
+    (``{"params": {...}, "stops": {...}}``)."""
+    out: dict[str, dict[str, Any]] = {"params": {}, "stops": {}}
+    for name, value in point.items():
+        group, _, field = name.rpartition(".")
+        out["stops" if group == "stops" else "params"][field] = value
+    return out
+
+
+def evaluate(job: Job, task: Task) -> list[TrialResult]:
     """The task function sent to workers: the worker's :func:`evaluator` for ``job`` runs
-    ``task``. Raises BarFileError / ValueError only when the job itself cannot be set up (then
+    ``task``'s trials. Raises BarFileError / ValueError only when the job itself cannot be set up (then
     no trial of it can run)."""
     return evaluator(job).run(task)
 

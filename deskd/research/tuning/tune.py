@@ -180,7 +180,7 @@ def _ignore_sigint() -> None:
 def run_tasks(pool: _Pool, job: Job, next_task: Callable[[], Task | None],
               on_result: Callable[[TrialResult], None]) -> int:
     """Keep the pool's slots busy with ``next_task()`` until it returns None and all are
-    done, handing each result to ``on_result`` as it arrives. Returns the tasks run. Raises
+    done, handing each trial's result to ``on_result`` as it arrives. Returns the trials run. Raises
     TuneError when a worker cannot set the job up (e.g. a bad bar file)."""
     pending: set[cf.Future] = set()
     ran = 0
@@ -197,11 +197,12 @@ def run_tasks(pool: _Pool, job: Job, next_task: Callable[[], Task | None],
         done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
         for f in done:
             try:
-                res = f.result()
+                results = f.result()
             except Exception as e:  # noqa: BLE001 - the worker's own setup failed
                 raise TuneError(f"a worker could not set up the tune: {type(e).__name__}: {e}") from None
-            ran += 1
-            on_result(res)
+            for res in results:
+                ran += 1
+                on_result(res)
 
 
 def _study(opts: TuneOptions, name: str, sampler: Any = None) -> Any:
@@ -286,9 +287,11 @@ class _Tuner:
                        str(opts.config_dir) if opts.config_dir else None, opts.strategy_id,
                        opts.start_ts, opts.end_ts)
         try:  # the data read and checked here, once, before any worker starts
-            self.edges = evaluator(self.job).edges
+            ev = evaluator(self.job)
         except (BarFileError, ValueError) as e:
             raise TuneError(str(e)) from None
+        self.edges = ev.edges
+        self.fast = ev.fast_path  # stage 1 screened by the strategy's kernel
         self.name = opts.study_name or f"{opts.strategy_id}-{opts.sampler}-{self.job.key[:12]}"
         tpe = TPESampler(seed=cfg.tune.seed, constant_liar=True) if opts.sampler == "tpe" else None
         self.study1 = _study(opts, self.name, tpe)
@@ -330,16 +333,24 @@ class _Tuner:
         cap = self.opts.trials if self.opts.trials is not None else self.space.size
         budget = max(cap - len(self.stage1), 0)
         number = len(self.study1.trials)
-        prog = _Progress(f"stage 1 (grid, scenario {s1})", budget, self.quiet)
+        prog = _Progress(f"stage 1 (grid, scenario {s1}, {'fast path' if self.fast else 'event path'})",
+                         budget, self.quiet)
+
+        batch = max(1, min(64, budget // (4 * self.pool.slots))) if self.fast else 1
 
         def next_task() -> Task | None:
             nonlocal budget, number
-            p = next(todo, None) if budget > 0 else None
-            if p is None:
-                return None
-            budget -= 1
-            number += 1
-            return Task(number, 1, s1, p)
+            trials: list[int] = []
+            points: list[dict[str, Any]] = []
+            while budget > 0 and len(points) < batch:
+                p = next(todo, None)
+                if p is None:
+                    break
+                budget -= 1
+                number += 1
+                trials.append(number)
+                points.append(p)
+            return Task(tuple(trials), 1, s1, tuple(points), self.fast) if points else None
 
         def done(res: TrialResult) -> None:
             _record(self.study1, self.space, res)
@@ -361,7 +372,8 @@ class _Tuner:
                    if "row" in t.user_attrs or "same_as_trial" in t.user_attrs)
         left = max((self.opts.trials or DEFAULT_TPE_TRIALS) - held, 0)
         asked: dict[int, Any] = {}
-        prog = _Progress(f"stage 1 (TPE, scenario {s1})", left, self.quiet)
+        prog = _Progress(f"stage 1 (TPE, scenario {s1}, {'fast path' if self.fast else 'event path'})",
+                         left, self.quiet)
 
         def next_task() -> Task | None:
             nonlocal left
@@ -380,7 +392,7 @@ class _Tuner:
                     self.study1.tell(trial, known.score if ok else None, state=None if ok else TrialState.PRUNED)
                     continue
                 asked[trial.number] = trial
-                return Task(trial.number, 1, s1, point)
+                return Task((trial.number,), 1, s1, (point,), self.fast)
             return None
 
         def done(res: TrialResult) -> None:
@@ -414,7 +426,7 @@ class _Tuner:
 
         def next_task() -> Task | None:
             nxt = next(queue, None)
-            return None if nxt is None else Task(nxt[0].trial, 2, nxt[1], nxt[0].point)
+            return None if nxt is None else Task((nxt[0].trial,), 2, nxt[1], (nxt[0].point,))
 
         def done(res: TrialResult) -> None:
             _record(self.study2, self.space, res, list(self.cfg.costs.scenarios))
