@@ -322,16 +322,17 @@ class _Tuner:
         return True
 
     def stage1_grid(self) -> None:
-        """Every grid point not yet in the study, in a seeded shuffled order, until the study
-        holds ``opts.trials`` of them (None: the whole grid)."""
+        """The valid grid points in a seeded shuffled order, the first ``opts.trials`` of them
+        (None: all), less those the study holds already."""
         import random
 
         s1 = self.cfg.tune.stage1_scenario
-        points = list(self.space.grid())
-        random.Random(self.cfg.tune.seed).shuffle(points)  # a capped run samples the whole space
-        todo = (p for p in points if _key(p) not in self.stage1 and self._valid(p))
-        cap = self.opts.trials if self.opts.trials is not None else self.space.size
-        budget = max(cap - len(self.stage1), 0)
+        valid = [p for p in self.space.grid() if self._valid(p)]  # invalid ones counted, never run
+        random.Random(self.cfg.tune.seed).shuffle(valid)  # a capped run samples the whole space
+        cap = len(valid) if self.opts.trials is None else min(self.opts.trials, len(valid))
+        missing = [p for p in valid[:cap] if _key(p) not in self.stage1]
+        todo = iter(missing)
+        budget = len(missing)
         number = len(self.study1.trials)
         prog = _Progress(f"stage 1 (grid, scenario {s1}, {'fast path' if self.fast else 'event path'})",
                          budget, self.quiet)
@@ -359,7 +360,6 @@ class _Tuner:
 
         self.ran += run_tasks(self.pool, self.job, next_task, done)
         prog.finish()
-        list(p for p in todo)  # count the invalid points the budget left unvisited too
 
     def stage1_tpe(self) -> None:
         """Ask Optuna's TPE sampler until the study holds ``opts.trials`` stage-1 trials. A
