@@ -1,4 +1,4 @@
-"""The fast path's contract: for S1 (and S2) alone on one symbol its trades equal the event path's,
+"""The fast path's contract: for S1, S2 or S3 alone on one symbol its trades equal the event path's,
 trade for trade (fill and exit time, side, units, entry and exit price to 1e-9, exit reason,
 pnl_usd to 1e-6), under scenarios A, B and C, at several parameter points, on the bundled
 sample (EURUSD and USDJPY, whose P&L converts at 1/price) and on the three 2017-2019 M1 files,
@@ -38,9 +38,16 @@ from deskd.research.fastpath import (
     resolve_point,
     screen,
 )
-from deskd.research.fastpath.kernels import ema_deviation_z, ema_slope, fsum, round_decimal
+from deskd.research.fastpath.kernels import (
+    atr_wilder,
+    ema_slope,
+    fsum,
+    prior_max,
+    rolling_zscore,
+    round_decimal,
+)
 from deskd.strategies.breakout import BreakoutAtrCompression
-from deskd.strategies.indicators import EMA, RollingSlope, RollingZScore
+from deskd.strategies.indicators import ATR, EMA, AtrPctZScore, PriorRange, RollingSlope, RollingZScore
 from deskd.strategies.mean_reversion import MeanReversionZScore
 from deskd.strategies.trend import TrendEmaAtrAdx
 from tests.conftest import EXAMPLE, ROOT
@@ -51,6 +58,7 @@ M1_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY")
 SCENARIOS = ("A", "B", "C")
 
 S2 = "S2_MR_ZSCORE_EMA_REGIME"
+S3 = "S3_BREAKOUT_ATR_REGIME_EMA200"
 #: per strategy, non-default values for every param and every stop; the last point of each
 #: has no target and a short time stop (TIME exits), the middle one tight stops (many SL/TP)
 POINTS: dict[str, dict[str, dict[str, Any]]] = {
@@ -73,6 +81,15 @@ POINTS: dict[str, dict[str, dict[str, Any]]] = {
                                   "z_window": 50, "z_entry": 2.5, "adx_period": 20, "adx_max": 25.0,
                                   "atr_period": 10},
                        "stops": {"k_sl": 1.0, "min_sl_pips": 12.0, "k_tp": None}, "max_hold_bars": 30},
+    },
+    S3: {
+        "defaults": {},
+        "fast_tight": {"params": {"atr_period": 10, "compression_window": 30, "compression_z_low": -0.25,
+                                  "breakout_window": 10, "ema_trend": 100},
+                       "stops": {"k_sl": 1.0, "min_sl_pips": 6.0, "k_tp": 2.0, "min_tp_pips": 8.0}},
+        "slow_no_tp": {"params": {"atr_period": 20, "compression_window": 90, "compression_z_low": 0.0,
+                                  "breakout_window": 40, "ema_trend": 300},
+                       "stops": {"k_sl": 2.0, "min_sl_pips": 12.0, "k_tp": None}, "max_hold_bars": 30},
     },
 }
 CASES = [(sid, point) for sid in POINTS for point in POINTS[sid]]
@@ -257,6 +274,13 @@ SHARING = {
         {"params": {"ema_regime": 100, "z_window": 20}, "stops": {"k_tp": None}},
         POINTS[S2]["fast_tight"], POINTS[S2]["slow_no_tp"],
     ],
+    S3: [
+        {},
+        {"params": {"compression_z_low": -0.25}},                           # every indicator shared with {}
+        {"params": {"breakout_window": 10}, "stops": {"k_tp": None}},       # ATR, its z-score, EMA(200)
+        {"params": {"compression_window": 30, "ema_trend": 100}},           # ATR(14), prior range(20)
+        POINTS[S3]["fast_tight"], POINTS[S3]["slow_no_tp"],
+    ],
 }
 
 
@@ -279,13 +303,19 @@ def test_points_sharing_indicators_trade_as_each_point_alone(sid):
 
 # -- the API --------------------------------------------------------------------------------------
 
-def test_s1_and_s2_have_a_kernel_and_s3_not_yet():
-    assert has_kernel(TrendEmaAtrAdx) and has_kernel(MeanReversionZScore)
-    assert not has_kernel(BreakoutAtrCompression)
-    cfg = load_config(EXAMPLE)
-    cfg = cfg.model_copy(update={"strategies": cfg.strategies.enable("S3_BREAKOUT_ATR_REGIME_EMA200")})
-    with pytest.raises(ValueError, match="no fast-path kernel"):
-        screen(cfg, "S3_BREAKOUT_ATR_REGIME_EMA200", "A", [{}], _sample_bars("EURUSD"))
+class UserTrend(TrendEmaAtrAdx):
+    """A user's strategy: a subclass of S1 may trade differently, so it has no kernel."""
+
+
+def test_deskd_strategies_have_kernels_and_a_user_strategy_runs_on_the_event_path():
+    assert has_kernel(TrendEmaAtrAdx) and has_kernel(MeanReversionZScore) and has_kernel(BreakoutAtrCompression)
+    assert not has_kernel(UserTrend)
+    d = load_config(EXAMPLE).model_dump(mode="json")
+    d["strategies"] = {"mine": {"class": f"{__name__}:UserTrend"}}
+    d["risk"]["priority"] = []
+    cfg = DeskConfig.model_validate(d)
+    with pytest.raises(ValueError, match="mine: no fast-path kernel for .*UserTrend; run it on the event path"):
+        screen(cfg, "mine", "A", [{}], _sample_bars("EURUSD"))
 
 
 def test_a_point_is_validated_by_the_strategy_params_and_stops():
@@ -373,10 +403,33 @@ def test_rolling_statistics_are_the_strategy_s_own_bit_for_bit(window):
                 slope.update(e.value)
                 z.update(close[t] - e.value)
                 want_z[t], want_slope[t] = z.value, slope.value
-        np.testing.assert_array_equal(ema_deviation_z(close, ema, window, w0, end), want_z)
+        np.testing.assert_array_equal(rolling_zscore(close - ema, window, w0, end), want_z)
         np.testing.assert_array_equal(ema_slope(ema, window, w0, end), want_slope)
         if period == 1:  # close - EMA(1) is 0 over the flat stretch: a flat window, no z-score
             assert np.isnan(want_z[300 + window + 2:420]).all()
+
+
+@pytest.mark.parametrize("window", [1, 5, 40])
+def test_s3_statistics_are_the_indicator_book_s_own_bit_for_bit(window):
+    """S3's breakout levels and compression, against PriorRange and AtrPctZScore fed as the
+    indicator book feeds them (ties in highs and lows included: prices on a grid)."""
+    rng = np.random.default_rng(100 + window)
+    close = np.round(_series(rng, 4000), 4)
+    high = close + np.round(rng.uniform(0, 5e-4, len(close)), 4)
+    low = close - np.round(rng.uniform(0, 5e-4, len(close)), 4)
+    w0, end = 60, 3900
+    atr = ATR(14)
+    rng_book, z = PriorRange(window), AtrPctZScore(atr, 30)
+    want = np.full((3, len(close)), math.nan)
+    for t in range(w0, end):
+        rng_book.update_hlc(high[t], low[t], close[t])
+        atr.update_hlc(high[t], low[t], close[t])
+        z.update_hlc(high[t], low[t], close[t])
+        want[:, t] = rng_book.high, rng_book.low, z.value
+    np.testing.assert_array_equal(prior_max(high, window, w0, end), want[0])
+    np.testing.assert_array_equal(-prior_max(-low, window, w0, end), want[1])
+    atr_k = atr_wilder(high, low, close, 14, w0, end)
+    np.testing.assert_array_equal(rolling_zscore(atr_k / close * 100.0, 30, w0, end), want[2])
 
 
 # -- the 2017-2019 M1 files -----------------------------------------------------------------------

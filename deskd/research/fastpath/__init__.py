@@ -1,6 +1,7 @@
 """The fast path: numba kernels that screen many parameter points of one strategy on one
 symbol, trade for trade equal to the event path (DESIGN.md, "The research side"). Kernels:
-S1 (:mod:`.s1`, TrendEmaAtrAdx) and S2 (:mod:`.s2`, MeanReversionZScore).
+S1 (:mod:`.s1`, TrendEmaAtrAdx), S2 (:mod:`.s2`, MeanReversionZScore) and S3 (:mod:`.s3`,
+BreakoutAtrCompression).
 
 The event path (the real Desk on replayed bars) stays the truth for every figure a desk acts
 on; the fast path only screens. Its contract, held by ``tests/research/test_fastpath.py``:

@@ -238,13 +238,14 @@ def fsum(values: np.ndarray, partials: np.ndarray) -> float:
 
 
 @njit(cache=True)
-def ema_deviation_z(close: np.ndarray, ema: np.ndarray, window: int, w0: int, end: int) -> np.ndarray:
-    """z-score of (close - EMA) over the last ``window`` bars, fed from the first bar in
-    [w0, end) where ``ema`` is defined (S2's ``mr_z``): population std from running sums of
-    x and x^2; recomputed exactly (two-pass, fsum) from the window when var <= 1e-4 x mean
-    square and every 64 windows; NaN while the window fills or when std <= 1e-9 x RMS
-    (:class:`deskd.strategies.indicators.RollingZScore`). Shape (len(close),)."""
-    out = np.full(close.shape[0], NAN)
+def rolling_zscore(x: np.ndarray, window: int, w0: int, end: int) -> np.ndarray:
+    """z-score of each value of ``x`` against the last ``window`` values (it included), fed
+    with the values in [w0, end) that are not NaN (S2's close - EMA once the EMA is defined,
+    S3's ATR% once the ATR is): population std from running sums of x and x^2; recomputed
+    exactly (two-pass, fsum) from the window when var <= 1e-4 x mean square and every 64
+    windows; NaN while the window fills or when std <= 1e-9 x RMS
+    (:class:`deskd.strategies.indicators.RollingZScore`). Shape (len(x),)."""
+    out = np.full(x.shape[0], NAN)
     buf = np.zeros(window)
     scratch = np.empty(window)
     partials = np.empty(64)
@@ -255,17 +256,16 @@ def ema_deviation_z(close: np.ndarray, ema: np.ndarray, window: int, w0: int, en
     s1 = 0.0
     s2 = 0.0
     for t in range(w0, end):
-        e = ema[t]
-        if e != e:
+        v = x[t]
+        if v != v:
             continue
-        x = close[t] - e
         old = buf[i]
-        buf[i] = x
+        buf[i] = v
         i += 1
         if i == window:
             i = 0
-        n1 = s1 + (x - old)
-        n2 = s2 + (x * x - old * old)
+        n1 = s1 + (v - old)
+        n2 = s2 + (v * v - old * old)
         if warm:
             warm -= 1
             if warm:
@@ -290,7 +290,7 @@ def ema_deviation_z(close: np.ndarray, ema: np.ndarray, window: int, w0: int, en
             left = _RESYNC_WINDOWS * window
         s1 = n1
         s2 = n2
-        out[t] = NAN if var <= _FLAT_VAR * msq else (x - mean) / math.sqrt(var)
+        out[t] = NAN if var <= _FLAT_VAR * msq else (v - mean) / math.sqrt(var)
     return out
 
 
@@ -339,6 +339,31 @@ def ema_slope(ema: np.ndarray, window: int, w0: int, end: int) -> np.ndarray:
             sxy = fsum(scratch, partials)
             since = 0
         out[t] = (w * sxy - sx * sy) / den
+    return out
+
+
+@njit(cache=True)
+def prior_max(values: np.ndarray, window: int, w0: int, end: int) -> np.ndarray:
+    """The largest of the ``window`` values BEFORE each bar, fed from bar ``w0``: defined from
+    bar w0 + window on (S3's breakout high; :class:`deskd.strategies.indicators.PriorRange`,
+    whose low is ``-prior_max(-low)``, exactly). A monotonic deque of bar indices (Lemire
+    2006), O(1) amortised per bar; a maximum is exact, so the level is the event path's.
+    Units: those of ``values``. Shape (len(values),), NaN where undefined."""
+    out = np.full(values.shape[0], NAN)
+    q = np.empty(max(end - w0, 1), np.int64)  # q[head:tail]: indices, values decreasing
+    head = 0
+    tail = 0
+    for i in range(w0, end):
+        first = i - window
+        if first >= w0:
+            if q[head] < first:
+                head += 1  # at most one expires per bar
+            out[i] = values[q[head]]
+        v = values[i]
+        while tail > head and values[q[tail - 1]] <= v:
+            tail -= 1
+        q[tail] = i
+        tail += 1
     return out
 
 

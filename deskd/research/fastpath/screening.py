@@ -28,6 +28,7 @@ from deskd.core.money import ACCOUNT_CCY, Instrument
 from deskd.research.fastpath import kernels as k
 from deskd.research.fastpath.s1 import TrendKernel
 from deskd.research.fastpath.s2 import MeanReversionKernel
+from deskd.research.fastpath.s3 import BreakoutKernel
 from deskd.research.fastpath.strategy import IndicatorKey, Indicators, StrategyKernel, compute_indicator
 from deskd.risk.guard import TradingCalendar
 from deskd.strategies.api import StrategyContext
@@ -38,6 +39,7 @@ from deskd.strategies.regime import RegimeTagger
 KERNELS: dict[str, StrategyKernel] = {
     "deskd.strategies.trend:TrendEmaAtrAdx": TrendKernel(),
     "deskd.strategies.mean_reversion:MeanReversionZScore": MeanReversionKernel(),
+    "deskd.strategies.breakout:BreakoutAtrCompression": BreakoutKernel(),
 }
 
 _POLICIES = {"sl_first": 0, "tp_first": 1, "open_proximity": 2}
@@ -348,16 +350,20 @@ def screen(cfg: DeskConfig, strategy_id: str, scenario: str, points: Iterable[Ma
     base[k.P_EQUITY0_USD] = cfg.account.starting_equity_usd
     base[k.P_POLICY] = _POLICIES[cfg.bar_contract.intrabar_policy]
 
+    # points sharing indicators run one after another; an array is released after its last
+    # point, so memory holds what the current group reads, not every array of the grid
+    first_bar = [0 if window is None else max(0, start - (
+        window.warmup_bars if window.warmup_bars is not None else warmup_bars(cfg, strategy_id, sym, pt)))
+        for pt in resolved]
+    needs = [sorted((*key, w0) for key in kernel.indicators(pt.params))
+             for pt, w0 in zip(resolved, first_bar)]
+    order = sorted(range(len(resolved)), key=lambda n: (first_bar[n], needs[n]))
+    last_use = {key: pos for pos, n in enumerate(order) for key in needs[n]}
+
     signal = np.zeros(len(bars), np.int8)
-    runs = []
-    for point in resolved:
-        if window is None:
-            w0 = 0
-        else:
-            keep = window.warmup_bars
-            if keep is None:
-                keep = warmup_bars(cfg, strategy_id, sym, point)
-            w0 = max(0, start - keep)
+    runs: list[FastRun | None] = [None] * len(resolved)
+    for pos, n in enumerate(order):
+        point, w0 = resolved[n], first_bar[n]
         get = indicators(w0)
         cost = cost_by_w0.get(w0)
         if cost is None:
@@ -375,8 +381,10 @@ def screen(cfg: DeskConfig, strategy_id: str, scenario: str, points: Iterable[Ma
         rows, res, mark_ts, mark_eq = k.simulate(bars.ts, bars.open, h, lo, c, signal, atr, cost, cal.roll,
                                                  cal.day_end_ts, cal.week_end_ts, start, end, p)
         equity = float(res[k.R_EQUITY_USD])
-        runs.append(FastRun(point.as_dict(), _trades_frame(rows, scenario, sym, strategy_id, inst.pip_size),
-                            equity, float(res[k.R_MAX_DD_USD]), float(res[k.R_MAX_DD_FRAC]),
-                            min(float(res[k.R_MIN_EQUITY_USD]), equity), end - start, mark_ts, mark_eq))
-    return runs
+        runs[n] = FastRun(point.as_dict(), _trades_frame(rows, scenario, sym, strategy_id, inst.pip_size),
+                          equity, float(res[k.R_MAX_DD_USD]), float(res[k.R_MAX_DD_FRAC]),
+                          min(float(res[k.R_MIN_EQUITY_USD]), equity), end - start, mark_ts, mark_eq)
+        for key in [key for key in cache if last_use.get(key, -1) <= pos]:
+            del cache[key]  # no later point reads it (an ADX's ATR went with the ADX's first use)
+    return [r for r in runs if r is not None]
 

@@ -11,8 +11,10 @@ import numpy as np
 
 from deskd.research.fastpath import kernels as k
 
-#: an indicator request: ("ema", n), ("atr", n), ("adx", n) (Wilder; reads ("atr", n)),
-#: ("ema_slope", n, window) and ("ema_deviation_z", n, window) (S2's statistics of EMA(n))
+#: an indicator request: ("close",) (the bar closes themselves), ("ema", n), ("atr", n), ("adx", n) (Wilder; reads ("atr", n)),
+#: ("ema_slope", n, window) and ("ema_deviation_z", n, window) (S2's statistics of EMA(n)),
+#: ("atr_pct_z", n, window) (z-score of ATR(n)% = ATR / close x 100, S3's compression and the
+#: book's atr_pct_z), ("prior_high", window) and ("prior_low", window) (S3's breakout levels)
 IndicatorKey = tuple[Any, ...]
 #: the indicator arrays of one data load from one first bar, by key
 Indicators = Callable[[IndicatorKey], np.ndarray]
@@ -38,6 +40,8 @@ def compute_indicator(key: IndicatorKey, high: np.ndarray, low: np.ndarray, clos
     undefined (an indicator built on another reads it through ``get``). Raises KeyError for
     an unknown kind."""
     kind = key[0]
+    if kind == "close":
+        return close
     if kind == "ema":
         return k.ema_close(close, key[1], w0, end)
     if kind == "atr":
@@ -47,5 +51,11 @@ def compute_indicator(key: IndicatorKey, high: np.ndarray, low: np.ndarray, clos
     if kind == "ema_slope":
         return k.ema_slope(get(("ema", key[1])), key[2], w0, end)
     if kind == "ema_deviation_z":
-        return k.ema_deviation_z(close, get(("ema", key[1])), key[2], w0, end)
+        return k.rolling_zscore(close - get(("ema", key[1])), key[2], w0, end)
+    if kind == "atr_pct_z":
+        return k.rolling_zscore(get(("atr", key[1])) / close * 100.0, key[2], w0, end)
+    if kind == "prior_high":
+        return k.prior_max(high, key[1], w0, end)
+    if kind == "prior_low":
+        return -k.prior_max(-low, key[1], w0, end)
     raise KeyError(f"unknown indicator kind {kind!r}")
