@@ -490,23 +490,27 @@ def _top_table(top: list[TrialResult], stage2: dict[tuple[str, str], TrialResult
     rows = []
     for r in top:
         row: dict[str, Any] = {"trial": r.trial, "stage1_score": r.score}
-        worst = math.inf
+        scores = []
         for sc in cfg.tune.stage2_scenarios:
             s = stage2.get((_key(r.point), sc))
             v = s.score if s is not None else math.nan
+            scores.append(v)
             row[f"score_{sc}"] = v
             row[f"trades_{sc}"] = s.trades if s is not None else 0
             row[f"net_usd_{sc}"] = s.net_usd if s is not None else math.nan
             row[f"max_dd_frac_{sc}"] = s.max_dd_frac if s is not None else math.nan
-            worst = min(worst, v) if math.isfinite(v) else math.nan
-        row["worst_score"] = worst if math.isfinite(worst) else math.nan
+        row["worst_score"] = min(scores) if all(math.isfinite(v) for v in scores) else math.nan
         row.update({f"p.{k}": v for k, v in r.point.items()})
         rows.append(row)
+    return _ranked(rows, "worst_score")
+
+
+def _ranked(rows: list[dict[str, Any]], score: str) -> pd.DataFrame:
+    """``rows`` as a frame ranked by ``score`` (:func:`rank_order`), a ``rank`` column first."""
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    order = rank_order(df["worst_score"].tolist(), df["trial"].tolist())
-    df = df.iloc[order].reset_index(drop=True)
+    df = df.iloc[rank_order(df[score].tolist(), df["trial"].tolist())].reset_index(drop=True)
     df.insert(0, "rank", range(1, len(df) + 1))
     return df
 
@@ -578,13 +582,7 @@ def trials_frame(results: list[TrialResult], n_splits: int) -> pd.DataFrame:
         row.update({f"trades_split_{i + 1}": v for i, v in enumerate(cnt[:n_splits])})
         row.update({f"p.{k}": v for k, v in r.point.items()})
         rows.append(row)
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return df
-    order = rank_order(df["score"].tolist(), df["trial"].tolist())
-    df = df.iloc[order].reset_index(drop=True)
-    df.insert(0, "rank", range(1, len(df) + 1))
-    return df
+    return _ranked(rows, "score")
 
 
 def write_outputs(out: Path, cfg: DeskConfig, meta: dict[str, Any], stage1: list[TrialResult],
