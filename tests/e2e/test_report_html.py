@@ -13,56 +13,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import EXAMPLE, deskd_cmd, require_tool, run
+from tests.conftest import EXAMPLE, deskd_cmd, run
+from tests.e2e.browser import chrome, open_report
 from tests.research.report_helpers import tiny_bar_files
 
 pytestmark = pytest.mark.e2e
-
-#: every plot has drawn its svg within this many seconds (2 cores, software rendering)
-DRAWN_WITHIN_S = 60
-
-
-def chrome(chromium: str, chromedriver: str, width: int = 1400, height: int = 2000) -> webdriver.Chrome:
-    """Headless Chromium at ``width`` x ``height`` CSS pixels, keeping every console message."""
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--hide-scrollbars", f"--window-size={width},{height}"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(chromedriver), options=opts)
-
-
-def open_report(driver: webdriver.Chrome, page: Path) -> list[dict]:
-    """Load ``page`` from disk, wait until every plot has drawn; returns the console's SEVERE
-    messages (errors)."""
-    driver.get_log("browser")  # drop what an earlier page left
-    driver.get(page.resolve().as_uri())
-    WebDriverWait(driver, DRAWN_WITHIN_S).until(lambda d: d.execute_script(
-        "const p = document.querySelectorAll('.plotly-graph-div');"
-        "return [...p].every(e => e.classList.contains('js-plotly-plot') && e.querySelector('svg.main-svg'));"))
-    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-
-
-@pytest.fixture(scope="module")
-def driver() -> Iterator[webdriver.Chrome]:
-    chromium = require_tool(shutil.which("chromium"), "chromium", "chromium")
-    chromedriver = require_tool(shutil.which("chromedriver"), "chromedriver", "chromium-driver")
-    d = chrome(chromium, chromedriver)
-    try:
-        yield d
-    finally:
-        d.quit()
-
 
 @pytest.fixture(scope="module")
 def sample_a(tmp_path_factory) -> Path:

@@ -14,7 +14,6 @@ import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,8 +26,8 @@ from deskd.research.splits import calendar_splits, parse_span
 from deskd.research.tuning.report import write_tune_html, write_walkforward_html
 from deskd.research.tuning.tune import tune
 from deskd.research.walkforward import WalkForwardOptions, walkforward
-from tests.conftest import EXAMPLE, require_tool
-from tests.e2e.test_report_html import chrome, open_report
+from tests.conftest import EXAMPLE
+from tests.e2e.browser import chrome, open_report
 from tests.research.test_tuning import S1, SMALL, s1_config, small_tune
 
 pytestmark = pytest.mark.e2e
@@ -61,17 +60,6 @@ def run_walkforward(folder: Path) -> Path:
                                         f"sqlite:///{folder}/wf.db", config_dir=EXAMPLE.parent), quiet=True)
     write_walkforward_html(out)
     return out
-
-
-@pytest.fixture(scope="module")
-def driver() -> Iterator[webdriver.Chrome]:
-    chromium = require_tool(shutil.which("chromium"), "chromium", "chromium")
-    chromedriver = require_tool(shutil.which("chromedriver"), "chromedriver", "chromium-driver")
-    d = chrome(chromium, chromedriver)
-    try:
-        yield d
-    finally:
-        d.quit()
 
 
 @pytest.fixture(scope="module")
