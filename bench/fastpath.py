@@ -1,18 +1,21 @@
-"""Fast-path throughput: S1 bar-evaluations per second per core on EURUSD M1 2017-2019.
+"""Fast-path throughput: bar-evaluations per second per core on EURUSD M1 2017-2019.
 
-    python bench/fastpath.py [--symbol EURUSD] [--scenario B] [--repeat 3] [--workers 1,2]
+    python bench/fastpath.py [--strategy s1|s2|s3] [--symbol EURUSD] [--scenario B] [--repeat 3]
+                             [--workers 1,2]
 
-A bar-evaluation is one bar of one parameter point: bars x points / wall seconds. The grid
-is 48 S1 points (ema_fast 10/20/30 x ema_slow 50/80 x adx_th 20/25/30/35 x k_sl 1.5/2.0:
-five distinct EMAs, one ADX and one ATR, shared). Measured after compilation and after the
-bars are loaded (the load is timed separately), each figure the median (and best) of
-``--repeat`` runs:
+A bar-evaluation is one bar of one parameter point: bars x points / wall seconds. Each grid
+has 48 points sharing indicators as a tuner's grid does; S1's (the issue's target) is
+ema_fast 10/20/30 x ema_slow 50/80 x adx_th 20/25/30/35 x k_sl 1.5/2.0 (five distinct EMAs,
+one ADX, one ATR); S2's varies z_window, z_entry, adx_max and k_sl (three z-score arrays);
+S3's compression_window, compression_z_low, breakout_window and k_sl. Measured after
+compilation and after the bars are loaded (the load is timed separately), each figure the
+median (and best) of ``--repeat`` runs:
 
 * ``screen``: :func:`deskd.research.fastpath.screen` whole, per call: the desk's calendar,
   indicators, costs, then per point the signals, the desk loop and the trades DataFrame;
-* ``kernel``: the desk loop alone (:func:`deskd.research.fastpath.kernels.simulate`) plus
+* ``kernel`` (S1): the desk loop alone (:func:`deskd.research.fastpath.kernels.simulate`) plus
   S1's signal pass, indicators already computed: the kernel of the issue's target;
-* ``parts``: seconds per call of each step, to say where the time goes;
+* ``parts`` (S1): seconds per call of each step, to say where the time goes;
 * ``workers``: the same grid split over N spawned processes (each loads the bars once, before
   the clock starts), wall time of the whole grid; per core = total / N.
 
@@ -43,22 +46,32 @@ from deskd.strategies.trend import TrendEmaAtrAdx
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fx_m1"
 S1 = "S1_TREND_EMA_ATR_ADX"
+STRATEGIES = {"s1": S1, "s2": "S2_MR_ZSCORE_EMA_REGIME", "s3": "S3_BREAKOUT_ATR_REGIME_EMA200"}
 
 
-def config(symbol: str) -> DeskConfig:
-    """The M1 desk of tests/golden/m1_s123.yaml holding S1 alone on ``symbol``."""
+def config(symbol: str, sid: str = S1) -> DeskConfig:
+    """The M1 desk of tests/golden/m1_s123.yaml holding ``sid`` alone on ``symbol`` (S1 with
+    the golden's stops, the others with their own default stops)."""
+    stops = {"stops": {"k_sl": 2.0, "min_sl_pips": 10, "k_tp": 3.0, "min_tp_pips": 15}} if sid == S1 else {}
     return DeskConfig.model_validate({
         "desk": "bench",
         "universe": {"timeframe": "M1", "symbols": [symbol]},
         "data": {"timezone": "America/New_York", "files": {symbol: str(DATA / f"{symbol}_M1.csv.gz")}},
-        "strategies": {S1: {"stops": {"k_sl": 2.0, "min_sl_pips": 10, "k_tp": 3.0, "min_tp_pips": 15}}},
+        "strategies": {sid: stops},
         "costs": {"spread_pips": {symbol: 0.8}},
     })
 
 
-def grid() -> list[dict[str, Any]]:
-    return [{"params": {"ema_fast": f, "ema_slow": s, "adx_th": a}, "stops": {"k_sl": sl}}
-            for f in (10, 20, 30) for s in (50, 80) for a in (20.0, 25.0, 30.0, 35.0) for sl in (1.5, 2.0)]
+def grid(sid: str = S1) -> list[dict[str, Any]]:
+    """48 points of ``sid``, sharing indicators as a tuner's grid does."""
+    if sid == S1:
+        return [{"params": {"ema_fast": f, "ema_slow": s, "adx_th": a}, "stops": {"k_sl": sl}}
+                for f in (10, 20, 30) for s in (50, 80) for a in (20.0, 25.0, 30.0, 35.0) for sl in (1.5, 2.0)]
+    if sid == STRATEGIES["s2"]:
+        return [{"params": {"z_window": w, "z_entry": z, "adx_max": a}, "stops": {"k_sl": sl}}
+                for w in (20, 30, 40) for z in (1.5, 2.0, 2.5, 3.0) for a in (20.0, 30.0) for sl in (1.5, 2.0)]
+    return [{"params": {"compression_window": w, "compression_z_low": z, "breakout_window": b}, "stops": {"k_sl": sl}}
+            for w in (30, 50, 70) for z in (-1.0, -0.5, -0.25, 0.0) for b in (10, 20) for sl in (1.5, 2.0)]
 
 
 def _timed(fn, repeat: int) -> list[float]:
@@ -141,18 +154,19 @@ def kernel_parts(cfg: DeskConfig, bars: BarArrays, scenario: str, points: list[d
 
 _BARS: BarArrays | None = None
 _CFG: DeskConfig | None = None
+_SID = S1
 
 
-def _worker_init(symbol: str) -> None:
-    global _BARS, _CFG
-    _CFG = config(symbol)
+def _worker_init(symbol: str, sid: str) -> None:
+    global _BARS, _CFG, _SID
+    _CFG, _SID = config(symbol, sid), sid
     _BARS = load_bars(_CFG, symbol)
-    screen(_CFG, S1, "B", [{}], _BARS)  # compiled code loaded from numba's cache
+    screen(_CFG, sid, "B", [{}], _BARS)  # compiled code loaded from numba's cache
 
 
 def _worker_screen(scenario: str, points: list[dict[str, Any]]) -> list[int]:
     assert _CFG is not None and _BARS is not None
-    return [len(r.trades) for r in screen(_CFG, S1, scenario, points, _BARS)]
+    return [len(r.trades) for r in screen(_CFG, _SID, scenario, points, _BARS)]
 
 
 def _worker_pid() -> int:
@@ -160,12 +174,15 @@ def _worker_pid() -> int:
     return os.getpid()
 
 
-def workers_rate(symbol: str, scenario: str, points: list[dict[str, Any]], n_bars: int, workers: int,
+def workers_rate(symbol: str, sid: str, scenario: str, points: list[dict[str, Any]], n_bars: int, workers: int,
                  repeat: int) -> dict[str, Any]:
+    """The grid split into ``workers`` contiguous chunks (points sharing indicators stay
+    together), one per spawned process."""
     ctx = get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(symbol,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(symbol, sid)) as pool:
         ready = {f.result() for f in [pool.submit(_worker_pid) for _ in range(4 * workers)]}
-        chunks = [points[i::workers] for i in range(workers)]
+        size = -(-len(points) // workers)
+        chunks = [points[i:i + size] for i in range(0, len(points), size)]
         times = []
         for _ in range(repeat):
             t = time.perf_counter()
@@ -180,28 +197,30 @@ def workers_rate(symbol: str, scenario: str, points: list[dict[str, Any]], n_bar
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--strategy", choices=sorted(STRATEGIES), default="s1")
     ap.add_argument("--symbol", default="EURUSD")
     ap.add_argument("--scenario", default="B")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--workers", default="1,2", help="worker process counts to measure, e.g. 1,2")
     args = ap.parse_args()
-    cfg = config(args.symbol)
+    sid = STRATEGIES[args.strategy]
+    cfg = config(args.symbol, sid)
     t = time.perf_counter()
     bars = load_bars(cfg, args.symbol)
     load_s = time.perf_counter() - t
-    points = grid()
+    points = grid(sid)
     t = time.perf_counter()
-    screen(cfg, S1, args.scenario, points[:1], bars)
+    screen(cfg, sid, args.scenario, points[:1], bars)
     first_call_s = time.perf_counter() - t  # compilation, or loading it from numba's cache
     n = len(bars)
-    screen_times = _timed(lambda: screen(cfg, S1, args.scenario, points, bars), args.repeat)
+    screen_times = _timed(lambda: screen(cfg, sid, args.scenario, points, bars), args.repeat)
     out: dict[str, Any] = {
-        "symbol": args.symbol, "scenario": args.scenario, "bars": n, "points": len(points),
+        "strategy": sid, "symbol": args.symbol, "scenario": args.scenario, "bars": n, "points": len(points),
         "load_s": round(load_s, 3), "first_call_s": round(first_call_s, 3),
         "loadavg_before": os.getloadavg(),
         "screen": _rate(n * len(points), screen_times),
-        **kernel_parts(cfg, bars, args.scenario, points, args.repeat),
-        "workers": [workers_rate(args.symbol, args.scenario, points, n, int(w), args.repeat)
+        **(kernel_parts(cfg, bars, args.scenario, points, args.repeat) if sid == S1 else {}),
+        "workers": [workers_rate(args.symbol, sid, args.scenario, points, n, int(w), args.repeat)
                     for w in args.workers.split(",")],
         "loadavg_after": os.getloadavg(),
         "cpus": os.cpu_count(),

@@ -106,26 +106,29 @@ RISKS = {
 def _event_frame(trades: list[Trade]) -> pd.DataFrame:
     cols = ["fill_ts", "exit_ts", "side", "units", "entry_price", "exit_price", "exit_reason", "pnl_usd",
             "signal_ts", "sl_price", "tp_price", "risk_usd", "r_multiple", "hold_bars", "mae_pips", "mfe_pips",
-            "gross_pips", "cost_pips", "pnl_pips"]
+            "gross_pips", "cost_pips", "pnl_pips", "regime", "client_order_id"]
     rows = []
     for t in sorted(trades, key=lambda t: t.trade_id):
         r = {c: getattr(t, c) for c in cols}
+        r["reason_codes"] = t.why
         r["side"] = SIDE_NAME[t.side]
         r["exit_reason"] = str(t.exit_reason)
         r["tp_price"] = math.nan if t.tp_price is None else t.tp_price
         rows.append(r)
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=[*cols, "reason_codes"])
 
 
 def assert_same_trades(fast: FastRun, event_trades: list[Trade], final_equity_usd: float,
                        max_dd: tuple[float, float], where: str) -> None:
     """The contract: same count; per trade the same times, side, units, exit reason, prices to
-    1e-9, pnl_usd to 1e-6 (and the rest of the record: bracket, risk, R, hold, MAE/MFE);
-    final equity and drawdown to 1e-6. The message names the first differing trade."""
+    1e-9, pnl_usd to 1e-6 (and the rest of trades.csv's record: bracket, risk, R, hold,
+    MAE/MFE, regime, reason code, client order id); final equity and drawdown to 1e-6. The
+    message names the first differing trade."""
     got = fast.trades
     want = _event_frame(event_trades)
     assert len(got) == len(want), f"{where}: {len(got)} fast-path trades, {len(want)} event-path trades"
-    exact = ["fill_ts", "exit_ts", "side", "units", "exit_reason", "signal_ts", "hold_bars"]
+    exact = ["fill_ts", "exit_ts", "side", "units", "exit_reason", "signal_ts", "hold_bars", "regime",
+             "reason_codes", "client_order_id"]
     close = {"entry_price": 1e-9, "exit_price": 1e-9, "sl_price": 1e-9, "tp_price": 1e-9, "pnl_usd": 1e-6,
              "risk_usd": 1e-6, "r_multiple": 1e-9, "mae_pips": 1e-6, "mfe_pips": 1e-6, "gross_pips": 1e-6,
              "cost_pips": 1e-6, "pnl_pips": 1e-6}

@@ -449,7 +449,8 @@ T_PNL_USD = 15
 T_MAE_PIPS = 16
 T_MFE_PIPS = 17
 T_HOLD_BARS = 18
-N_TRADE_COLS = 19
+T_SIGNAL_BAR = 19      # index of the bar at whose close the entry was decided
+N_TRADE_COLS = 20
 
 EXIT_SL = 0
 EXIT_TP = 1
@@ -489,6 +490,7 @@ STATE = np.dtype([
     ("unreal", np.float64), ("exit_pending", np.bool_),
     ("pend_side", np.float64), ("pend_units", np.float64), ("pend_sl_pips", np.float64),
     ("pend_tp_pips", np.float64), ("pend_risk", np.float64), ("pend_signal_ts", np.int64),
+    ("pend_bar", np.int64),
 ])
 
 
@@ -552,6 +554,7 @@ def _enter(s: Any, row: np.ndarray, ts: int, ref: float, cost_pips: float, pip: 
     row[T_TP_PRICE] = s.tp_price
     row[T_RISK_USD] = s.pend_risk
     row[T_ENTRY_COST_PIPS] = cost_pips
+    row[T_SIGNAL_BAR] = s.pend_bar
 
 
 @njit(cache=True)
@@ -657,7 +660,7 @@ def _check(s: Any, day_end_ts: int, week_end_ts: int, p: np.ndarray) -> None:
 
 
 @njit(cache=True)
-def _decide(s: Any, side: int, atr: float, c: float, signal_ts: int, p: np.ndarray,
+def _decide(s: Any, bar: int, side: int, atr: float, c: float, signal_ts: int, p: np.ndarray,
             inv_quote: bool) -> None:
     """A signal at a close while flat and not halted: the bracket in pips from the ATR
     (Strategy.signal: max(k x ATR_pips, min); Desk._decide: to whole tenths of a pip, the stop
@@ -695,6 +698,7 @@ def _decide(s: Any, side: int, atr: float, c: float, signal_ts: int, p: np.ndarr
     s.pend_tp_pips = tp_pips
     s.pend_risk = risk
     s.pend_signal_ts = signal_ts
+    s.pend_bar = bar
 
 
 @njit(cache=True)
@@ -783,7 +787,7 @@ def simulate(ts: np.ndarray, open_: np.ndarray, high: np.ndarray, low: np.ndarra
         if s.side != 0.0 and not s.exit_pending and s.hold >= max_hold:
             s.exit_pending = True
         if signal[i] != 0 and s.side == 0.0 and s.halt_code == _HALT_NONE:
-            _decide(s, signal[i], atr[i], close[i], t + tf_s, p, inv_quote)
+            _decide(s, i, signal[i], atr[i], close[i], t + tf_s, p, inv_quote)
 
     if end > start:
         last = end - 1

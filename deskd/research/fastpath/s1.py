@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from deskd.research.fastpath.strategy import IndicatorKey, Indicators
+from deskd.research.fastpath.strategy import IndicatorKey, Indicators, Signals
 from deskd.strategies.trend import TrendEmaAtrAdx
 
 
@@ -49,10 +49,10 @@ class TrendKernel:
 
     @staticmethod
     def signals(params: TrendEmaAtrAdx.Params, pip_size: float, get: Indicators, start: int, end: int,
-                out: np.ndarray) -> np.ndarray:
-        """Write the signals of bars [start, end) into ``out`` (int8, one per bar) and return
-        the ATR array (price) its brackets are sized from."""
+                out: np.ndarray) -> Signals:
+        """Write the signals of bars [start, end) into ``out`` (int8, one per bar); return the
+        ATR (price) its brackets are sized from and its score, adx."""
         atr = get(("atr", params.atr_period))
         s1_signals(get(("ema", params.ema_fast)), get(("ema", params.ema_slow)),
                    get(("adx", params.adx_period)), atr, float(params.adx_th), start, end, out)
-        return atr
+        return Signals(atr, "adx", get(("adx", params.adx_period)))

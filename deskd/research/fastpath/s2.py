@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from deskd.research.fastpath.strategy import IndicatorKey, Indicators
+from deskd.research.fastpath.strategy import IndicatorKey, Indicators, Signals
 from deskd.strategies.mean_reversion import MeanReversionZScore
 
 
@@ -47,12 +47,12 @@ class MeanReversionKernel:
 
     @staticmethod
     def signals(params: MeanReversionZScore.Params, pip_size: float, get: Indicators, start: int, end: int,
-                out: np.ndarray) -> np.ndarray:
-        """Write the signals of bars [start, end) into ``out`` (int8, one per bar) and return
-        the ATR array (price) its brackets are sized from."""
+                out: np.ndarray) -> Signals:
+        """Write the signals of bars [start, end) into ``out`` (int8, one per bar); return the
+        ATR (price) its brackets are sized from and its score, mr_z."""
         atr = get(("atr", params.atr_period))
         s2_signals(get(("ema", params.ema_regime)), get(("ema_deviation_z", params.ema_regime, params.z_window)),
                    get(("ema_slope", params.ema_regime, params.slope_window)), get(("adx", params.adx_period)),
                    atr, float(params.z_entry), float(params.adx_max),
                    params.slope_th_pips_per_bar * pip_size, start, end, out)
-        return atr
+        return Signals(atr, "mr_z", get(("ema_deviation_z", params.ema_regime, params.z_window)))

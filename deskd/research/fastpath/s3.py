@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from deskd.research.fastpath.strategy import IndicatorKey, Indicators
+from deskd.research.fastpath.strategy import IndicatorKey, Indicators, Signals
 from deskd.strategies.breakout import BreakoutAtrCompression
 
 
@@ -48,11 +48,11 @@ class BreakoutKernel:
 
     @staticmethod
     def signals(params: BreakoutAtrCompression.Params, pip_size: float, get: Indicators, start: int, end: int,
-                out: np.ndarray) -> np.ndarray:
-        """Write the signals of bars [start, end) into ``out`` (int8, one per bar) and return
-        the ATR array (price) its brackets are sized from."""
+                out: np.ndarray) -> Signals:
+        """Write the signals of bars [start, end) into ``out`` (int8, one per bar); return the
+        ATR (price) its brackets are sized from and its score, compression_z."""
         atr = get(("atr", params.atr_period))
         s3_signals(get(("close",)), get(("atr_pct_z", params.atr_period, params.compression_window)),
                    get(("prior_high", params.breakout_window)), get(("prior_low", params.breakout_window)),
                    get(("ema", params.ema_trend)), float(params.compression_z_low), start, end, out)
-        return atr
+        return Signals(atr, "compression_z", get(("atr_pct_z", params.atr_period, params.compression_window)))

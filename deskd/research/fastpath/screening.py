@@ -212,9 +212,10 @@ def roll_schedule(cfg: DeskConfig, ts: np.ndarray, start: int, end: int) -> Cale
 
 @dataclass(frozen=True)
 class FastRun:
-    """One point's run. ``trades``: one row per round trip in exit order, trades.csv's column
-    names (times as UTC epoch s: ``signal_ts``, ``fill_ts``, ``exit_ts``; ``side`` LONG/SHORT;
-    ``tp_price`` NaN without a target; values unrounded). Money in USD, drawdowns marked at
+    """One point's run. ``trades``: one row per round trip in exit order, every column of
+    trades.csv by its name (times as UTC epoch s: ``signal_ts``, ``fill_ts``, ``exit_ts``;
+    ``side`` LONG/SHORT; ``tp_price`` NaN without a target; values unrounded), and the
+    reference prices ``entry_ref_price``/``exit_ref_price`` (before costs). Money in USD, drawdowns marked at
     bar closes and fills as the ledger marks them; ``bars`` the bars traded;
     ``mark_ts``/``mark_equity_usd`` the equity at each trading-day roll and at the end (the
     ledger's DAY and END rows)."""
@@ -248,9 +249,33 @@ def _bounds(bars: BarArrays, window: Window | None) -> tuple[int, int]:
     return start, max(start, end)
 
 
-def _trades_frame(rows: np.ndarray, scenario: str, symbol: str, strategy_id: str, pip: float) -> pd.DataFrame:
+_VOLS = ("UNKNOWN", "LOW", "MID", "HIGH")
+_TAGS = np.array([f"VOL={vol}|SPIKE={spike}" for vol in _VOLS for spike in (0, 1)], dtype=object)
+
+
+def regime_tags(cfg: DeskConfig, bars: BarArrays, atr: np.ndarray, atr_pct_z: np.ndarray, at: np.ndarray,
+                w0: int) -> np.ndarray:
+    """The regime tag (``VOL=MID|SPIKE=0``) at the close of each bar index in ``at``, as
+    :attr:`deskd.strategies.regime.RegimeTagger.tag` reads it there: VOL from the z-score of
+    ATR(regime.atr_period)% (``atr_pct_z``, UNKNOWN while undefined), SPIKE when the bar's true
+    range exceeds spike_tr_atr_th x the ATR before it (``atr``: ATR(regime.atr_period); both
+    fed from bar ``w0``). Shape (len(at),), str."""
+    rg = cfg.regime
+    z = atr_pct_z[at]
+    vol = np.where(np.isnan(z), 0, np.where(z < rg.vol_z_low, 1, np.where(z > rg.vol_z_high, 3, 2)))
+    h, lo, pc = bars.high[at], bars.low[at], bars.close[at - 1]
+    tr = np.maximum(np.maximum(h - lo, np.abs(h - pc)), np.abs(lo - pc))
+    before = at > w0  # the first bar fed has no true range, nor an ATR before it
+    with np.errstate(invalid="ignore"):
+        spike = before & (tr > rg.spike_tr_atr_th * np.where(before, atr[at - 1], math.nan))
+    return _TAGS[2 * vol + spike.astype(np.int64)]
+
+
+def _trades_frame(rows: np.ndarray, scenario: str, symbol: str, strategy_id: str, pip: float,
+                  extra: dict[str, Any]) -> pd.DataFrame:
     """trades.csv's columns from the kernel's rows, with the ledger's derived figures
-    (:meth:`deskd.desk.ledger.Ledger._close`: gross, cost and net pips, R multiple)."""
+    (:meth:`deskd.desk.ledger.Ledger._close`: gross, cost and net pips, R multiple) and
+    ``extra`` (regime, reason_codes, client_order_id)."""
     side = rows[:, k.T_SIDE]
     risk = rows[:, k.T_RISK_USD]
     pnl = rows[:, k.T_PNL_USD]
@@ -281,6 +306,7 @@ def _trades_frame(rows: np.ndarray, scenario: str, symbol: str, strategy_id: str
         "mae_pips": rows[:, k.T_MAE_PIPS],
         "mfe_pips": rows[:, k.T_MFE_PIPS],
         "hold_bars": rows[:, k.T_HOLD_BARS].astype(np.int64),
+        **extra,
         "entry_ref_price": rows[:, k.T_ENTRY_REF],
         "exit_ref_price": rows[:, k.T_EXIT_REF],
     })
@@ -333,6 +359,7 @@ def screen(cfg: DeskConfig, strategy_id: str, scenario: str, points: Iterable[Ma
     half_spread = costs.spread_pips.get(sym, costs.default_spread_pips) * scn.spread_mult / 2.0
     spike_mult = slip.spike_mult if scn.spikes else 1.0
     cost_by_w0: dict[int, np.ndarray] = {}
+    regime_by_w0: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     risk = cfg.risk
     base = np.zeros(k.N_PARAMS)
@@ -370,7 +397,12 @@ def screen(cfg: DeskConfig, strategy_id: str, scenario: str, points: Iterable[Ma
             cost = cost_by_w0[w0] = k.side_costs_pips(
                 h, lo, c, get(("atr", slip.atr_period)), w0, end, half_spread, slip.slip_base_pips,
                 slip.slip_k_pips, scn.slippage_mult, scn.slippage_add_pips, slip.spike_tr_atr_th, spike_mult)
-        atr = kernel.signals(point.params, inst.pip_size, get, start, end, signal)
+        sig = kernel.signals(point.params, inst.pip_size, get, start, end, signal)
+        regime = regime_by_w0.get(w0)
+        if regime is None:
+            rg = cfg.regime
+            regime = regime_by_w0[w0] = (get(("atr", rg.atr_period)),
+                                         get(("atr_pct_z", rg.atr_period, rg.vol_z_window)))
         p = base.copy()
         st = point.stops
         p[k.P_K_SL] = st.k_sl
@@ -378,10 +410,14 @@ def screen(cfg: DeskConfig, strategy_id: str, scenario: str, points: Iterable[Ma
         p[k.P_K_TP] = math.nan if st.k_tp is None else st.k_tp
         p[k.P_MIN_TP_PIPS] = st.min_tp_pips
         p[k.P_MAX_HOLD_BARS] = point.max_hold_bars
-        rows, res, mark_ts, mark_eq = k.simulate(bars.ts, bars.open, h, lo, c, signal, atr, cost, cal.roll,
+        rows, res, mark_ts, mark_eq = k.simulate(bars.ts, bars.open, h, lo, c, signal, sig.atr, cost, cal.roll,
                                                  cal.day_end_ts, cal.week_end_ts, start, end, p)
+        at = rows[:, k.T_SIGNAL_BAR].astype(np.int64)
+        extra = {"regime": regime_tags(cfg, bars, regime[0], regime[1], at, w0),
+                 "reason_codes": [f"{sig.score_name}={v:.2f}" for v in sig.score[at].tolist()],
+                 "client_order_id": [f"{cfg.desk}-{scenario}-{sym}-{ts}-ENTRY" for ts in bars.ts[at].tolist()]}
         equity = float(res[k.R_EQUITY_USD])
-        runs[n] = FastRun(point.as_dict(), _trades_frame(rows, scenario, sym, strategy_id, inst.pip_size),
+        runs[n] = FastRun(point.as_dict(), _trades_frame(rows, scenario, sym, strategy_id, inst.pip_size, extra),
                           equity, float(res[k.R_MAX_DD_USD]), float(res[k.R_MAX_DD_FRAC]),
                           min(float(res[k.R_MIN_EQUITY_USD]), equity), end - start, mark_ts, mark_eq)
         for key in [key for key in cache if last_use.get(key, -1) <= pos]:

@@ -5,7 +5,7 @@ shares them across strategies)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -20,6 +20,16 @@ IndicatorKey = tuple[Any, ...]
 Indicators = Callable[[IndicatorKey], np.ndarray]
 
 
+class Signals(NamedTuple):
+    """What a kernel's signals come with, per bar: ``atr`` (price), the ATR its bracket is
+    sized from, and ``score``, the value of the metric named ``score_name`` that the
+    strategy reports with a signal (the trade's reason code, ``adx=31.42``)."""
+
+    atr: np.ndarray
+    score_name: str
+    score: np.ndarray
+
+
 class StrategyKernel(Protocol):
     """A strategy on arrays: the indicators a point's params need, and its signals."""
 
@@ -28,9 +38,9 @@ class StrategyKernel(Protocol):
         ...
 
     def signals(self, params: Any, pip_size: float, get: Indicators, start: int, end: int,
-                out: np.ndarray) -> np.ndarray:
+                out: np.ndarray) -> Signals:
         """Write the signal at the close of each bar in [start, end) into ``out`` (int8: +1
-        LONG, -1 SHORT, 0 none) and return the ATR array (price) its brackets are sized from."""
+        LONG, -1 SHORT, 0 none); return the ATR its brackets are sized from and its score."""
         ...
 
 
