@@ -48,6 +48,7 @@ TRANSITIONS: dict[tuple[DeskState, Trigger], DeskState] = {
     (S.HALTED, T.RECONCILE_MISMATCH): S.SAFE_MODE,
     (S.RUNNING, T.DD_BREACH): S.HALTED,
     (S.DEGRADED, T.DD_BREACH): S.HALTED,
+    (S.HALTED, T.DD_BREACH): S.HALTED,  # a deeper drawdown halt (day -> week -> from peak) takes over a drawdown halt
     (S.HALTED, T.DD_HALT_EXPIRED): S.RUNNING,
     (S.RUNNING, T.OPERATOR_HALT): S.HALTED,
     (S.DEGRADED, T.OPERATOR_HALT): S.HALTED,
@@ -117,8 +118,10 @@ class StateMachine:
             raise TransitionRefused("SAFE_MODE: the last reconciliation found differences; "
                                     "reconcile cleanly before resuming")
         new = TRANSITIONS.get((self.state, trigger))
-        takes_over = (new is DeskState.HALTED and trigger is Trigger.OPERATOR_HALT
-                      and self.halt_cause is not Trigger.OPERATOR_HALT)
+        takes_over = new is DeskState.HALTED and (
+            (trigger is Trigger.OPERATOR_HALT and self.halt_cause is not Trigger.OPERATOR_HALT)
+            or (trigger is Trigger.DD_BREACH and self.state is DeskState.HALTED
+                and self.halt_cause is Trigger.DD_BREACH))
         if new is None or (new is self.state and not takes_over):
             return None
         old = self.state

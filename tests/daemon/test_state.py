@@ -78,3 +78,15 @@ def test_an_operator_halt_during_a_drawdown_halt_takes_it_over_so_the_calendar_c
     assert sm.fire(T.DD_HALT_EXPIRED, 20, "anchor") is None and sm.state is S.HALTED
     assert sm.fire(T.OPERATOR_HALT, 30, "again") is None  # already the operator's: nothing new
     assert sm.fire(T.OPERATOR_RESUME, 40, "clear").new == "RUNNING"
+
+
+def test_a_deeper_drawdown_halt_during_a_drawdown_halt_is_journaled_and_takes_it_over():
+    """A week breach or the fall from the peak during a day halt used to change the guard's
+    halt silently: the journal kept saying "day drawdown"."""
+    sm = machine(S.HALTED, cause=T.DD_BREACH)
+    ev = sm.fire(T.DD_BREACH, 10, "drawdown from the equity peak 30.00% >= 25.00%")
+    assert ev is not None and (ev.old, ev.new, ev.trigger) == ("HALTED", "HALTED", "DD_BREACH")
+    assert "equity peak" in ev.reason and sm.halt_cause is T.DD_BREACH
+    for cause in (T.OPERATOR_HALT, T.ERROR_LIMIT):  # never over a halt of another cause
+        other = machine(S.HALTED, cause=cause)
+        assert other.fire(T.DD_BREACH, 10, "week") is None and other.halt_cause is cause

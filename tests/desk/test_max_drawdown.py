@@ -65,3 +65,28 @@ def test_off_by_default_the_same_run_never_halts_on_the_peak(cfg_all_strategies)
         desk.on_bar(bar)
     assert cfg_all_strategies.risk.max_drawdown_frac is None
     assert not [c for c in changes if "equity peak" in c.reason]
+
+
+def test_a_peak_breach_during_a_day_halt_is_journaled_as_its_own_transition(cfg_all_strategies):
+    """The fall from the peak crossing its limit while a day halt holds: the guard's halt becomes
+    the one only an operator lifts, and the journal says so (it used to keep the day halt's
+    reason, a halt that looks as if it lifts by itself)."""
+    risk = cfg_all_strategies.risk.model_copy(update={"max_drawdown_frac": 0.015, "dd_day_limit_frac": 0.01,
+                                                       "dd_week_limit_frac": 0.9})
+    cfg = cfg_all_strategies.model_copy(update={"risk": risk})
+    desk = paper_desk(cfg)
+    changes = []
+    desk.bus.subscribe(StateChanged, changes.append)
+    feed = ReplayFeed(dict(cfg.data.files), cfg.data.timezone, cfg.universe.timeframe_s)
+    for bar in replay_bars(feed):
+        desk.on_bar(bar)
+        if desk.guard.verdict().code == "max_dd":
+            break
+    assert desk.guard.verdict().code == "max_dd"
+    (peak_halt,) = [c for c in changes if "from the equity peak" in c.reason]
+    assert peak_halt is changes[-1]
+    assert (peak_halt.old, peak_halt.new, peak_halt.trigger) == ("HALTED", "HALTED", "DD_BREACH")
+    day_halt = changes[-2]  # the day halt it took over
+    assert (day_halt.old, day_halt.new, day_halt.trigger) == ("RUNNING", "HALTED", "DD_BREACH")
+    assert "equity peak" not in day_halt.reason
+    assert desk.state.halt_cause.value == "DD_BREACH"

@@ -119,7 +119,9 @@ def test_sample_backtest_outputs_are_byte_identical_to_the_recorded_ones(run1):
     tests/golden/sample_outputs.json was recorded from main at c964979, before the re-cut;
     a deliberate behaviour change re-records it (make_fingerprint.py) and says why. Re-recorded
     (#10): equity.csv gained its BAR rows (every span's peak, low and deepest fall), the other
-    files' hashes unchanged."""
+    files' hashes unchanged. Re-recorded (#11): report.json's state transitions gained the
+    HALTED -> HALTED rows of a deeper drawdown halt taking over a day halt (trades, decisions
+    and equity unchanged)."""
     from tests.golden.make_fingerprint import fingerprint
 
     out, _ = run1
