@@ -102,9 +102,9 @@ def kernel_parts(cfg: DeskConfig, bars: BarArrays, scenario: str, points: list[d
     emas = {p: k.ema_close(c, p, 0, n) for p in {q.ema_fast for q in s1} | {q.ema_slow for q in s1}}
     scn = cfg.costs.scenarios[scenario]
     sl = cfg.costs.slippage
-    cost = k.side_costs_pips(h, lo, c, atr, 0, n, 0.8 * scn.spread_mult / 2.0, sl.slip_base_pips, sl.slip_k_pips,
-                             scn.slippage_mult, scn.slippage_add_pips, sl.spike_tr_atr_th,
-                             sl.spike_mult if scn.spikes else 1.0)
+    slippage, _ = k.side_cost_parts(h, lo, c, atr, 0, n, sl.slip_base_pips, sl.slip_k_pips, scn.slippage_mult,
+                                    scn.slippage_add_pips, sl.spike_tr_atr_th, sl.spike_mult if scn.spikes else 1.0)
+    cost = 0.8 * scn.spread_mult / 2.0 + slippage
     signal = np.zeros(n, np.int8)
     params = []
     for r in resolved:
@@ -135,7 +135,7 @@ def kernel_parts(cfg: DeskConfig, bars: BarArrays, scenario: str, points: list[d
         "ema_s": _timed(lambda: k.ema_close(c, 20, 0, n), repeat),
         "atr_s": _timed(lambda: k.atr_wilder(h, lo, c, 14, 0, n), repeat),
         "adx_s": _timed(lambda: k.adx_wilder(h, lo, atr, 14, 0, n), repeat),
-        "costs_s": _timed(lambda: k.side_costs_pips(h, lo, c, atr, 0, n, 0.4, 0.1, 0.2, 1.0, 0.0, 2.5, 1.0), repeat),
+        "costs_s": _timed(lambda: k.side_cost_parts(h, lo, c, atr, 0, n, 0.1, 0.2, 1.0, 0.0, 2.5, 1.0), repeat),
     }
     grid_runs = {"signals_s": _timed(signals_only, repeat), "signals_and_desk_s": _timed(signals_and_desk, repeat)}
     evals = n * len(points)

@@ -21,6 +21,7 @@ close before it; while ATR is undefined the ratio counts as 0.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from deskd.configs.models import CostsConfig, DeskConfig, ScenarioConfig
 from deskd.core.bus import Bus
@@ -46,13 +47,32 @@ class CostModel:
         self.spike_tr_atr_th = s.spike_tr_atr_th
         self.spike_mult = s.spike_mult if scenario.spikes else 1.0
 
-    def side_cost_pips(self, symbol: str, tr_atr: float) -> float:
-        """Cost of one side of a fill in pips, given TR(fill bar) / ATR(close before)."""
+    def side_cost(self, symbol: str, tr_atr: float) -> SideCost:
+        """Cost of one side of a fill, given TR(fill bar) / ATR(close before): the half spread
+        and the slippage (pips), whose sum is the cost charged, and whether the spike
+        multiplier applied."""
         half = self.half_spread_pips.get(symbol, self.default_half_spread_pips)
         slip = (self.slip_base_pips + self.slip_k_pips * tr_atr) * self.slip_mult
-        if tr_atr > self.spike_tr_atr_th:
+        spike = tr_atr > self.spike_tr_atr_th
+        if spike:
             slip *= self.spike_mult
-        return half + slip + self.slip_add_pips
+        slippage = slip + self.slip_add_pips
+        return SideCost(half + slippage, half, slippage, spike and self.spike_mult != 1.0)
+
+    def side_cost_pips(self, symbol: str, tr_atr: float) -> float:
+        """:meth:`side_cost`'s total in pips."""
+        return self.side_cost(symbol, tr_atr).pips
+
+
+class SideCost(NamedTuple):
+    """One side of a fill's cost, in pips: ``pips`` = ``spread_pips`` + ``slippage_pips``;
+    ``spike``: the spike multiplier applied (a scenario with spikes, TR/ATR above the
+    threshold)."""
+
+    pips: float
+    spread_pips: float
+    slippage_pips: float
+    spike: bool
 
 
 class PaperBroker:
@@ -136,17 +156,18 @@ class PaperBroker:
         sym = order.symbol
         inst = self.instruments[sym]
         pip = inst.pip_size
-        cost = self.cost.side_cost_pips(sym, tr_atr)
+        cost = self.cost.side_cost(sym, tr_atr)
         if order.intent is Intent.ENTRY:
             side = order.side
-            price = ref + side * cost * pip
+            price = ref + side * cost.pips * pip
             sl_pips, tp_pips = order.bracket_pips()
             sl = inst.round_price(price - side * sl_pips * pip)
             tp = None if tp_pips is None else inst.round_price(price + side * tp_pips * pip)
             self.positions[sym] = Position(order, side, order.units, sl, tp)
             self.bus.publish(Fill(bar.bar_ts, bar.bar_ts, order.client_order_id, sym, order.strategy_id,
-                                  side, order.units, Intent.ENTRY, ref, price, cost,
-                                  sl_price=sl, tp_price=tp))
+                                  side, order.units, Intent.ENTRY, ref, price, cost.pips,
+                                  sl_price=sl, tp_price=tp, spread_pips=cost.spread_pips,
+                                  slippage_pips=cost.slippage_pips, spike=cost.spike))
             return
         pos = self.positions.pop(sym, None)
         if pos is None:  # nothing to exit (cannot happen in a replay: exits fill before brackets)
@@ -154,12 +175,13 @@ class PaperBroker:
             return
         self._publish_exit(pos, bar, bar.bar_ts, ref, cost, exit_reason or ExitReason.MARKET, order.client_order_id)
 
-    def _publish_exit(self, pos: Position, bar: BarClosed, fill_ts: int, ref: float, cost: float,
+    def _publish_exit(self, pos: Position, bar: BarClosed, fill_ts: int, ref: float, cost: SideCost,
                       reason: ExitReason, order_id: str) -> None:
         pip = self.instruments[pos.order.symbol].pip_size
-        price = ref - pos.side * cost * pip
+        price = ref - pos.side * cost.pips * pip
         self.bus.publish(Fill(bar.bar_ts, fill_ts, order_id, pos.order.symbol, pos.order.strategy_id, -pos.side,
-                              pos.units, Intent.EXIT, ref, price, cost, exit_reason=reason))
+                              pos.units, Intent.EXIT, ref, price, cost.pips, exit_reason=reason,
+                              spread_pips=cost.spread_pips, slippage_pips=cost.slippage_pips, spike=cost.spike))
 
     def _check_bracket(self, pos: Position, bar: BarClosed) -> None:
         o, h, l = bar.open, bar.high, bar.low
@@ -186,7 +208,7 @@ class PaperBroker:
             return
         reason, ref = hit
         del self.positions[pos.order.symbol]
-        cost = self.cost.side_cost_pips(pos.order.symbol, self._tr_atr(bar))
+        cost = self.cost.side_cost(pos.order.symbol, self._tr_atr(bar))
         self._publish_exit(pos, bar, bar.bar_ts, ref, cost, reason, f"{pos.order.client_order_id}:{reason}")
 
     def _pick(self, sl_hit: bool, tp_hit: bool, sl: float, tp: float | None, o: float):
@@ -210,7 +232,7 @@ class PaperBroker:
             atr = self.atr[sym]
             prev = atr.prev_value
             tr_atr = atr.tr / prev if prev > 0.0 else 0.0
-            cost = self.cost.side_cost_pips(sym, tr_atr)
+            cost = self.cost.side_cost(sym, tr_atr)
             self._publish_exit(pos, bar, bar.close_ts, bar.close, cost, reason,
                                f"{pos.order.client_order_id}:{reason}")
 

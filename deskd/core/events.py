@@ -167,6 +167,10 @@ class Fill:
 
     ``ref_price`` is the market level (bar open, stop or target level) before costs;
     ``price`` the fill price after ``cost_pips`` (per side) were charged against the trader.
+    Its split, where known: ``spread_pips`` (the half spread paid) + ``slippage_pips`` (the
+    rest) == ``cost_pips``, and ``spike`` whether the spike multiplier applied to the
+    slippage. A paper fill always knows them; a broker fill only when the broker reports its
+    bid and ask (None: not reported, never assumed).
     """
 
     bar_ts: int
@@ -183,6 +187,9 @@ class Fill:
     exit_reason: ExitReason | None = None
     sl_price: float | None = None
     tp_price: float | None = None
+    spread_pips: float | None = None
+    slippage_pips: float | None = None
+    spike: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,3 +259,9 @@ class Trade:
     mae_pips: float = 0.0
     mfe_pips: float = 0.0
     hold_bars: int = 0
+    entry_spread_pips: float | None = None    # the entry fill's cost split (Fill); None: not reported
+    entry_slippage_pips: float | None = None
+    entry_spike: bool | None = None
+    exit_spread_pips: float | None = None     # the exit fill's
+    exit_slippage_pips: float | None = None
+    exit_spike: bool | None = None

@@ -195,7 +195,8 @@ class Ledger:
                   entry_price=f.price, entry_ref_price=f.ref_price,
                   sl_price=f.sl_price, tp_price=f.tp_price, risk_usd=order.risk_usd,
                   entry_cost_pips=f.cost_pips, regime=order.regime, why=order.why,
-                  client_order_id=f.client_order_id)
+                  client_order_id=f.client_order_id, entry_spread_pips=f.spread_pips,
+                  entry_slippage_pips=f.slippage_pips, entry_spike=f.spike)
         self.next_trade_id += 1
         self.open[f.symbol] = t
         self.unrealized_usd[f.symbol] = 0.0
@@ -212,6 +213,7 @@ class Ledger:
         t.exit_ref_price = f.ref_price
         t.exit_reason = f.exit_reason or ""
         t.exit_cost_pips = f.cost_pips
+        t.exit_spread_pips, t.exit_slippage_pips, t.exit_spike = f.spread_pips, f.slippage_pips, f.spike
         t.gross_pips = side * (f.ref_price - t.entry_ref_price) / pip
         t.cost_pips = t.entry_cost_pips + f.cost_pips
         t.pnl_pips = side * (f.price - t.entry_price) / pip

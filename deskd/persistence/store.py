@@ -28,6 +28,7 @@ from pathlib import Path
 import structlog
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Connection,
     Engine,
@@ -109,6 +110,9 @@ fills = Table(
     Column("exit_reason", String(16)),
     Column("sl_price", Float),
     Column("tp_price", Float),
+    Column("spread_pips", Float),      # the cost split (migration 0004); NULL: not reported
+    Column("slippage_pips", Float),
+    Column("spike", Boolean),
 )
 
 _TRADE_COLUMNS: list[Column] = [  # shared by trades and positions (symbol is keyed differently in each)
@@ -129,6 +133,9 @@ _TRADE_COLUMNS: list[Column] = [  # shared by trades and positions (symbol is ke
     Column("hold_bars", Integer, nullable=False),
     Column("mae_pips", Float, nullable=False),
     Column("mfe_pips", Float, nullable=False),
+    Column("entry_spread_pips", Float),  # the entry fill's cost split (migration 0004)
+    Column("entry_slippage_pips", Float),
+    Column("entry_spike", Boolean),
 ]
 
 trades = Table(
@@ -146,6 +153,9 @@ trades = Table(
     Column("pnl_pips", Float, nullable=False),
     Column("pnl_usd", Float, nullable=False),
     Column("r_multiple", Float, nullable=False),
+    Column("exit_spread_pips", Float),  # the exit fill's cost split (migration 0004)
+    Column("exit_slippage_pips", Float),
+    Column("exit_spike", Boolean),
 )
 
 positions = Table(

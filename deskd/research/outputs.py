@@ -59,6 +59,12 @@ TRADE_CSV: list[tuple[str, str, Callable]] = [
     ("r_multiple", "r_multiple", lambda x: round(x, 4)), ("mae_pips", "mae_pips", _pips),
     ("mfe_pips", "mfe_pips", _pips), ("hold_bars", "hold_bars", int), ("regime", "regime", str),
     ("reason_codes", "why", str), ("client_order_id", "client_order_id", str),
+    ("entry_spread_pips", "entry_spread_pips", lambda x: _opt(x, 4)),
+    ("entry_slippage_pips", "entry_slippage_pips", lambda x: _opt(x, 4)),
+    ("exit_spread_pips", "exit_spread_pips", lambda x: _opt(x, 4)),
+    ("exit_slippage_pips", "exit_slippage_pips", lambda x: _opt(x, 4)),
+    ("entry_spike", "entry_spike", lambda x: "" if x is None else str(bool(x)).lower()),
+    ("exit_spike", "exit_spike", lambda x: "" if x is None else str(bool(x)).lower()),
 ]
 #: Trade fields trades.csv leaves out: the reference prices and the per-leg costs (their sum is
 #: cost_pips); the store keeps them.
@@ -118,12 +124,25 @@ def trade_record(row: Mapping[str, Any]) -> dict[str, Any]:
     """A stored trade (a row of the store's trades table, keyed by Trade field) as trades.csv
     writes it, for JSON: the same column names, ISO times, side names and rounding; a missing
     take-profit is null. The control API's GET /trades answers these."""
-    out = {}
+    out: dict[str, Any] = {}
     for col, f, fmt in TRADE_CSV:
         if f:
             v = row[f]
-            out[col] = None if v is None else fmt(v) if f != "tp_price" else round(v, 6)
+            if v is None:
+                out[col] = None
+            elif f == "tp_price":
+                out[col] = round(v, 6)
+            elif f in COST_SPLIT_FIELDS:
+                out[col] = bool(v) if f.endswith("spike") else round(v, 4)
+            else:
+                out[col] = fmt(v)
     return out
+
+
+#: the per-side cost split of a trade (pips, and whether the spike multiplier applied); empty
+#: in trades.csv and null in JSON where the broker did not report it
+COST_SPLIT_FIELDS = ("entry_spread_pips", "entry_slippage_pips", "exit_spread_pips", "exit_slippage_pips",
+                     "entry_spike", "exit_spike")
 
 
 def decision_record(row: Mapping[str, Any], timeframe_s: int) -> dict[str, Any]:

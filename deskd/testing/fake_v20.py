@@ -213,7 +213,8 @@ class FakeV20:
         t.state, t.close_price, t.close_ts, t.realized_pl = "CLOSED", price, ts, pl
         self.balance += pl
         tx = self._tx("ORDER_FILL", ts, instrument=to_instrument(t.symbol), units=str(-t.units),
-                        price=price_str(price, t.symbol), reason=reason, pl=f"{pl:.4f}",
+                        price=price_str(price, t.symbol), fullPrice=_full_price(price, t.symbol),
+                        reason=reason, pl=f"{pl:.4f}",
                         accountBalance=f"{self.balance:.4f}",
                         tradesClosed=[{"tradeID": str(t.id), "units": str(-t.units),
                                        "price": price_str(price, t.symbol), "realizedPL": f"{pl:.4f}"}])
@@ -254,7 +255,8 @@ class FakeV20:
                           None if sl is None else round_price(sl, sym),
                           None if tp is None else round_price(tp, sym))
         fill = self._tx("ORDER_FILL", ts, orderID=create["id"], instrument=order["instrument"],
-                        units=str(units), price=price_str(price, sym), reason="MARKET_ORDER",
+                        units=str(units), price=price_str(price, sym), fullPrice=_full_price(price, sym),
+                        reason="MARKET_ORDER",
                         accountBalance=f"{self.balance:.4f}", pl="0.0000",
                         tradeOpened={"tradeID": str(trade.id), "units": str(units),
                                      "price": price_str(price, sym), "clientExtensions": trade_ext or None})
@@ -553,3 +555,11 @@ async def serve_until_signal(broker: FakeV20, host: str, port: int) -> int:
         return 0
     finally:
         await runner.cleanup()
+
+
+def _full_price(price: float, symbol: str) -> dict:
+    """An ORDER_FILL's ``fullPrice`` as v20 writes it; this broker fills at mid without a
+    spread, so its bid and ask are the fill price."""
+    p = price_str(price, symbol)
+    return {"type": "PRICE", "bids": [{"price": p, "liquidity": 10_000_000}],
+            "asks": [{"price": p, "liquidity": 10_000_000}], "closeoutBid": p, "closeoutAsk": p}

@@ -164,3 +164,34 @@ def test_exit_order_after_a_stop_out_fills_nothing():
     broker.submit(OrderIntent("x", 900, "EURUSD", "S1", SHORT, 10_000, Intent.EXIT, exit_reason="TIME"))
     broker.on_bar(bar(2, 1.0990, 1.0995, 1.0985, 1.0990))
     assert len(fills) == 2
+
+
+def test_a_fill_splits_its_cost_into_half_spread_and_slippage_and_flags_the_spike():
+    costs = CostsConfig(spread_pips={"EURUSD": 1.0}, slippage=SlippageConfig(slip_base_pips=0.1, slip_k_pips=0.5,
+                                                                             spike_tr_atr_th=2.0, spike_mult=3.0))
+    c = CostModel(costs, ScenarioConfig(spread_mult=1.6, slippage_mult=1.8, slippage_add_pips=0.2, spikes=True))
+    calm, wild = c.side_cost("EURUSD", 1.0), c.side_cost("EURUSD", 3.0)
+    assert calm.spread_pips == wild.spread_pips == pytest.approx(0.8)  # half of 1.0 x 1.6
+    assert calm.slippage_pips == pytest.approx((0.1 + 0.5) * 1.8 + 0.2) and not calm.spike
+    assert wild.slippage_pips == pytest.approx((0.1 + 1.5) * 1.8 * 3.0 + 0.2) and wild.spike
+    for sc in (calm, wild):
+        assert sc.pips == sc.spread_pips + sc.slippage_pips  # exactly: the cost charged is the sum
+    no_spikes = CostModel(costs, ScenarioConfig(spread_mult=1.6, slippage_mult=1.8))
+    assert not no_spikes.side_cost("EURUSD", 3.0).spike  # above the threshold, but no multiplier applied
+
+
+def test_every_trade_of_the_sample_carries_a_split_that_sums_exactly_to_its_costs():
+    from deskd.configs.loader import load_config
+    from deskd.research.backtest import run_scenario
+    from tests.conftest import EXAMPLE
+
+    cfg = load_config(EXAMPLE)
+    for scenario in ("A", "C"):
+        trades = run_scenario(cfg, scenario, None).trades
+        assert trades
+        for t in trades:
+            assert t.entry_spread_pips + t.entry_slippage_pips == t.entry_cost_pips
+            assert t.exit_spread_pips + t.exit_slippage_pips == t.exit_cost_pips
+            assert t.cost_pips == t.entry_cost_pips + t.exit_cost_pips
+        spikes = sum(bool(t.entry_spike) + bool(t.exit_spike) for t in trades)
+        assert (spikes > 0) == (scenario == "C")  # only C applies the spike multiplier

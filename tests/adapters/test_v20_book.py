@@ -139,3 +139,18 @@ async def test_a_short_page_of_transactions_is_continued_not_skipped():
     assert s.last_tx_id == "5" and b.open_exit_due() == set()
     await s.poll_transactions()
     assert s.last_tx_id == "6" and b.open_exit_due() == {"EURUSD"}
+
+
+def test_a_broker_fill_splits_its_cost_only_when_the_broker_reports_bid_and_ask():
+    from deskd.adapters.v20.book import cost_split
+    from deskd.adapters.v20.naming import quote_of
+
+    fill = {"price": "1.10012", "fullPrice": {"bids": [{"price": "1.10000"}], "asks": [{"price": "1.10010"}]}}
+    assert quote_of(fill) == (1.1, 1.1001)
+    spread, slippage = cost_split(1.7, *quote_of(fill), 0.0001)  # long: 1.7 pips over the decision price
+    assert spread == pytest.approx(0.5) and slippage == pytest.approx(1.2) and spread + slippage == pytest.approx(1.7)
+    assert quote_of({"fullPrice": {"closeoutBid": "150.010", "closeoutAsk": "150.030"}}) == (150.01, 150.03)
+    for bad in ({}, {"fullPrice": "x"}, {"fullPrice": {"bids": [{"price": "abc"}], "asks": []}},
+                {"fullPrice": {"bids": [{"price": "1.2"}], "asks": [{"price": "1.1"}]}}):  # crossed: not a quote
+        assert quote_of(bad) == (None, None)
+    assert cost_split(1.7, None, None, 0.0001) == (None, None)  # not reported: unknown, never assumed

@@ -121,7 +121,8 @@ def test_sample_backtest_outputs_are_byte_identical_to_the_recorded_ones(run1):
     (#10): equity.csv gained its BAR rows (every span's peak, low and deepest fall), the other
     files' hashes unchanged. Re-recorded (#11): report.json's state transitions gained the
     HALTED -> HALTED rows of a deeper drawdown halt taking over a day halt (trades, decisions
-    and equity unchanged)."""
+    and equity unchanged). Re-recorded (#12): trades.csv gained the cost split's six columns at
+    its end; its first 26 columns are byte for byte what they were, the other files unchanged."""
     from tests.golden.make_fingerprint import fingerprint
 
     out, _ = run1

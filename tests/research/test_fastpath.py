@@ -106,7 +106,8 @@ RISKS = {
 def _event_frame(trades: list[Trade]) -> pd.DataFrame:
     cols = ["fill_ts", "exit_ts", "side", "units", "entry_price", "exit_price", "exit_reason", "pnl_usd",
             "signal_ts", "sl_price", "tp_price", "risk_usd", "r_multiple", "hold_bars", "mae_pips", "mfe_pips",
-            "gross_pips", "cost_pips", "pnl_pips", "regime", "client_order_id"]
+            "gross_pips", "cost_pips", "pnl_pips", "regime", "client_order_id", "entry_spread_pips",
+            "entry_slippage_pips", "exit_spread_pips", "exit_slippage_pips", "entry_spike", "exit_spike"]
     rows = []
     for t in sorted(trades, key=lambda t: t.trade_id):
         r = {c: getattr(t, c) for c in cols}
@@ -128,10 +129,11 @@ def assert_same_trades(fast: FastRun, event_trades: list[Trade], final_equity_us
     want = _event_frame(event_trades)
     assert len(got) == len(want), f"{where}: {len(got)} fast-path trades, {len(want)} event-path trades"
     exact = ["fill_ts", "exit_ts", "side", "units", "exit_reason", "signal_ts", "hold_bars", "regime",
-             "reason_codes", "client_order_id"]
+             "reason_codes", "client_order_id", "entry_spike", "exit_spike"]
     close = {"entry_price": 1e-9, "exit_price": 1e-9, "sl_price": 1e-9, "tp_price": 1e-9, "pnl_usd": 1e-6,
              "risk_usd": 1e-6, "r_multiple": 1e-9, "mae_pips": 1e-6, "mfe_pips": 1e-6, "gross_pips": 1e-6,
-             "cost_pips": 1e-6, "pnl_pips": 1e-6}
+             "cost_pips": 1e-6, "pnl_pips": 1e-6, "entry_spread_pips": 1e-9, "entry_slippage_pips": 1e-9,
+             "exit_spread_pips": 1e-9, "exit_slippage_pips": 1e-9}
     bad = np.zeros(len(want), dtype=bool)
     for c in exact:
         bad |= got[c].to_numpy() != want[c].to_numpy()

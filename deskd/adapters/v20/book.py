@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import structlog
 
-from deskd.adapters.v20.naming import parse_time, price_str, round_price
+from deskd.adapters.v20.naming import parse_time, price_str, quote_of, round_price
 from deskd.core.bus import Bus
 from deskd.core.events import (
     BarClosed,
@@ -149,9 +149,11 @@ class V20Book:
         pip = self.instruments[sym].pip_size
         log.info("entry filled", symbol=sym, order_id=order.client_order_id, trade_id=got["trade_id"],
                  price=price, sl_price=sl, tp_price=tp)
+        cost = side * (price - ref) / pip
+        spread, slippage = cost_split(cost, got.get("bid"), got.get("ask"), pip)
         self.bus.publish(Fill(self._bar_of(got["time"]), got["time"], order.client_order_id, sym, order.strategy_id, side,
-                              order.units, Intent.ENTRY, ref, price, side * (price - ref) / pip,
-                              sl_price=sl, tp_price=tp))
+                              order.units, Intent.ENTRY, ref, price, cost, sl_price=sl, tp_price=tp,
+                              spread_pips=spread, slippage_pips=slippage))
 
     def _bar_of(self, fill_ts: int) -> int:
         """The open time of the bar a broker fill at ``fill_ts`` falls in (bars are aligned to
@@ -218,8 +220,10 @@ class V20Book:
         self.trade_ids.pop(sym, None)
         pip = self.instruments[sym].pip_size
         fill_ts = parse_time(tx["time"])
+        cost = pos.side * (ref - price) / pip
+        spread, slippage = cost_split(cost, *quote_of(tx), pip)
         return Fill(self._bar_of(fill_ts), fill_ts, order_id, sym, pos.order.strategy_id, -pos.side, pos.units,
-                    Intent.EXIT, ref, price, pos.side * (ref - price) / pip, exit_reason=reason)
+                    Intent.EXIT, ref, price, cost, exit_reason=reason, spread_pips=spread, slippage_pips=slippage)
 
     # -- what happened at the broker ------------------------------------------------------
     def on_transaction(self, tx: dict) -> list[str]:
@@ -291,5 +295,18 @@ class V20Book:
 
 def opened(tx: dict) -> dict:
     """The fill of an ORDER_FILL transaction that opened a trade, as ``market_order`` answers."""
+    bid, ask = quote_of(tx)
     return {"price": float(tx["price"]), "time": parse_time(tx["time"]),
-            "trade_id": (tx.get("tradeOpened") or {}).get("tradeID")}
+            "trade_id": (tx.get("tradeOpened") or {}).get("tradeID"), "bid": bid, "ask": ask}
+
+
+def cost_split(cost_pips: float, bid: float | None, ask: float | None, pip: float) -> tuple[float | None, float | None]:
+    """A broker fill's cost (pips against the decision price, positive against the trader)
+    as (half spread, slippage): the half spread is (ask - bid) / 2 from the bid and ask the
+    broker reported with the fill, the slippage the rest (the market's move since the decision
+    and any price improvement, so it can be negative). (None, None) when the broker reported
+    no bid and ask: unknown, never assumed."""
+    if bid is None or ask is None:
+        return None, None
+    spread = (ask - bid) / 2.0 / pip
+    return spread, cost_pips - spread

@@ -30,7 +30,7 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 import structlog
 
-from deskd.adapters.v20.naming import parse_time, price_str, rfc3339, to_instrument
+from deskd.adapters.v20.naming import parse_time, price_str, quote_of, rfc3339, to_instrument
 from deskd.configs.settings import Settings
 
 log = structlog.get_logger("deskd.broker")
@@ -316,5 +316,6 @@ class V20Client:
 
 
 def _fill_info(order_id: str, fill: dict) -> dict:
+    bid, ask = quote_of(fill)
     return {"order_id": order_id, "trade_id": (fill.get("tradeOpened") or {}).get("tradeID"),
-            "price": float(fill["price"]), "time": parse_time(fill["time"])}
+            "price": float(fill["price"]), "time": parse_time(fill["time"]), "bid": bid, "ask": ask}

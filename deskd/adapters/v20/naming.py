@@ -46,3 +46,21 @@ def price_str(price: float, symbol: str) -> str:
 def round_price(price: float, symbol: str) -> float:
     """A price rounded to what v20 quotes (bracket levels set by distance land on this)."""
     return Instrument.parse(symbol).round_price(price)
+
+
+def quote_of(fill: dict) -> tuple[float | None, float | None]:
+    """(bid, ask) an ORDER_FILL transaction reports in its ``fullPrice`` (the best of each
+    side), or (None, None) when it reports none or a malformed one: the spread is then unknown,
+    never assumed."""
+    fp = fill.get("fullPrice")
+    if not isinstance(fp, dict):
+        return None, None
+    try:
+        bids, asks = fp.get("bids") or [], fp.get("asks") or []
+        bid = float(bids[0]["price"]) if bids else float(fp["closeoutBid"])
+        ask = float(asks[0]["price"]) if asks else float(fp["closeoutAsk"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None, None
+    if not (0 < bid <= ask):
+        return None, None
+    return bid, ask

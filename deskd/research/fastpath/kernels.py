@@ -370,19 +370,19 @@ def prior_max(values: np.ndarray, window: int, w0: int, end: int) -> np.ndarray:
 # -- costs (deskd.adapters.paper.CostModel) -------------------------------------------------------
 
 @njit(cache=True)
-def side_costs_pips(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr: np.ndarray, w0: int,
-                    end: int, half_spread_pips: float, slip_base_pips: float, slip_k_pips: float,
-                    slip_mult: float, slip_add_pips: float, spike_tr_atr_th: float,
-                    spike_mult: float) -> np.ndarray:
-    """Cost of one side of a fill during bar i, in pips, for every bar i in [w0, end):
-    half_spread + (slip_base + slip_k x TR(i) / ATR(i-1)) x slip_mult (x spike_mult when the
-    ratio exceeds spike_tr_atr_th) + slip_add (DESIGN.md, "Costs and scenarios";
-    :meth:`deskd.adapters.paper.CostModel.side_cost_pips`). ``atr`` is the cost model's Wilder
-    ATR fed from ``w0``; the ratio is 0 while it is undefined or no bar precedes (as
-    :meth:`deskd.adapters.paper.PaperBroker._tr_atr`; the end-of-data close uses the same
-    ratio of the last bar). ``spike_mult`` is 1.0 in a scenario without spikes.
-    Shape (len(close),); NaN outside [w0, end)."""
-    out = np.full(close.shape[0], NAN)
+def side_cost_parts(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr: np.ndarray, w0: int,
+                    end: int, slip_base_pips: float, slip_k_pips: float, slip_mult: float,
+                    slip_add_pips: float, spike_tr_atr_th: float, spike_mult: float) -> tuple[np.ndarray, np.ndarray]:
+    """The slippage of one side of a fill during bar i, in pips, and whether the spike
+    multiplier applied (1.0 / 0.0), for every bar i in [w0, end): (slip_base + slip_k x TR(i) /
+    ATR(i-1)) x slip_mult (x spike_mult when the ratio exceeds spike_tr_atr_th) + slip_add
+    (DESIGN.md, "Costs and scenarios"; :meth:`deskd.adapters.paper.CostModel.side_cost`).
+    ``atr`` is the cost model's Wilder ATR fed from ``w0``; the ratio is 0 while it is
+    undefined or no bar precedes (as :meth:`deskd.adapters.paper.PaperBroker._tr_atr`; the
+    end-of-data close uses the same ratio of the last bar). ``spike_mult`` is 1.0 in a scenario
+    without spikes (and no spike is then recorded). Shapes (len(close),); NaN outside [w0, end)."""
+    slippage = np.full(close.shape[0], NAN)
+    spike = np.zeros(close.shape[0])
     for i in range(w0, end):
         r = 0.0
         if i > w0:
@@ -402,8 +402,10 @@ def side_costs_pips(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr: n
         slip = (slip_base_pips + slip_k_pips * r) * slip_mult
         if r > spike_tr_atr_th:
             slip *= spike_mult
-        out[i] = half_spread_pips + slip + slip_add_pips
-    return out
+            if spike_mult != 1.0:
+                spike[i] = 1.0
+        slippage[i] = slip + slip_add_pips
+    return slippage, spike
 
 
 # -- the desk, one strategy on one symbol ---------------------------------------------------------
@@ -720,7 +722,7 @@ def simulate(ts: np.ndarray, open_: np.ndarray, high: np.ndarray, low: np.ndarra
 
     Inputs per bar i: ``signal`` (int8: +1 LONG, -1 SHORT, 0 none: the strategy's signal at
     the close of bar i), ``atr`` (the ATR its bracket is sized from, price), ``cost_pips``
-    (:func:`side_costs_pips`), ``roll`` (ROLL_*: the guard's trading-day roll before bar i),
+    (half spread + :func:`side_cost_parts`' slippage), ``roll`` (ROLL_*: the guard's trading-day roll before bar i),
     ``day_end_ts``/``week_end_ts`` (when a day / week drawdown halt decided during bar i
     lifts: the next day / week roll, UTC s). ``p``: the scalars (P_* indices).
 

@@ -275,7 +275,7 @@ def _trades_frame(rows: np.ndarray, scenario: str, symbol: str, strategy_id: str
                   extra: dict[str, Any]) -> pd.DataFrame:
     """trades.csv's columns from the kernel's rows, with the ledger's derived figures
     (:meth:`deskd.desk.ledger.Ledger._close`: gross, cost and net pips, R multiple) and
-    ``extra`` (regime, reason_codes, client_order_id)."""
+    ``extra`` (regime, reason_codes, client_order_id, the cost split per side)."""
     side = rows[:, k.T_SIDE]
     risk = rows[:, k.T_RISK_USD]
     pnl = rows[:, k.T_PNL_USD]
@@ -358,7 +358,7 @@ def screen(cfg: DeskConfig, strategy_id: str, scenario: str, points: Iterable[Ma
     slip = costs.slippage
     half_spread = costs.spread_pips.get(sym, costs.default_spread_pips) * scn.spread_mult / 2.0
     spike_mult = slip.spike_mult if scn.spikes else 1.0
-    cost_by_w0: dict[int, np.ndarray] = {}
+    cost_by_w0: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     regime_by_w0: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     risk = cfg.risk
@@ -392,11 +392,13 @@ def screen(cfg: DeskConfig, strategy_id: str, scenario: str, points: Iterable[Ma
     for pos, n in enumerate(order):
         point, w0 = resolved[n], first_bar[n]
         get = indicators(w0)
-        cost = cost_by_w0.get(w0)
-        if cost is None:
-            cost = cost_by_w0[w0] = k.side_costs_pips(
-                h, lo, c, get(("atr", slip.atr_period)), w0, end, half_spread, slip.slip_base_pips,
-                slip.slip_k_pips, scn.slippage_mult, scn.slippage_add_pips, slip.spike_tr_atr_th, spike_mult)
+        parts = cost_by_w0.get(w0)
+        if parts is None:
+            slippage, spike = k.side_cost_parts(
+                h, lo, c, get(("atr", slip.atr_period)), w0, end, slip.slip_base_pips, slip.slip_k_pips,
+                scn.slippage_mult, scn.slippage_add_pips, slip.spike_tr_atr_th, spike_mult)
+            parts = cost_by_w0[w0] = (half_spread + slippage, slippage, spike)  # cost = spread + slippage
+        cost = parts[0]
         sig = kernel.signals(point.params, inst.pip_size, get, start, end, signal)
         regime = regime_by_w0.get(w0)
         if regime is None:
@@ -413,9 +415,15 @@ def screen(cfg: DeskConfig, strategy_id: str, scenario: str, points: Iterable[Ma
         rows, res, mark_ts, mark_eq = k.simulate(bars.ts, bars.open, h, lo, c, signal, sig.atr, cost, cal.roll,
                                                  cal.day_end_ts, cal.week_end_ts, start, end, p)
         at = rows[:, k.T_SIGNAL_BAR].astype(np.int64)
+        entry_at = np.searchsorted(bars.ts, rows[:, k.T_FILL_TS].astype(np.int64))
+        exit_at = np.where(rows[:, k.T_EXIT_REASON] == k.EXIT_EOD, end - 1,  # the last bar's ratio
+                           np.searchsorted(bars.ts, rows[:, k.T_EXIT_TS].astype(np.int64)))
         extra = {"regime": regime_tags(cfg, bars, regime[0], regime[1], at, w0),
                  "reason_codes": [f"{sig.score_name}={v:.2f}" for v in sig.score[at].tolist()],
-                 "client_order_id": [f"{cfg.desk}-{scenario}-{sym}-{ts}-ENTRY" for ts in bars.ts[at].tolist()]}
+                 "client_order_id": [f"{cfg.desk}-{scenario}-{sym}-{ts}-ENTRY" for ts in bars.ts[at].tolist()],
+                 "entry_spread_pips": np.full(len(rows), half_spread), "entry_slippage_pips": parts[1][entry_at],
+                 "exit_spread_pips": np.full(len(rows), half_spread), "exit_slippage_pips": parts[1][exit_at],
+                 "entry_spike": parts[2][entry_at] > 0, "exit_spike": parts[2][exit_at] > 0}
         equity = float(res[k.R_EQUITY_USD])
         runs[n] = FastRun(point.as_dict(), _trades_frame(rows, scenario, sym, strategy_id, inst.pip_size, extra),
                           equity, float(res[k.R_MAX_DD_USD]), float(res[k.R_MAX_DD_FRAC]),
