@@ -422,6 +422,44 @@ def cmd_walkforward(args) -> int:
     return EXIT_OK
 
 
+def cmd_montecarlo(args) -> int:
+    """``deskd montecarlo``: block-bootstrap Monte Carlo of a run's trades and days, and cost noise."""
+    from deskd.research.montecarlo import (
+        Options,
+        check_options,
+        check_out,
+        default_out,
+        parse_range,
+        read_run,
+        run_montecarlo,
+        summary,
+        write_outputs,
+    )
+
+    block = None
+    if args.block != "auto":
+        try:
+            block = int(args.block)
+        except ValueError:
+            raise InputError(f"--block {args.block}: a whole number of steps, or auto") from None
+    opts = Options(scenario=args.scenario, sims=args.sims, seed=args.seed, block=block, method=args.method,
+                   spread_mult=parse_range("--spread-mult", args.spread_mult),
+                   slippage_mult=parse_range("--slippage-mult", args.slippage_mult), spike_prob=args.spike_prob)
+    check_options(opts)
+    run_dir = Path(args.run_dir)
+    inp = read_run(run_dir, args.scenario)
+    out = Path(args.out) if args.out else default_out(run_dir, inp.scenario)
+    check_out(out)
+    mc = run_montecarlo(run_dir, opts, inp)
+    write_outputs(mc, out)
+    if args.json:
+        print((out / "montecarlo.json").read_text().strip())
+    elif not args.quiet:
+        print(summary(mc.meta))
+        print(f"outputs: {out}/ (report.html, montecarlo.json, paths.parquet)")
+    return EXIT_OK
+
+
 def _warn_warmup(cfg: DeskConfig, scenario: str, bars: dict[str, int]) -> None:
     """``deskd: warning:`` on stderr for each symbol with fewer bars than its strategies'
     warm-up."""
@@ -887,6 +925,34 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--anchored", action="store_true", help="every train window starts at the first bar (grows)")
     w.set_defaults(func=cmd_walkforward)
 
+    mc = sub.add_parser("montecarlo", help="block-bootstrap Monte Carlo of a run's trades and days, and cost noise",
+                        description="Resample a backtest's trades (or a walk-forward's out-of-sample trades) "
+                                    "and daily returns with a block bootstrap (arch: stationary or circular, "
+                                    "block length by Politis & White unless --block), compounding with the "
+                                    "desk's sizing, and redraw each trade's spread and slippage; distributions "
+                                    "of max drawdown, final equity, CAGR, Sharpe, drawdown duration and "
+                                    "recovery, P(max DD > the desk's limits), P(ruin), P(net expectancy < 0). "
+                                    "Writes montecarlo.json, paths.parquet and report.html to "
+                                    "RUN_DIR/montecarlo-<scenario>/ (or --out).")
+    mc.add_argument("run_dir", metavar="RUN_DIR", help="a deskd backtest or walkforward output folder")
+    mc.add_argument("--scenario", metavar="NAME", help="cost scenario (default: the first in the run)")
+    mc.add_argument("--sims", type=int, default=5000, metavar="N", help="simulations per method (default 5000)")
+    mc.add_argument("--seed", type=int, default=42, help="seed; the same seed gives the same numbers (default 42)")
+    mc.add_argument("--block", default="auto", metavar="N|auto",
+                    help="block length in steps (trades, days); auto: Politis & White's optimum (default)")
+    mc.add_argument("--method", choices=["stationary", "circular"], default="stationary",
+                    help="stationary (Politis & Romano 1994, default) or circular block bootstrap")
+    mc.add_argument("--spread-mult", default="0.8,1.5", metavar="LOW,HIGH",
+                    help="cost noise: range of the spread multiplier per trade (default 0.8,1.5)")
+    mc.add_argument("--slippage-mult", default="0.5,2.0", metavar="LOW,HIGH",
+                    help="cost noise: range of the slippage multiplier per trade (default 0.5,2.0)")
+    mc.add_argument("--spike-prob", type=float, default=0.0, metavar="P",
+                    help="cost noise: probability a fill without a spike gets costs.slippage.spike_mult (default 0)")
+    mc.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/montecarlo-<scenario>)")
+    mc.add_argument("--quiet", action="store_true", help="print nothing on success")
+    mc.add_argument("--json", action="store_true", help="print montecarlo.json")
+    mc.set_defaults(func=cmd_montecarlo)
+
     r = sub.add_parser("run", help="run the trading daemon (paper replay or a v20 broker)",
                        description="Run the desk as a daemon, every bar committed to the store, control API "
                                    "on 127.0.0.1; restarting resumes from the store; SIGTERM/SIGINT finish "
@@ -1006,7 +1072,8 @@ def build_parser() -> argparse.ArgumentParser:
 #: have raised its error, so checking them costs no import
 INPUT_ERRORS = (("deskd.configs.loader", "ConfigError"), ("deskd.adapters.bars", "BarFileError"),
                 ("deskd.research.backtest", "BacktestInputError"), ("deskd.daemon.nodes", "OptionError"),
-                ("deskd.persistence.store", "StoreError"), ("deskd.research.tuning.tune", "TuneError"))
+                ("deskd.persistence.store", "StoreError"), ("deskd.research.tuning.tune", "TuneError"),
+                ("deskd.research.montecarlo", "MonteCarloInputError"))
 
 
 def _is_input_error(e: BaseException) -> bool:
