@@ -336,6 +336,21 @@ def _research_out(args, cfg: DeskConfig, default: Path, what: str) -> tuple[Path
     return out, _store_url(args.storage) if args.storage else _store_url(str(study_file))
 
 
+def _stop_on_ctrl_c() -> None:
+    """First Ctrl-C: the tune stops after the trials in flight (every finished one is in the
+    study); a second one stops at once."""
+    import signal
+
+    from deskd.research.tuning.tune import request_stop
+
+    def first(signum, frame):
+        print("deskd: stopping after the trials in flight (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+        request_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, first)
+
+
 def _interrupted(storage: str) -> int:
     print(f"deskd: interrupted: every finished trial is in the study ({storage}); run the same command "
           f"again to resume", file=sys.stderr)
@@ -355,6 +370,7 @@ def cmd_tune(args) -> int:
         start_ts=_utc_ts("--from", args.from_) if args.from_ else None,
         end_ts=_utc_ts("--to", args.to, end=True) if args.to else None,
         config_dir=Path(args.config).resolve().parent)
+    _stop_on_ctrl_c()
     try:
         res = tune(cfg, opts, quiet=args.quiet or args.json)
     except KeyboardInterrupt:
@@ -406,6 +422,7 @@ def cmd_walkforward(args) -> int:
         strategy_id=args.strategy, out_dir=out, splits=splits, spec=spec, storage=storage, sampler=args.sampler,
         trials=args.trials, workers=args.workers or available_cpus(), cluster=args.cluster,
         config_dir=Path(args.config).resolve().parent)
+    _stop_on_ctrl_c()
     try:
         meta = walkforward(cfg, opts, quiet=args.quiet or args.json)
     except KeyboardInterrupt:

@@ -574,7 +574,9 @@ class TuneConfig(Strict):
     (mean / std of the trades' R, per trade, not annualised), ``profit_factor`` (gross profit
     / gross loss, capped at ``pf_cap``; no losses counts as the cap), ``net_usd`` (USD).
     Stage 1 scores every point under ``stage1_scenario``; stage 2 re-runs the ``top_k`` best
-    under each of ``stage2_scenarios`` through the event path and ranks by the worst."""
+    under each of ``stage2_scenarios`` through the event path and ranks by the worst. Left out,
+    they are filled in from the config's ``costs.scenarios`` when it validates: B (the desk's
+    usual screening costs) or the first scenario there is, and every scenario."""
 
     space: dict[str, dict[str, Dimension]] = Field(default_factory=dict)
     objective: Literal["expectancy_r", "sharpe_r", "profit_factor", "net_usd"] = "expectancy_r"
@@ -582,8 +584,8 @@ class TuneConfig(Strict):
     min_trades_per_split: int = Field(5, ge=0)
     dd_penalty: float = Field(0.0, ge=0)
     pf_cap: float = Field(5.0, gt=1)
-    stage1_scenario: str = "B"
-    stage2_scenarios: list[str] = Field(default_factory=lambda: ["A", "B", "C"], min_length=1)
+    stage1_scenario: str = ""  # "": B when the config has it, else its first scenario
+    stage2_scenarios: list[str] = Field(default_factory=list)  # []: every scenario of the config
     top_k: int = Field(10, ge=1, le=1000)
     seed: int = 42
 
@@ -626,6 +628,12 @@ class DeskConfig(Strict):
         return self
 
     def _check_tune(self) -> None:
+        names = list(self.costs.scenarios)
+        if not self.tune.stage1_scenario or not self.tune.stage2_scenarios:
+            filled = self.tune.model_copy(update={
+                "stage1_scenario": self.tune.stage1_scenario or ("B" if "B" in names else names[0]),
+                "stage2_scenarios": self.tune.stage2_scenarios or names})
+            object.__setattr__(self, "tune", filled)  # the resolved config says what a tune will run
         t = self.tune
         for where, names in (("tune.stage1_scenario", [t.stage1_scenario]), ("tune.stage2_scenarios", t.stage2_scenarios)):
             for n in names:

@@ -26,6 +26,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -177,6 +178,18 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+#: set by :func:`request_stop` (the command's Ctrl-C handler): stop handing out trials
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask a running tune to stop after the trials in flight (safe from a signal handler):
+    :func:`run_tasks` then raises KeyboardInterrupt from a known place, with every finished
+    trial recorded, instead of wherever a signal happens to land (inside a library's
+    callback a KeyboardInterrupt can be swallowed)."""
+    _STOP.set()
+
+
 def run_tasks(pool: _Pool, job: Job, next_task: Callable[[], Task | None],
               on_result: Callable[[TrialResult], None]) -> int:
     """Keep the pool's slots busy with ``next_task()`` until it returns None and all are
@@ -186,7 +199,11 @@ def run_tasks(pool: _Pool, job: Job, next_task: Callable[[], Task | None],
     ran = 0
     exhausted = False
     while True:
-        while not exhausted and len(pending) < pool.slots:
+        if _STOP.is_set():
+            for f in pending:
+                f.cancel()
+            raise KeyboardInterrupt
+        while not exhausted and len(pending) < pool.slots and not _STOP.is_set():
             task = next_task()
             if task is None:
                 exhausted = True
@@ -194,7 +211,7 @@ def run_tasks(pool: _Pool, job: Job, next_task: Callable[[], Task | None],
             pending.add(pool.submit(job, task))
         if not pending:
             return ran
-        done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+        done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
         for f in done:
             try:
                 results = f.result()
@@ -247,6 +264,7 @@ def tune(cfg: DeskConfig, opts: TuneOptions, quiet: bool = False) -> TuneOutcome
     into ``opts.out_dir`` (written in a temporary folder beside it, then renamed: never half
     a result). Raises TuneError; KeyboardInterrupt after stopping the workers (every trial
     finished so far is in the study). Invalid points are counted, never raised."""
+    _STOP.clear()
     t = _Tuner(cfg, opts, quiet)
     try:
         if opts.sampler == "grid":
