@@ -803,7 +803,8 @@ def summary(meta: dict[str, Any]) -> str:
     else:
         t = c["total_net_pnl_usd"]
         lines.append(f"cost noise: net P&L USD p5 {_f(t['p5'], ',.0f')}, median {_f(t['p50'], ',.0f')}, "
-                     f"p95 {_f(t['p95'], ',.0f')} (recorded {c['recorded']['total_net_pnl_usd']:,.0f})"[:80])
+                     f"p95 {_f(t['p95'], ',.0f')}"[:80])
+        lines.append(f"  recorded net P&L {c['recorded']['total_net_pnl_usd']:,.0f} USD"[:80])
         e = c["expectancy_r"]
         lines.append(f"  expectancy R median {_f(e['p50'], '.4f')}; P(net expectancy < 0) "
                      f"{c['p_net_expectancy_below_zero']:.1%}"[:80])
