@@ -122,14 +122,16 @@ class Evaluator:
 
     @property
     def fast_path(self) -> bool:
-        """Whether stage 1 may use the fast path: the strategy's class has a kernel, it trades
-        one symbol, and $DESKD_FAST_PATH is not 0 (a switch for benchmarks and doubts)."""
+        """Whether stage 1 may use the fast path: the strategy's class has a kernel, the desk's
+        universe is that one symbol (the kernel's contract is one strategy alone on one
+        symbol; `--symbols` narrows a config to it), and $DESKD_FAST_PATH is not 0 (a switch
+        for benchmarks and doubts)."""
         from deskd.research.fastpath import has_kernel
 
         sid = self.space.strategy_id
         return (os.environ.get("DESKD_FAST_PATH", "1") != "0"
                 and has_kernel(self.cfg.strategies[sid].strategy_class)
-                and len(self.cfg.strategy_symbols(sid)) == 1)
+                and len(self.cfg.universe.symbols) == 1 and len(self.cfg.strategy_symbols(sid)) == 1)
 
     def run(self, task: Task) -> list[TrialResult]:
         """Run and score every trial of ``task`` (never raises: a failure is a result with
