@@ -93,6 +93,19 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def config_sha256(cfg: DeskConfig) -> str:
+    """SHA-256 of the resolved config as config.yaml writes it, hex: the config's fingerprint."""
+    return hashlib.sha256(dump_config(cfg).encode()).hexdigest()
+
+
+def inputs_fingerprint(cfg: DeskConfig) -> dict:
+    """What a research output was computed from: each universe symbol's data file with its
+    SHA-256, and the config's fingerprint (:func:`config_sha256`)."""
+    return {"data": {s: {"path": p, "sha256": file_sha256(p)} for s, p in cfg.data.files.items()
+                     if s in cfg.universe.symbols},
+            "config_sha256": config_sha256(cfg)}
+
+
 def check_inputs(cfg: DeskConfig, scenarios: list[str]) -> None:
     """Raise BacktestInputError for a universe symbol without a data file or an unknown
     scenario name."""
@@ -209,7 +222,7 @@ def build_report(cfg: DeskConfig, feed_stats: dict, results: list[ScenarioResult
         "deskd_version": __version__,
         "desk": cfg.desk,
         "timeframe": cfg.universe.timeframe,
-        "config_sha256": hashlib.sha256(dump_config(cfg).encode()).hexdigest(),
+        "config_sha256": config_sha256(cfg),
         "data": feed_stats,
         "starting_equity_usd": cfg.account.starting_equity_usd,
         "scenarios": {r.scenario: scenario_report(cfg, r) for r in results},

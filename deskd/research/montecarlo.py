@@ -54,7 +54,6 @@ report.html (deskd.research.montecarlo_html).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -72,7 +71,8 @@ import pandas as pd
 from deskd import __version__
 from deskd.configs.loader import ConfigError, load_config
 from deskd.configs.models import DeskConfig
-from deskd.core.money import ACCOUNT_CCY, Instrument
+from deskd.core.money import Instrument, QuoteConverter
+from deskd.research.backtest import file_sha256
 
 ANNUALISATION_DAYS = 252
 DAYS_PER_YEAR = 365.25
@@ -122,14 +122,6 @@ class RunInput:
     files: dict[str, str]
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _days(a: pd.Timestamp, b: pd.Timestamp) -> float:
     return float((b - a).total_seconds()) / 86400.0
 
@@ -177,7 +169,7 @@ def read_run(run_dir: Path, scenario: str | None = None) -> RunInput:
     trade_span = _days(first, tr["exit_time"].max())
 
     daily, daily_span = _daily_returns(equity, scenario)
-    files = {name: sha256(run_dir / name) for name in (trades_name, equity_name, "config.yaml")}
+    files = {name: file_sha256(str(run_dir / name)) for name in (trades_name, equity_name, "config.yaml")}
     return RunInput(run_dir, kind, scenario, scenarios, cfg, tr, daily, daily_span, trade_span, files)
 
 
@@ -489,13 +481,12 @@ def usd_per_pip(trades: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
             ins = Instrument.parse(str(sym))
         except ValueError as e:
             raise MonteCarloInputError(f"trades: {e}") from None
-        m = syms == sym
-        if ins.quote == ACCOUNT_CCY:
-            q = np.ones(int(m.sum()))
-        elif ins.base == ACCOUNT_CCY:
-            q = 1.0 / price[m]
-        else:
+        try:
+            conv = QuoteConverter({ins.symbol: ins})
+        except ValueError:  # a cross: its quote converts only through another pair's price
             continue
+        m = syms == sym
+        q = np.array([conv.quote_usd(ins.symbol, p) for p in price[m].tolist()])
         out[m] = units[m] * ins.pip_size * q
     return out, np.isfinite(out)
 

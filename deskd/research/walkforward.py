@@ -14,7 +14,6 @@ stops there (a test proves it by changing later bars).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -32,7 +31,7 @@ from deskd.adapters.replay import Window
 from deskd.configs.loader import dump_config
 from deskd.configs.models import DeskConfig
 from deskd.core.time import iso
-from deskd.research.backtest import file_sha256, run_scenario
+from deskd.research.backtest import inputs_fingerprint, run_scenario
 from deskd.research.outputs import TRADE_COLUMNS, trade_row
 from deskd.research.splits import Split
 from deskd.research.tuning.space import SearchSpace
@@ -158,9 +157,7 @@ def _summary(cfg: DeskConfig, opts: WalkForwardOptions, rows: list[dict[str, Any
         "splits": rows,
         "parameter_stability": _stability(chosen),
         "out_of_sample": oos,
-        "data": {s: {"path": p, "sha256": file_sha256(p)} for s, p in cfg.data.files.items()
-                 if s in cfg.universe.symbols},
-        "config_sha256": hashlib.sha256(dump_config(cfg).encode()).hexdigest(),
+        **inputs_fingerprint(cfg),
     }
 
 

@@ -93,6 +93,20 @@ def ema_close(close: np.ndarray, period: int, w0: int, end: int) -> np.ndarray:
     return out
 
 
+@njit(cache=True, inline="always")
+def _true_range(h: float, lo: float, pc: float) -> float:
+    """Wilder's true range of a bar (Wilder 1978, ch. 2): the largest of high - low,
+    |high - previous close| and |low - previous close| (price units)."""
+    tr = h - lo
+    a = abs(h - pc)
+    if a > tr:
+        tr = a
+    a = abs(lo - pc)
+    if a > tr:
+        tr = a
+    return tr
+
+
 @njit(cache=True)
 def atr_wilder(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int, w0: int,
                end: int) -> np.ndarray:
@@ -106,16 +120,7 @@ def atr_wilder(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int
     v = NAN
     k = period - 1
     for i in range(w0 + 1, end):
-        h = high[i]
-        lo = low[i]
-        pc = close[i - 1]
-        tr = h - lo
-        a = h - pc if h > pc else pc - h
-        if a > tr:
-            tr = a
-        a = pc - lo if lo < pc else lo - pc
-        if a > tr:
-            tr = a
+        tr = _true_range(high[i], low[i], close[i - 1])
         if n >= period:
             v = (v * k + tr) / period
         else:
@@ -388,17 +393,7 @@ def side_cost_parts(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr: n
         if i > w0:
             a = atr[i - 1]
             if a > 0.0:
-                pc = close[i - 1]
-                h = high[i]
-                lo = low[i]
-                tr = h - lo
-                d = abs(h - pc)
-                if d > tr:
-                    tr = d
-                d = abs(lo - pc)
-                if d > tr:
-                    tr = d
-                r = tr / a
+                r = _true_range(high[i], low[i], close[i - 1]) / a
         slip = (slip_base_pips + slip_k_pips * r) * slip_mult
         if r > spike_tr_atr_th:
             slip *= spike_mult

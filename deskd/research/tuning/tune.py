@@ -535,12 +535,10 @@ def _ranked(rows: list[dict[str, Any]], score: str) -> pd.DataFrame:
 
 def _meta(cfg: DeskConfig, opts: TuneOptions, space: SearchSpace, study_name: str, job: Job,
           edges: Any, n_trials: int, n_invalid: int, ran: int) -> dict[str, Any]:
-    import hashlib
-
     import optuna
 
     from deskd import __version__
-    from deskd.research.backtest import file_sha256
+    from deskd.research.backtest import inputs_fingerprint
 
     t = cfg.tune
     return {
@@ -567,9 +565,7 @@ def _meta(cfg: DeskConfig, opts: TuneOptions, space: SearchSpace, study_name: st
         "stage2_scenarios": list(t.stage2_scenarios),
         "top_k": t.top_k,
         "study": {"name": study_name, "storage": _redacted(opts.storage)},
-        "data": {s: {"path": p, "sha256": file_sha256(p)} for s, p in cfg.data.files.items()
-                 if s in cfg.universe.symbols},
-        "config_sha256": hashlib.sha256(dump_config(cfg).encode()).hexdigest(),
+        **inputs_fingerprint(cfg),
         "job_sha256": job.key,
     }
 
