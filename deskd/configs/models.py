@@ -499,6 +499,17 @@ class ScenarioConfig(Strict):
     slippage_add_pips: float = Field(0.0, ge=0)
     spikes: bool = False
 
+    def scaled(self, multiple: float) -> ScenarioConfig:
+        """This scenario with its spread and slippage ``multiple`` times as large (spread_mult,
+        slippage_mult and slippage_add_pips scaled; spikes as they are): the cost-stress axis of
+        ``deskd stress``. ``multiple`` 1 is the scenario itself. Raises ValueError if
+        ``multiple`` <= 0."""
+        if not multiple > 0:
+            raise ValueError(f"cost multiple must be > 0, got {multiple}")
+        return self.model_copy(update={"spread_mult": self.spread_mult * multiple,
+                                       "slippage_mult": self.slippage_mult * multiple,
+                                       "slippage_add_pips": self.slippage_add_pips * multiple})
+
 
 def _default_scenarios() -> dict[str, ScenarioConfig]:
     return {
