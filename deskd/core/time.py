@@ -3,7 +3,7 @@ seconds since the Unix epoch."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -16,3 +16,14 @@ def iso(ts: int) -> str:
 def iso_many(ts: list[int]) -> list[str]:
     """:func:`iso` for many times at once (vectorised; the journal's hot path)."""
     return [f"{t}Z" for t in np.array(ts, dtype="datetime64[s]").astype(str).tolist()]
+
+
+def parse_iso(text: str) -> int:
+    """The inverse of :func:`iso`: ``YYYY-MM-DDTHH:MM:SSZ`` (or any ISO 8601 date-time in UTC)
+    as UTC epoch seconds. Raises ValueError for text that is not one, or not in UTC."""
+    t = datetime.fromisoformat(text.strip())
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    elif t.utcoffset() != timedelta(0):
+        raise ValueError(f"{text!r} is not in UTC")
+    return int(t.timestamp())

@@ -56,9 +56,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -725,41 +722,19 @@ def check_out(out: Path) -> None:
 
 
 def write_outputs(mc: MonteCarlo, out: Path) -> Path:
-    """Write montecarlo.json, paths.parquet and report.html into ``out``, whole or not at all:
-    into a hidden sibling folder first, then renamed into place (an earlier Monte Carlo's
-    folder there is replaced). Raises MonteCarloInputError for an ``out`` :func:`check_out`
-    refuses."""
+    """Write montecarlo.json, paths.parquet and report.html into ``out``, whole or not at all
+    (:func:`deskd.research.outputs.write_folder`; an earlier Monte Carlo's folder there is
+    replaced). Raises MonteCarloInputError for an ``out`` :func:`check_out` refuses."""
     from deskd.research.montecarlo_html import render_html
+    from deskd.research.outputs import write_folder
 
-    out = Path(out)
     check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        paths_frame(mc).to_parquet(tmp / "paths.parquet", index=False)
-        (tmp / "report.html").write_text(render_html(mc), encoding="utf-8")
-        (tmp / "montecarlo.json").write_text(json.dumps(mc.meta, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o777 & ~_umask())
-        old = None
-        if out.exists() and any(out.iterdir()):
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / "x")
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return write_folder(Path(out), {
+        "paths.parquet": lambda p: paths_frame(mc).to_parquet(p, index=False),
+        "report.html": lambda p: p.write_text(render_html(mc), encoding="utf-8"),
+        "montecarlo.json": lambda p: p.write_text(json.dumps(mc.meta, indent=2) + "\n", encoding="utf-8"),
+    }, marker="montecarlo.json")
 
-
-def _umask() -> int:
-    m = os.umask(0)
-    os.umask(m)
-    return m
-
-
-# ------------------------------------------------------------------------------------- terminal
 
 def _f(x: Any, fmt: str) -> str:
     return "n/a" if x is None else format(x, fmt)

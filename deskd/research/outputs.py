@@ -382,3 +382,36 @@ def decision_csv_rows(table: pa.Table) -> list[list[str]]:
 def write_decision_header(fh: IO[str]) -> None:
     """The header line of decisions.csv."""
     fh.write(",".join(DECISION_COLUMNS) + "\n")
+
+
+def write_folder(out: Path, files: Mapping[str, Callable[[Path], None]], marker: str) -> Path:
+    """Write a result folder whole or not at all: each ``files[name](path)`` writes one file
+    into a hidden sibling folder, in order, which is then renamed to ``out``. An ``out`` holding
+    ``marker`` (an earlier result of the same command) is replaced; any other non-empty
+    ``out``, or a file there, raises FileExistsError before anything is written. On any error
+    the partial folder is removed and ``out`` is as it was."""
+    import os
+    import tempfile
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).exists())):
+        raise FileExistsError(f"--out {out}: exists and is not an earlier result of this command (no {marker})")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name, write in files.items():
+            write(tmp / name)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / "x")
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

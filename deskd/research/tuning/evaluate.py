@@ -150,7 +150,7 @@ class Evaluator:
         try:
             if self._fast_bars is None:
                 self._fast_bars = load_bars(self.cfg, self.cfg.strategy_symbols(sid)[0])
-            runs = screen(self.cfg, sid, task.scenario, [_fast_point(p) for p in task.points], self._fast_bars,
+            runs = screen(self.cfg, sid, task.scenario, [fast_point(p) for p in task.points], self._fast_bars,
                           self.window)
         except Exception as e:  # noqa: BLE001 - reported per trial, as the event path's
             reason = f"{type(e).__name__}: {e}"
@@ -221,7 +221,7 @@ def evaluator(job: Job) -> Evaluator:
     return ev
 
 
-def _fast_point(point: dict[str, Any]) -> dict[str, Any]:
+def fast_point(point: dict[str, Any]) -> dict[str, Any]:
     """A tune point (``ema_fast``, ``stops.k_sl``) as the fast path takes it
     (``{"params": {...}, "stops": {...}}``)."""
     out: dict[str, dict[str, Any]] = {"params": {}, "stops": {}}
