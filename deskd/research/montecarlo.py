@@ -299,6 +299,22 @@ def path_stats(eq: np.ndarray, floor_usd: float) -> dict[str, np.ndarray]:
             "recovery_steps": recovery, "ruined": eq.min(axis=1) < floor_usd}
 
 
+def week_breach_share(eq: np.ndarray, limit_frac: float, days_per_week: int = 5) -> np.ndarray:
+    """Per path of ``eq`` (sims, days + 1; USD, daily closes, the start first): the share of
+    its whole weeks (``days_per_week`` trading days each, from the start) whose lowest close
+    falls more than ``limit_frac`` below the week's anchor (its opening equity), as the desk's
+    week limit measures a week (deskd.risk.guard). Daily closes miss a dip inside a day, so it
+    is a lower bound of the desk's bar-close measure. NaN when the path is shorter than a week."""
+    weeks = (eq.shape[1] - 1) // days_per_week
+    if weeks == 0:
+        return np.full(eq.shape[0], np.nan)
+    anchor = eq[:, 0:weeks * days_per_week:days_per_week]
+    lows = eq[:, 1:weeks * days_per_week + 1].reshape(eq.shape[0], weeks, days_per_week).min(axis=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dd = np.where(anchor > 0, (anchor - lows) / anchor, 0.0)
+    return (dd > limit_frac).mean(axis=1)
+
+
 def cagr(final_usd: np.ndarray, start_usd: float, span_days: float) -> np.ndarray:
     """Compound annual growth rate (fraction per year) of ending at ``final_usd`` from
     ``start_usd`` over ``span_days`` calendar days (365.25 a year): (final / start)^(1 /
@@ -369,12 +385,13 @@ def _grid_steps(n: int) -> np.ndarray:
 
 def simulate(series: np.ndarray, step_return: float, start_usd: float, floor_usd: float, sims: int,
              block: int | None, method: str, rng: np.random.Generator, unit: str, span_days: float,
-             sharpe_annualise: float) -> SimResult:
+             sharpe_annualise: float, week_limit_frac: float | None = None) -> SimResult:
     """Block-bootstrap ``series`` (1-D, n >= 2: R-multiples with ``step_return`` = r_base, or
     daily returns with 1.0) ``sims`` times and compound each resample: step return =
     ``step_return`` x value, equity from ``start_usd`` (USD). ``block`` None: chosen by
     :func:`block_length`. Sharpe of each resample: mean / std x ``sharpe_annualise``. Returns
-    a :class:`SimResult` whose arrays are named in ``unit`` ("trades" or "days"). Raises
+    a :class:`SimResult` whose arrays are named in ``unit`` ("trades" or "days"); daily paths
+    given ``week_limit_frac`` also get ``week_breach_share`` (:func:`week_breach_share`). Raises
     ValueError for fewer than 2 values or sims < 1."""
     x = np.asarray(series, float)
     n = len(x)
@@ -394,6 +411,8 @@ def simulate(series: np.ndarray, step_return: float, start_usd: float, floor_usd
         eq = compound(step_return * draws, start_usd)
         st = path_stats(eq, floor_usd)
         st["sharpe"] = sharpe(draws, sharpe_annualise)
+        if week_limit_frac is not None:
+            st["week_breach_share"] = week_breach_share(eq, week_limit_frac)
         for k, v in st.items():
             parts.setdefault(k, []).append(v)
         grids.append(eq[:, steps])
@@ -401,6 +420,8 @@ def simulate(series: np.ndarray, step_return: float, start_usd: float, floor_usd
     obs_eq = compound(step_return * x[None, :], start_usd)
     obs = {k: float(v[0]) for k, v in path_stats(obs_eq, floor_usd).items()}
     obs["sharpe"] = float(sharpe(x[None, :], sharpe_annualise)[0])
+    if week_limit_frac is not None:
+        obs["week_breach_share"] = float(week_breach_share(obs_eq, week_limit_frac)[0])
     per_sim = _named(per, unit, span_days, start_usd, sharpe_annualise)
     observed = {k: float(v[0]) for k, v in _named({k: np.array([v]) for k, v in obs.items()}, unit, span_days,
                                                      start_usd, sharpe_annualise).items()}
@@ -411,7 +432,8 @@ def simulate(series: np.ndarray, step_return: float, start_usd: float, floor_usd
 def _named(st: dict[str, np.ndarray], unit: str, span_days: float, start_usd: float,
            sharpe_annualise: float) -> dict[str, np.ndarray]:
     sharpe_key = "sharpe_r_per_trade" if unit == "trades" else "sharpe_daily_ann"
-    return {"max_dd_usd": st["max_dd_usd"], "max_dd_frac": st["max_dd_frac"],
+    extra = {"week_breach_share": st["week_breach_share"]} if "week_breach_share" in st else {}
+    return {**extra, "max_dd_usd": st["max_dd_usd"], "max_dd_frac": st["max_dd_frac"],
             "final_equity_usd": st["final_equity_usd"],
             "cagr_frac": cagr(st["final_equity_usd"], start_usd, span_days),
             sharpe_key: st["sharpe"], f"dd_duration_{unit}": st["dd_duration_steps"],
@@ -441,6 +463,14 @@ def sim_json(res: SimResult, limits: dict[str, float], floor_usd: float) -> dict
     dd = res.per_sim["max_dd_frac"]
     out["p_max_dd_frac_above"] = {name: {"limit_frac": lim, "probability": float((dd > lim).mean())}
                                   for name, lim in limits.items()}
+    if "week_breach_share" in res.per_sim:
+        share = res.per_sim["week_breach_share"]
+        out["p_week_dd_above_week_limit"] = {
+            "limit_frac": limits["dd_week_limit_frac"], "days_per_week": 5,
+            "probability": float(np.nanmean(share)) if np.isfinite(share).any() else None,
+            "observed": res.observed.get("week_breach_share"),
+            "meaning": "share of simulated weeks whose lowest daily close falls more than the week limit below "
+                       "the week's opening equity (the desk's week halt firing); daily closes, so a lower bound"}
     out["equity_floor_usd"] = floor_usd
     out["p_ruin"] = float(res.per_sim["ruined"].mean())
     return out
@@ -635,7 +665,7 @@ def run_montecarlo(run_dir: Path, opts: Options, inp: RunInput | None = None) ->
     daily = None
     if len(inp.daily_returns) >= 2:
         daily = simulate(inp.daily_returns, 1.0, start, floor, opts.sims, opts.block, opts.method, g_daily, "days",
-                         inp.daily_span_days, math.sqrt(ANNUALISATION_DAYS))
+                         inp.daily_span_days, math.sqrt(ANNUALISATION_DAYS), limits["dd_week_limit_frac"])
     else:
         notes.append(f"daily bootstrap skipped: the equity file holds {len(inp.daily_returns)} daily return(s) of "
                      f"scenario {inp.scenario}, fewer than 2")

@@ -210,7 +210,7 @@ def test_percentiles_are_numpys_on_the_same_draws(run_dir: Path):
         assert res is not None
         out = mc.meta["results"][key]
         for name, values in res.per_sim.items():
-            if name == "ruined":
+            if name in ("ruined", "week_breach_share"):
                 continue
             fin = values[np.isfinite(values)]
             qs = np.percentile(fin, [1, 5, 25, 50, 75, 95, 99])
@@ -320,3 +320,25 @@ def test_outputs_replace_an_earlier_montecarlo_but_not_a_foreign_folder(run_dir:
     with pytest.raises(MonteCarloInputError, match="--out"):
         write_outputs(mc, foreign)
     assert [p.name for p in foreign.iterdir()] == ["keep.txt"]
+
+
+def test_week_breach_share_counts_weeks_falling_past_the_limit_from_their_anchor():
+    from deskd.research.montecarlo import week_breach_share
+
+    # week 1 anchors at 100 and closes as low as 94 (6 % > 5 %); week 2 anchors at 100 (its
+    # opening equity, not the peak 104, from which 95 is 8.7 %) and falls to exactly 95 (5 %: not
+    # above); the 2 days left over are no whole week
+    eq = np.array([[100, 104, 94, 96, 97, 100, 97, 95, 96, 96, 97, 50, 50.0]])
+    assert week_breach_share(eq, 0.05).tolist() == [0.5]
+    assert week_breach_share(eq, 0.049).tolist() == [1.0]
+    assert week_breach_share(eq, 0.07).tolist() == [0.0]
+    assert np.isnan(week_breach_share(eq[:, :5], 0.05)).all()  # shorter than a week
+
+
+def test_daily_results_give_the_week_breach_probability(run_dir: Path):
+    mc = run_montecarlo(run_dir, Options(sims=300, seed=3))
+    out = mc.meta["results"]["daily"]["p_week_dd_above_week_limit"]
+    assert mc.daily is not None
+    assert out["limit_frac"] == 0.05
+    assert out["probability"] == pytest.approx(float(np.nanmean(mc.daily.per_sim["week_breach_share"])))
+    assert 0.0 <= out["probability"] <= 1.0
