@@ -663,3 +663,32 @@ class DeskConfig(Strict):
 
     def strategy_symbols(self, sid: str) -> list[str]:
         return list(self.strategies[sid].symbols or self.universe.symbols)
+    filters: FilterTuneConfig = FilterTuneConfig()
+
+
+class VerdictConfig(Strict):
+    """The gates ``deskd verdict`` holds a strategy's research to before it trades capital
+    (every gate must pass):
+
+    * ``oos_expectancy_r_min``: the walk-forward's out-of-sample expectancy (R per trade) under
+      ``oos_scenario`` ("": the stage-2 scenario with the highest costs the run has, C by
+      default) must be above it;
+    * ``dsr_min``: the Deflated Sharpe Ratio (Bailey & Lopez de Prado 2014) of the chosen point,
+      the median over the walk-forward's splits, must be above it;
+    * ``pbo_max``: the Probability of Backtest Overfitting (Bailey, Borwein, Lopez de Prado &
+      Zhu 2017, CSCV), the median over splits, must be below it;
+    * ``p_week_breach_max``: the Monte Carlo probability that a week's drawdown passes
+      ``risk.dd_week_limit_frac`` (daily bootstrap) must be below it;
+    * ``break_even_cost_multiple_min``: ``deskd stress``'s break-even cost multiple must be at
+      least it;
+    * ``profitable_neighbours_min_frac``: the share of ``deskd stress``'s param neighbours with
+      a positive expectancy must be at least it."""
+
+    oos_expectancy_r_min: float = 0.0
+    oos_scenario: str = ""
+    dsr_min: float = Field(0.95, ge=0, le=1)
+    pbo_max: float = Field(0.5, ge=0, le=1)
+    p_week_breach_max: float = Field(0.05, ge=0, le=1)
+    break_even_cost_multiple_min: float = Field(1.5, gt=0)
+    profitable_neighbours_min_frac: float = Field(0.6, ge=0, le=1)
+    verdict: VerdictConfig = VerdictConfig()
