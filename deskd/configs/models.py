@@ -12,7 +12,7 @@ import re
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -194,6 +194,85 @@ class StopsConfig(Strict):
 #: unbounded one lets a typo allocate gigabytes)
 MAX_WINDOW_BARS = 10_000
 
+#: a VOL regime of :class:`deskd.strategies.regime.RegimeTagger` an entry filter may allow
+VolRegime = Literal["LOW", "MID", "HIGH"]
+
+
+def _check_hours(v: list[int] | None) -> list[int] | None:
+    if v is not None and len(set(v)) != len(v):
+        raise ValueError("an hour is listed twice")
+    return v
+
+
+def _check_band(lo: float | None, hi: float | None, what: str) -> None:
+    if lo is None and hi is None:
+        raise ValueError(f"give {what} (or leave the whole filter out)")
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"the lower bound ({lo}) is above the upper bound ({hi})")
+
+
+class AdxFilterConfig(Strict):
+    """Entries allowed while ``min`` <= ADX(``period``) <= ``max`` at the decision bar's close
+    (Wilder's ADX, 0..100; a bound left null is open). While the ADX is undefined (warm-up)
+    entries are blocked."""
+
+    period: int = Field(14, ge=1, le=MAX_WINDOW_BARS)
+    min: float | None = Field(None, ge=0, le=100)
+    max: float | None = Field(None, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _band(self):
+        _check_band(self.min, self.max, "min or max")
+        return self
+
+
+class AtrPctFilterConfig(Strict):
+    """Entries allowed while ``min_pct`` <= ATR(``period``) / close x 100 <= ``max_pct`` at the
+    decision bar's close (ATR as a percent of the close; a bound left null is open). While the
+    ATR is undefined (warm-up) entries are blocked."""
+
+    period: int = Field(14, ge=1, le=MAX_WINDOW_BARS)
+    min_pct: float | None = Field(None, ge=0)
+    max_pct: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _band(self):
+        _check_band(self.min_pct, self.max_pct, "min_pct or max_pct")
+        return self
+
+
+class FiltersConfig(Strict):
+    """A strategy's own entry filters (every part optional; all given must allow): a signal
+    they block is journaled SKIPPED with reason ``filter:adx``, ``filter:atr_pct``,
+    ``filter:vol``, ``filter:spike`` or ``filter:hour`` (the first that blocks, in that order)
+    and never traded. ``vol_regimes``: the VOL tags (:class:`RegimeConfig`) entries are allowed
+    in (UNKNOWN, during warm-up, blocks); ``block_spike``: no entry at the close of a SPIKE bar;
+    ``hours_utc``: the UTC hours (0..23) of the decision bar's CLOSE time entries are allowed in."""
+
+    adx: AdxFilterConfig | None = None
+    atr_pct: AtrPctFilterConfig | None = None
+    vol_regimes: list[VolRegime] | None = Field(None, min_length=1)
+    block_spike: bool = False
+    hours_utc: list[Annotated[int, Field(ge=0, le=23)]] | None = Field(None, min_length=1)
+
+    @field_validator("hours_utc")
+    @classmethod
+    def _hours_once(cls, v: list[int] | None) -> list[int] | None:
+        return _check_hours(v)
+
+    @field_validator("vol_regimes")
+    @classmethod
+    def _vol_once(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("a regime is listed twice")
+        return v
+
+    @property
+    def active(self) -> bool:
+        """Whether any part can block (an empty ``filters: {}`` cannot)."""
+        return (self.adx is not None or self.atr_pct is not None or self.vol_regimes is not None
+                or self.block_spike or self.hours_utc is not None)
+
 #: deskd's own strategies, by id, as import paths (the strategy API's ``module:Class``)
 BUILTIN_STRATEGIES: dict[str, str] = {
     S1_ID: "deskd.strategies.trend:TrendEmaAtrAdx",
@@ -274,8 +353,8 @@ class StrategySpec(Strict):
     """One strategy of the desk, under its id in ``strategies``: which class (``class``:
     ``module:Class``, an entry-point name, or omitted for deskd's own S1-S3 ids), whether it
     runs, on which symbols (None: all the universe), its time stop (None: risk.max_hold_bars),
-    its bracket (None: the class's default) and its params, validated by the class's
-    ``Params`` model. ``strategy_class`` and ``validated_params`` are resolved at validation."""
+    its bracket (None: the class's default), its params, validated by the class's
+    ``Params`` model, and its entry ``filters`` (None: none). ``strategy_class`` and ``validated_params`` are resolved at validation."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -285,6 +364,7 @@ class StrategySpec(Strict):
     max_hold_bars: int | None = Field(None, ge=1)
     stops: StopsConfig | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    filters: FiltersConfig | None = None  # the strategy's entry filters (deskd.strategies.filters)
     _class: Any = PrivateAttr(None)  # a deskd.strategies.api.Strategy subclass
     _ref: str | None = PrivateAttr(None)
     _params: StrategyParams | None = PrivateAttr(None)
@@ -339,6 +419,8 @@ class StrategySpec(Strict):
         filled in), so config.yaml in a run's folder says exactly what traded."""
         d = handler(self)
         d.pop("class_path", None)
+        if d.get("filters") is None:
+            d.pop("filters", None)  # a config without filters dumps (and fingerprints) as before them
         if self._params is None:
             return {"class": self.class_path, **d}
         return {"class": self._ref, **d, "stops": self.effective_stops.model_dump(),
@@ -573,6 +655,69 @@ class HealthConfig(Strict):
 TUNE_OBJECTIVES = ("expectancy_r", "sharpe_r", "profit_factor", "net_usd")
 
 
+def _default_vol_sets() -> list[list[VolRegime] | None]:
+    return [None, ["LOW", "MID"], ["MID", "HIGH"]]
+
+
+class FilterTuneConfig(Strict):
+    """``deskd tune --filters``: the candidate grid of entry filters and the weights of its
+    penalised score (the command line gives the walk-forward splits).
+
+    Candidates are the product of the lists (``null`` in a list: that part off). Thresholds are
+    quantile levels (0..1), turned into absolute values per split over the TRAIN window's bars
+    only: ``adx_min_q`` (ADX(``adx_period``) minimum), ``atr_pct_band_q`` ([q_lo, q_hi] of
+    ATR(``atr_pct_period``) / close x 100); ``vol_regimes`` (subsets of LOW, MID, HIGH),
+    ``block_spike`` and ``hours_utc`` (named sets of UTC hours, ``null``: every hour) are used
+    as they are. Per split the candidate trades the test window on the event path, and
+    split score = expectancy_r - ``lambda_dd`` x |max DD fraction| - ``mu_dd_days`` x longest
+    drawdown (days) - ``nu_cost`` x cost sensitivity, where cost sensitivity (R per trade) =
+    expectancy_r under the base scenario (tune.stage1_scenario) - expectancy_r under it scaled
+    ``cost_stress_multiple`` times (:meth:`ScenarioConfig.scaled`). A split with fewer than
+    ``min_trades_per_split`` trades makes the candidate ineligible. Candidate score = mean -
+    std (ddof 1) of its split scores."""
+
+    adx_period: int = Field(14, ge=1, le=MAX_WINDOW_BARS)
+    adx_min_q: list[Annotated[float, Field(ge=0, le=1)] | None] = Field(
+        default_factory=lambda: [None, 0.25, 0.5], min_length=1)
+    atr_pct_period: int = Field(14, ge=1, le=MAX_WINDOW_BARS)
+    atr_pct_band_q: list[tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]] | None] = (
+        Field(default_factory=lambda: [None, (0.1, 0.9)], min_length=1))
+    vol_regimes: list[list[VolRegime] | None] = Field(default_factory=lambda: _default_vol_sets(), min_length=1)
+    block_spike: list[bool] = Field(default_factory=lambda: [False, True], min_length=1)
+    hours_utc: dict[str, list[Annotated[int, Field(ge=0, le=23)]] | None] = Field(
+        default_factory=lambda: {"all": None, "london_ny": list(range(7, 21))}, min_length=1)
+    lambda_dd: float = Field(1.0, ge=0)        # R per unit of max drawdown fraction
+    mu_dd_days: float = Field(0.005, ge=0)     # R per day of the longest drawdown
+    nu_cost: float = Field(1.0, ge=0)          # R per R of cost sensitivity
+    cost_stress_multiple: float = Field(2.0, gt=1)
+    min_trades_per_split: int = Field(5, ge=1)
+
+    @field_validator("atr_pct_band_q")
+    @classmethod
+    def _bands(cls, v: list[tuple[float, float] | None]) -> list[tuple[float, float] | None]:
+        for band in v:
+            if band is not None and band[0] >= band[1]:
+                raise ValueError(f"band {list(band)}: q_lo must be below q_hi")
+        return v
+
+    @field_validator("hours_utc")
+    @classmethod
+    def _hour_sets(cls, v: dict[str, list[int] | None]) -> dict[str, list[int] | None]:
+        for name, hours in v.items():
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"hour set name {name!r}: letters, digits, _ . - (at most 32)")
+            if hours is not None and not hours:
+                raise ValueError(f"hour set {name!r} is empty (null means every hour)")
+            _check_hours(hours)
+        return v
+
+    @property
+    def size(self) -> int:
+        """The number of candidates (the product of the lists' lengths)."""
+        return (len(self.adx_min_q) * len(self.atr_pct_band_q) * len(self.vol_regimes)
+                * len(self.block_spike) * len(self.hours_utc))
+
+
 class TuneConfig(Strict):
     """``deskd tune``'s settings (the command line overrides each).
 
@@ -599,6 +744,34 @@ class TuneConfig(Strict):
     stage2_scenarios: list[str] = Field(default_factory=list)  # []: every scenario of the config
     top_k: int = Field(10, ge=1, le=1000)
     seed: int = 42
+    filters: FilterTuneConfig = FilterTuneConfig()
+
+
+class VerdictConfig(Strict):
+    """The gates ``deskd verdict`` holds a strategy's research to before it trades capital
+    (every gate must pass):
+
+    * ``oos_expectancy_r_min``: the walk-forward's out-of-sample expectancy (R per trade) under
+      ``oos_scenario`` ("": the run's last stage-2 scenario, C by default: the costliest of
+      the desk's usual three) must be above it;
+    * ``dsr_min``: the Deflated Sharpe Ratio (Bailey & Lopez de Prado 2014) of the chosen point,
+      the median over the walk-forward's splits, must be above it;
+    * ``pbo_max``: the Probability of Backtest Overfitting (Bailey, Borwein, Lopez de Prado &
+      Zhu 2017, CSCV), the median over splits, must be below it;
+    * ``p_week_breach_max``: the Monte Carlo probability that a week's drawdown passes
+      ``risk.dd_week_limit_frac`` (daily bootstrap) must be below it;
+    * ``break_even_cost_multiple_min``: ``deskd stress``'s break-even cost multiple must be at
+      least it;
+    * ``profitable_neighbours_min_frac``: the share of ``deskd stress``'s param neighbours with
+      a positive expectancy must be at least it."""
+
+    oos_expectancy_r_min: float = 0.0
+    oos_scenario: str = ""
+    dsr_min: float = Field(0.95, ge=0, le=1)
+    pbo_max: float = Field(0.5, ge=0, le=1)
+    p_week_breach_max: float = Field(0.05, ge=0, le=1)
+    break_even_cost_multiple_min: float = Field(1.5, gt=0)
+    profitable_neighbours_min_frac: float = Field(0.6, ge=0, le=1)
 
 
 class DeskConfig(Strict):
@@ -616,6 +789,7 @@ class DeskConfig(Strict):
     costs: CostsConfig = CostsConfig()
     health: HealthConfig = HealthConfig()
     tune: TuneConfig = TuneConfig()
+    verdict: VerdictConfig = VerdictConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self):
@@ -663,32 +837,3 @@ class DeskConfig(Strict):
 
     def strategy_symbols(self, sid: str) -> list[str]:
         return list(self.strategies[sid].symbols or self.universe.symbols)
-    filters: FilterTuneConfig = FilterTuneConfig()
-
-
-class VerdictConfig(Strict):
-    """The gates ``deskd verdict`` holds a strategy's research to before it trades capital
-    (every gate must pass):
-
-    * ``oos_expectancy_r_min``: the walk-forward's out-of-sample expectancy (R per trade) under
-      ``oos_scenario`` ("": the stage-2 scenario with the highest costs the run has, C by
-      default) must be above it;
-    * ``dsr_min``: the Deflated Sharpe Ratio (Bailey & Lopez de Prado 2014) of the chosen point,
-      the median over the walk-forward's splits, must be above it;
-    * ``pbo_max``: the Probability of Backtest Overfitting (Bailey, Borwein, Lopez de Prado &
-      Zhu 2017, CSCV), the median over splits, must be below it;
-    * ``p_week_breach_max``: the Monte Carlo probability that a week's drawdown passes
-      ``risk.dd_week_limit_frac`` (daily bootstrap) must be below it;
-    * ``break_even_cost_multiple_min``: ``deskd stress``'s break-even cost multiple must be at
-      least it;
-    * ``profitable_neighbours_min_frac``: the share of ``deskd stress``'s param neighbours with
-      a positive expectancy must be at least it."""
-
-    oos_expectancy_r_min: float = 0.0
-    oos_scenario: str = ""
-    dsr_min: float = Field(0.95, ge=0, le=1)
-    pbo_max: float = Field(0.5, ge=0, le=1)
-    p_week_breach_max: float = Field(0.05, ge=0, le=1)
-    break_even_cost_multiple_min: float = Field(1.5, gt=0)
-    profitable_neighbours_min_frac: float = Field(0.6, ge=0, le=1)
-    verdict: VerdictConfig = VerdictConfig()

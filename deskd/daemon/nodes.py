@@ -261,8 +261,11 @@ def warmup_shortfalls(desk, bars: dict[str, int]) -> list[str]:
     than its strategies' warm-up (:meth:`Strategy.warmup_bars`): those strategies cannot
     signal, or signal on undefined indicators, for most of such a file."""
     lines = []
+    filters = getattr(desk, "filters", {})  # the entry filters' indicators warm up too
     for sym, n in bars.items():
-        needs = {st.strategy_id: st.warmup_bars() for st in desk.strategies.get(sym, ())}
+        needs = {st.strategy_id: max(st.warmup_bars(), filters[(st.strategy_id, sym)].warmup_bars()
+                                     if (st.strategy_id, sym) in filters else 0)
+                 for st in desk.strategies.get(sym, ())}
         short = {sid: w for sid, w in needs.items() if n < w}
         if short:
             worst = max(short.values())

@@ -7,7 +7,8 @@
 2. broker.on_bar    - pending market orders fill at the open, resting brackets fill in the bar;
 3. ledger.on_bar    - positions marked at the close, MAE/MFE, hold_bars;
 4. close            - drawdown check; observe (S's indicators, regime, strategies); time stops
-                      and flatten retries; then for any signals: position check -> conflict
+                      and flatten retries; then for any signals: the strategy's entry filters
+                      (:mod:`deskd.strategies.filters`) -> position check -> conflict
                       resolution -> guard and state -> allocator and caps -> order to the
                       broker. Every signal becomes a Decision event: TRADED, or SKIPPED with
                       its reason.
@@ -53,6 +54,7 @@ from deskd.risk.allocator import Allocator
 from deskd.risk.conflict import ConflictResolver
 from deskd.risk.guard import DrawdownGuard, GuardSnapshot, TradingCalendar
 from deskd.strategies.api import Strategy, StrategyContext
+from deskd.strategies.filters import EntryFilter
 from deskd.strategies.indicators import IndicatorBook
 from deskd.strategies.regime import RegimeTagger
 
@@ -111,12 +113,16 @@ class Desk:
         self.strategies: dict[str, list[Strategy]] = {s: [] for s in syms}
         self.max_hold_bars: dict[str, int] = {}  # per strategy id; others use risk.max_hold_bars
         self._default_hold = risk.max_hold_bars
+        #: (strategy id, symbol) -> its entry filter; only strategies with filters have one
+        self.filters: dict[tuple[str, str], EntryFilter] = {}
         for sid, spec in cfg.strategies.enabled().items():
             self.max_hold_bars[sid] = spec.max_hold_bars or risk.max_hold_bars
             for s in cfg.strategy_symbols(sid):
                 ctx = StrategyContext(sid, s, self.instruments[s].pip_size, self.books[s], self.regimes[s],
                                       spec.effective_stops)
                 self.strategies[s].append(spec.strategy_class(ctx, spec.validated_params))
+                if spec.filters is not None and spec.filters.active:
+                    self.filters[(sid, s)] = EntryFilter(spec.filters, self.books[s], self.regimes[s])
 
         self.state = StateMachine(risk.max_execution_errors, risk.clean_executions_to_recover,
                                   risk.degraded_risk_scale)
@@ -261,6 +267,10 @@ class Desk:
     # -- decisions --------------------------------------------------------------------------
     def _decide(self, bar: BarClosed, signals: list[SignalIntent], entries_blocked: str | None) -> None:
         sym = bar.symbol
+        if self.filters:  # a strategy's own filters first: a blocked signal is not a candidate
+            signals = self._filtered(bar, signals)
+            if not signals:
+                return
         if sym in self._open or sym in self._entry_on:
             why = "position_open"
             if sym not in self._open and self.orders.status(self._entry_on[sym]) is OrderStatus.UNKNOWN:
@@ -302,6 +312,19 @@ class Desk:
             return
         self.orders.add(order)
         self._record(winner, TRADED, "traded", oid)
+
+    def _filtered(self, bar: BarClosed, signals: list[SignalIntent]) -> list[SignalIntent]:
+        """The signals their strategy's entry filter allows; each blocked one is journaled
+        SKIPPED with the filter's reason (``filter:adx``...)."""
+        kept = []
+        for s in signals:
+            f = self.filters.get((s.strategy_id, s.symbol))
+            why = f.check(bar) if f is not None else None
+            if why is None:
+                kept.append(s)
+            else:
+                self._record(s, SKIPPED, why)
+        return kept
 
     def _exit(self, bar: BarClosed, strategy_id: str, side: int, units: float, reason: ExitReason) -> None:
         oid = self._exit_id(bar.symbol, bar.bar_ts, reason)

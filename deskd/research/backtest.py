@@ -630,7 +630,8 @@ def _run_parallel(cfg: DeskConfig, scenarios: list[str], journal: DecisionJourna
 def warmup_bars_of(desk: Desk) -> int:
     """The most bars any of ``desk``'s strategies needs before its signals mean what they say
     (:meth:`deskd.strategies.api.Strategy.warmup_bars`), and the regime tagger's ATR and
-    volatility z-score windows."""
+    volatility z-score windows, and the strategies' entry filters' indicators."""
     rg = desk.cfg.regime
     need = [st.warmup_bars() for sts in desk.strategies.values() for st in sts]
+    need += [f.warmup_bars() for f in desk.filters.values()]
     return max([*need, rg.atr_period + rg.vol_z_window])

@@ -29,6 +29,18 @@ class RegimeTagger:
         self.spike_th = spike_tr_atr_th
 
     @property
+    def vol(self) -> str:
+        """The VOL part of the tag: LOW, MID, HIGH, or UNKNOWN while the z-score is undefined."""
+        z = self.z.value
+        return _VOLS[0 if z != z else 1 if z < self.z_low else 3 if z > self.z_high else 2]
+
+    @property
+    def spike(self) -> bool:
+        """The SPIKE part of the tag: TR(t) > spike_tr_atr_th x ATR(t-1) (False while undefined)."""
+        atr = self.atr
+        return atr.tr > self.spike_th * atr.prev_value
+
+    @property
     def tag(self) -> str:
         """The current tag, e.g. ``VOL=MID|SPIKE=0``."""
         z = self.z.value

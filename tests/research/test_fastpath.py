@@ -46,6 +46,7 @@ from deskd.research.fastpath.kernels import (
     rolling_zscore,
     round_decimal,
 )
+from deskd.research.outputs import DecisionCounter
 from deskd.strategies.breakout import BreakoutAtrCompression
 from deskd.strategies.indicators import ATR, EMA, AtrPctZScore, PriorRange, RollingSlope, RollingZScore
 from deskd.strategies.mean_reversion import MeanReversionZScore
@@ -260,6 +261,45 @@ def test_a_window_that_holds_no_bar_trades_nothing():
     (fast,) = screen(cfg, S1, "A", [{}], _sample_bars("EURUSD"), window=empty)
     assert fast.bars == ev.bars == 0 and len(fast.trades) == 0
     assert fast.final_equity_usd == ev.final_equity_usd
+
+
+# -- entry filters -------------------------------------------------------------------------------
+
+#: entry filters a kernel does not know: the fast path masks its signals with them
+FILTERS: dict[str, dict[str, Any]] = {
+    "adx_band": {"adx": {"period": 10, "min": 22.0, "max": 45.0}},
+    "atr_pct_vol": {"atr_pct": {"period": 20, "min_pct": 0.02, "max_pct": 0.09}, "vol_regimes": ["LOW", "MID"]},
+    "spike_hours": {"block_spike": True, "hours_utc": list(range(7, 21))},
+    "all": {"adx": {"period": 14, "min": 18.0}, "atr_pct": {"period": 14, "max_pct": 0.1},
+            "vol_regimes": ["MID", "HIGH"], "block_spike": True, "hours_utc": [0, 1, 2, 8, 9, 10, 13, 14, 15, 16]},
+}
+
+
+def _filtered_config(sid: str, symbol: str, filters: str, risk: str = "example") -> DeskConfig:
+    d = _config(risk, sid, symbol, "fast_tight").model_dump(mode="json")
+    d["strategies"][sid]["filters"] = FILTERS[filters]
+    return DeskConfig.model_validate(d)
+
+
+@pytest.mark.parametrize("filters", FILTERS)
+@pytest.mark.parametrize("sid", POINTS)
+@pytest.mark.parametrize("symbol", ["EURUSD", "USDJPY"])
+def test_filtered_trades_equal_the_event_path_on_the_sample(symbol, sid, filters):
+    """With entry filters the fast path still matches trade for trade, whole file and in a
+    window warmed as the event path warms it (the filters' indicators counted)."""
+    cfg = _filtered_config(sid, symbol, filters, risk="tight")
+    counter = DecisionCounter("C", cfg.universe.timeframe_s)
+    ev = run_scenario(cfg, "C", counter)
+    assert any(r.startswith("filter:") for r in counter.counts), counter.counts  # the filter did block
+    (fast,) = screen(cfg, sid, "C", [POINTS[sid]["fast_tight"]], _sample_bars(symbol))
+    assert_same_trades(fast, ev.trades, ev.final_equity_usd, ev.max_dd, f"{sid} {symbol} {filters}")
+    unfiltered = _sample_event("tight", sid, symbol, "C", "fast_tight")
+    assert len(ev.trades) != len(unfiltered.trades)
+    window = WINDOWS["strategy_warmup"]
+    ev = run_scenario(cfg, "B", None, window=window)
+    (fast,) = screen(cfg, sid, "B", [POINTS[sid]["fast_tight"]], _sample_bars(symbol), window=window)
+    assert fast.bars == ev.bars > 0
+    assert_same_trades(fast, ev.trades, ev.final_equity_usd, ev.max_dd, f"{sid} {symbol} {filters} window")
 
 
 # -- sharing indicators between points ------------------------------------------------------------

@@ -26,6 +26,7 @@ from deskd.configs.models import DeskConfig, StopsConfig, StrategyParams
 from deskd.core.events import SIDE_NAME
 from deskd.core.money import ACCOUNT_CCY, Instrument
 from deskd.research.fastpath import kernels as k
+from deskd.research.fastpath.filters import entry_mask, regime_parts
 from deskd.research.fastpath.s1 import TrendKernel
 from deskd.research.fastpath.s2 import MeanReversionKernel
 from deskd.research.fastpath.s3 import BreakoutKernel
@@ -159,13 +160,18 @@ def event_config(cfg: DeskConfig, strategy_id: str, symbol: str, point: Mapping[
 def warmup_bars(cfg: DeskConfig, strategy_id: str, symbol: str, point: Point) -> int:
     """The bars a window's warm-up reads before its first bar for ``point``, as the event path
     counts them (:func:`deskd.research.backtest.warmup_bars_of`: the strategy's own warm-up,
-    and the regime tagger's ATR period + volatility z-score window)."""
+    the regime tagger's ATR period + volatility z-score window, and its entry filters'
+    indicators, :meth:`deskd.strategies.filters.EntryFilter.warmup_bars`)."""
     spec = cfg.strategies[strategy_id]
     rg = cfg.regime
     book = IndicatorBook()
     regime = RegimeTagger(book, rg.atr_period, rg.vol_z_window, rg.vol_z_low, rg.vol_z_high, rg.spike_tr_atr_th)
     ctx = StrategyContext(strategy_id, symbol, Instrument.parse(symbol).pip_size, book, regime, point.stops)
-    return max(spec.strategy_class(ctx, point.params).warmup_bars(), rg.atr_period + rg.vol_z_window)
+    f = spec.filters
+    need_filters = 0 if f is None else max(2 * f.adx.period if f.adx is not None else 0,
+                                           f.atr_pct.period + 1 if f.atr_pct is not None else 0)
+    return max(spec.strategy_class(ctx, point.params).warmup_bars(), rg.atr_period + rg.vol_z_window,
+               need_filters)
 
 
 # -- the desk's calendar --------------------------------------------------------------------------
@@ -260,14 +266,7 @@ def regime_tags(cfg: DeskConfig, bars: BarArrays, atr: np.ndarray, atr_pct_z: np
     ATR(regime.atr_period)% (``atr_pct_z``, UNKNOWN while undefined), SPIKE when the bar's true
     range exceeds spike_tr_atr_th x the ATR before it (``atr``: ATR(regime.atr_period); both
     fed from bar ``w0``). Shape (len(at),), str."""
-    rg = cfg.regime
-    z = atr_pct_z[at]
-    vol = np.where(np.isnan(z), 0, np.where(z < rg.vol_z_low, 1, np.where(z > rg.vol_z_high, 3, 2)))
-    h, lo, pc = bars.high[at], bars.low[at], bars.close[at - 1]
-    tr = np.maximum(np.maximum(h - lo, np.abs(h - pc)), np.abs(lo - pc))
-    before = at > w0  # the first bar fed has no true range, nor an ATR before it
-    with np.errstate(invalid="ignore"):
-        spike = before & (tr > rg.spike_tr_atr_th * np.where(before, atr[at - 1], math.nan))
+    vol, spike = regime_parts(cfg, bars.high, bars.low, bars.close, atr, atr_pct_z, at, w0)
     return _TAGS[2 * vol + spike.astype(np.int64)]
 
 
@@ -360,6 +359,8 @@ def screen(cfg: DeskConfig, strategy_id: str, scenario: str, points: Iterable[Ma
     spike_mult = slip.spike_mult if scn.spikes else 1.0
     cost_by_w0: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     regime_by_w0: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    filters = spec.filters if spec.filters is not None and spec.filters.active else None
+    mask_by_w0: dict[int, np.ndarray] = {}
 
     risk = cfg.risk
     base = np.zeros(k.N_PARAMS)
@@ -400,6 +401,12 @@ def screen(cfg: DeskConfig, strategy_id: str, scenario: str, points: Iterable[Ma
             parts = cost_by_w0[w0] = (half_spread + slippage, slippage, spike)  # cost = spread + slippage
         cost = parts[0]
         sig = kernel.signals(point.params, inst.pip_size, get, start, end, signal)
+        if filters is not None:  # a signal the strategy's entry filters block is not traded
+            mask = mask_by_w0.get(w0)
+            if mask is None:
+                mask = mask_by_w0[w0] = entry_mask(cfg, filters, bars.ts, h, lo, c, bars.timeframe_s, get, w0,
+                                                   start, end)
+            signal[start:end] *= mask
         regime = regime_by_w0.get(w0)
         if regime is None:
             rg = cfg.regime
