@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from deskd.configs.models import DeskConfig
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
+EXIT_GATE_FAILED = 1  # deskd verdict: a gate failed (a deployment script stops there)
 
 
 class InputError(ValueError):
@@ -475,6 +476,61 @@ def cmd_montecarlo(args) -> int:
         print(summary(mc.meta))
         print(f"outputs: {out}/ (report.html, montecarlo.json, paths.parquet)")
     return EXIT_OK
+
+
+def cmd_stress(args) -> int:
+    """``deskd stress``: cost sensitivity and param perturbation of a run, re-run on the desk."""
+    from deskd.research.backtest import available_cpus
+    from deskd.research.stress import (
+        Options,
+        check_options,
+        default_out,
+        read_plan,
+        run_stress,
+        summary,
+        write_outputs,
+    )
+
+    try:
+        multiples = tuple(float(x) for x in args.multiples.split(","))
+    except ValueError:
+        raise InputError(f"--multiples {args.multiples}: numbers separated by commas, e.g. 1,1.5,2,3") from None
+    opts = Options(scenario=args.scenario, strategy_id=args.strategy, multiples=multiples, neighbours=args.neighbours,
+                   jitter_frac=args.jitter_pct / 100.0, int_steps=args.int_steps, seed=args.seed,
+                   workers=args.workers or available_cpus())
+    check_options(opts)
+    plan = read_plan(Path(args.run_dir), opts)
+    out = Path(args.out) if args.out else default_out(Path(args.run_dir), plan.scenario)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "stress.json").exists())):
+        raise InputError(f"--out {out}: exists and is not an earlier deskd stress folder")
+    st = run_stress(plan, opts, quiet=args.quiet or args.json)
+    write_outputs(st, out)
+    if args.json:
+        print((out / "stress.json").read_text().strip())
+    elif not args.quiet:
+        print(summary(st.meta))
+        print(f"outputs: {out}/ (report.html, stress.json, cost.csv, neighbours.csv)")
+    return EXIT_OK
+
+
+def cmd_verdict(args) -> int:
+    """``deskd verdict``: each run's evidence against the config's gates; exit 0 only if all pass."""
+    from deskd.configs.loader import load_config
+    from deskd.research.verdict import judge, table, write_outputs
+
+    gates = load_config(args.config).verdict if args.config else None
+    verdicts = [judge(Path(d), gates) for d in args.run_dirs]
+    out = Path(args.out) if args.out else (Path(args.run_dirs[0]) / "verdict" if len(args.run_dirs) == 1 else None)
+    if out is not None:
+        write_outputs(verdicts, out)
+    if args.json:
+        print(json.dumps({"passed": all(v.passed for v in verdicts), "runs": [v.as_dict() for v in verdicts]},
+                         indent=2))
+    elif not args.quiet:
+        print(table(verdicts))
+        if out is not None:
+            print(f"outputs: {out}/ (report.html, verdict.json)")
+    return EXIT_OK if all(v.passed for v in verdicts) else EXIT_GATE_FAILED
 
 
 def _warn_warmup(cfg: DeskConfig, scenario: str, bars: dict[str, int]) -> None:
@@ -970,6 +1026,47 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--json", action="store_true", help="print montecarlo.json")
     mc.set_defaults(func=cmd_montecarlo)
 
+    st = sub.add_parser("stress", help="cost sensitivity and param perturbation of a run, re-run on the desk",
+                        description="Re-run a walk-forward's chosen params on its test windows (or a backtest's "
+                                    "strategy over its window) with spread and slippage scaled by each of "
+                                    "--multiples (expectancy, Sharpe, net P&L and the break-even cost multiple), "
+                                    "and with the params moved to --neighbours random neighbours (integers "
+                                    "+-1..--int-steps, floats x(1 +- --jitter-pct), within their bounds): the "
+                                    "share still profitable. The fast path where the strategy has a kernel, "
+                                    "else the event path. Writes stress.json, cost.csv, neighbours.csv and "
+                                    "report.html to RUN_DIR/stress-<scenario>/ (or --out).")
+    st.add_argument("run_dir", metavar="RUN_DIR", help="a deskd walkforward or backtest output folder")
+    st.add_argument("--scenario", metavar="NAME", help="base cost scenario (default: the run's first)")
+    st.add_argument("--strategy", metavar="ID", help="the strategy (a backtest that ran several)")
+    st.add_argument("--multiples", default="1,1.25,1.5,2,2.5,3", metavar="K,...",
+                    help="cost multiples of the base scenario (default 1,1.25,1.5,2,2.5,3)")
+    st.add_argument("--neighbours", type=int, default=50, metavar="N", help="param neighbours to run (default 50; 0: none)")
+    st.add_argument("--jitter-pct", type=float, default=10.0, metavar="PCT",
+                    help="a float param moves by a factor in 1 +- PCT/100 (default 10)")
+    st.add_argument("--int-steps", type=int, default=2, metavar="K", help="an integer param moves +-1..K (default 2)")
+    st.add_argument("--seed", type=int, default=42, help="seed of the neighbours (default 42)")
+    st.add_argument("--workers", type=int, metavar="N", help="processes (default: the CPUs this process may use)")
+    st.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/stress-<scenario>)")
+    st.add_argument("--quiet", action="store_true", help="print nothing on success")
+    st.add_argument("--json", action="store_true", help="print stress.json")
+    st.set_defaults(func=cmd_stress)
+
+    vd = sub.add_parser("verdict", help="a strategy's research evidence against the desk's gates: PASS or FAIL",
+                        description="Put each walk-forward folder's evidence (out-of-sample expectancy, DSR and "
+                                    "PBO of its tunes, the Monte Carlo week-breach probability, the stress's "
+                                    "break-even cost multiple and profitable neighbours) against the gates of "
+                                    "the config's verdict: section, each with its value and PASS or FAIL. "
+                                    "Missing evidence fails its gate. Exit 0 only when every gate of every run "
+                                    "passes, 1 when one fails, 2 for bad input. Writes verdict.json and "
+                                    "report.html to RUN_DIR/verdict/ (one run) or --out.")
+    vd.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="deskd walkforward output folders, one per strategy")
+    vd.add_argument("--config", metavar="FILE", help="take the gates from this config (default: each run's config.yaml)")
+    vd.add_argument("--out", metavar="DIR", help="output folder (default RUN_DIR/verdict with one run; "
+                    "with several, nothing is written without --out)")
+    vd.add_argument("--quiet", action="store_true", help="print nothing (the exit code says it)")
+    vd.add_argument("--json", action="store_true", help="print the gates as JSON")
+    vd.set_defaults(func=cmd_verdict)
+
     r = sub.add_parser("run", help="run the trading daemon (paper replay or a v20 broker)",
                        description="Run the desk as a daemon, every bar committed to the store, control API "
                                    "on 127.0.0.1; restarting resumes from the store; SIGTERM/SIGINT finish "
@@ -1090,7 +1187,8 @@ def build_parser() -> argparse.ArgumentParser:
 INPUT_ERRORS = (("deskd.configs.loader", "ConfigError"), ("deskd.adapters.bars", "BarFileError"),
                 ("deskd.research.backtest", "BacktestInputError"), ("deskd.daemon.nodes", "OptionError"),
                 ("deskd.persistence.store", "StoreError"), ("deskd.research.tuning.tune", "TuneError"),
-                ("deskd.research.montecarlo", "MonteCarloInputError"))
+                ("deskd.research.montecarlo", "MonteCarloInputError"),
+                ("deskd.research.stress", "StressInputError"), ("deskd.research.verdict", "VerdictInputError"))
 
 
 def _is_input_error(e: BaseException) -> bool:

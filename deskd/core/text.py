@@ -55,3 +55,9 @@ def printable(line: str, limit: int = LINE_LIMIT) -> str:
     after ``limit`` characters: safe to print on a terminal as one line."""
     body, cut = _escape(line, limit, None)
     return f"{body}… ({len(line):,} characters)" if cut else body
+
+
+def duration_text(seconds: float) -> str:
+    """A duration for a progress line: ``4m05s``, or ``2h07m`` from an hour on."""
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

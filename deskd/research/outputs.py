@@ -384,7 +384,7 @@ def write_decision_header(fh: IO[str]) -> None:
     fh.write(",".join(DECISION_COLUMNS) + "\n")
 
 
-def write_folder(out: Path, files: Mapping[str, Callable[[Path], None]], marker: str) -> Path:
+def write_folder(out: Path, files: Mapping[str, Callable[[Path], object]], marker: str) -> Path:
     """Write a result folder whole or not at all: each ``files[name](path)`` writes one file
     into a hidden sibling folder, in order, which is then renamed to ``out``. An ``out`` holding
     ``marker`` (an earlier result of the same command) is replaced; any other non-empty

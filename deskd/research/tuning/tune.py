@@ -38,6 +38,7 @@ import pandas as pd
 from deskd.adapters.bars import BarFileError
 from deskd.configs.loader import dump_config
 from deskd.configs.models import DeskConfig
+from deskd.core.text import duration_text
 from deskd.core.time import iso
 from deskd.research.tuning.evaluate import Job, Task, TrialResult, evaluate, evaluator
 from deskd.research.tuning.objective import OBJECTIVE_UNITS, rank_order
@@ -108,7 +109,7 @@ class _Progress:
         self.last = now
         rate = self.done / max(now - self.t0, 1e-9)
         of = f"/{self.total}" if self.total else ""
-        left = (f", about {_duration((self.total - self.done) / rate)} left"
+        left = (f", about {duration_text((self.total - self.done) / rate)} left"
                 if self.total and rate > 0 and self.done < self.total else "")
         best = f"{self.best:+.4f}" if math.isfinite(self.best) else "none yet"
         print(f"deskd tune: {self.stage}: {self.done}{of} trials, best score {best}{left}",
@@ -120,12 +121,7 @@ class _Progress:
         if self.done and not self.quiet:
             best = f"{self.best:+.4f}" if math.isfinite(self.best) else "none"
             print(f"deskd tune: {self.stage}: {self.done} trials done in "
-                  f"{_duration(time.monotonic() - self.t0)}, best score {best}", file=sys.stderr, flush=True)
-
-
-def _duration(s: float) -> str:
-    s = int(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+                  f"{duration_text(time.monotonic() - self.t0)}, best score {best}", file=sys.stderr, flush=True)
 
 
 def _key(point: dict[str, Any]) -> str:

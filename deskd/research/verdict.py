@@ -1,0 +1,207 @@
+"""``deskd verdict``: a strategy's research evidence against the desk's gates, PASS or FAIL.
+
+Input: walk-forward folders (``deskd walkforward``), one per strategy, each holding what the
+desk ran on it: ``splits/NN/tune.json`` (the Deflated Sharpe Ratio and PBO of each split's
+tune), ``montecarlo-*/montecarlo.json`` (``deskd montecarlo``) and ``stress-*/stress.json``
+(``deskd stress``). The gates are the ``verdict:`` section of the config
+(:class:`deskd.configs.models.VerdictConfig`): the run's own config.yaml, or ``--config``.
+
+Each gate has its value, its threshold and PASS or FAIL. Evidence that is missing (no Monte
+Carlo run, a split whose tune had too few days for a DSR) FAILS its gate with the reason and
+the command that produces it: a desk does not put capital on a test nobody ran. Where a run
+has several Monte Carlo or stress folders (several base scenarios), the worst of them counts.
+Per-split statistics (DSR, PBO) are summarised by their median over the splits that have one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from deskd.configs.loader import load_config
+from deskd.configs.models import VerdictConfig
+
+
+class VerdictInputError(ValueError):
+    """A folder that is not a walk-forward run, or an evidence file that cannot be read."""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One gate of one run: ``value`` compared with ``threshold`` by ``op`` (``>``, ``>=``,
+    ``<``); ``passed`` False also when the value is missing (``note`` says why)."""
+
+    key: str
+    label: str
+    value: float | None
+    op: str
+    threshold: float
+    passed: bool
+    source: str
+    note: str = ""
+
+
+_OPS = {">": lambda v, t: v > t, ">=": lambda v, t: v >= t, "<": lambda v, t: v < t}
+
+
+def gate(key: str, label: str, value: float | None, op: str, threshold: float, source: str, missing: str = "") -> Gate:
+    """A :class:`Gate` judged: PASS only for a finite ``value`` on the right side of
+    ``threshold``; a missing or non-finite value FAILS with ``missing`` as its note."""
+    ok = value is not None and math.isfinite(value) and _OPS[op](value, threshold)
+    note = "" if value is not None and math.isfinite(value) else (missing or "no value")
+    return Gate(key, label, value if value is None or math.isfinite(value) else None, op, threshold, ok, source, note)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise VerdictInputError(f"{path}: cannot read it: {e}") from None
+    if not isinstance(d, dict):
+        raise VerdictInputError(f"{path}: not a JSON object")
+    return d
+
+
+def _num(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) else None
+
+
+def _median(values: list[float | None]) -> float | None:
+    v = [x for x in values if x is not None]
+    return statistics.median(v) if v else None
+
+
+@dataclass
+class RunVerdict:
+    """The gates of one walk-forward folder."""
+
+    run_dir: str
+    strategy_id: str
+    gates: list[Gate]
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_dir": self.run_dir, "strategy_id": self.strategy_id, "passed": self.passed,
+                "gates": [asdict(g) for g in self.gates]}
+
+
+def judge(run_dir: Path, gates_cfg: VerdictConfig | None = None) -> RunVerdict:
+    """Every gate of ``run_dir`` (a walk-forward folder) against ``gates_cfg`` (default: the
+    run's config.yaml ``verdict:``). Raises VerdictInputError (not a walk-forward folder, an
+    unreadable evidence file), ConfigError (a bad config.yaml)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "walkforward.json").is_file():
+        raise VerdictInputError(f"{run_dir}: not a walk-forward folder (no walkforward.json); the verdict needs "
+                                f"out-of-sample evidence: run deskd walkforward first")
+    wf = _read_json(run_dir / "walkforward.json")
+    if gates_cfg is None:
+        gates_cfg = load_config(run_dir / "config.yaml").verdict
+    g = gates_cfg
+    sid = str(wf.get("strategy_id", "?"))
+    scenarios = [str(s) for s in wf.get("scenarios", [])]
+    gates: list[Gate] = []
+
+    sc = g.oos_scenario or (scenarios[-1] if scenarios else "")
+    oos = (wf.get("out_of_sample") or {}).get(sc) or {}
+    gates.append(gate("oos_expectancy_r", f"OOS expectancy, scenario {sc} (R per trade)",
+                      _num(oos.get("expectancy_r")), ">", g.oos_expectancy_r_min, "walkforward.json",
+                      f"no out-of-sample trades under scenario {sc!r} (the run has {', '.join(scenarios) or 'none'})"))
+
+    dsr, pbo = [], []
+    for tj in sorted((run_dir / "splits").glob("*/tune.json")):
+        of = _read_json(tj).get("overfitting") or {}
+        dsr.append(_num((of.get("dsr") or {}).get("value")))
+        pbo.append(_num((of.get("pbo") or {}).get("value")))
+    n = len(dsr)
+    gates.append(gate("dsr", f"Deflated Sharpe Ratio, median of {n} splits", _median(dsr), ">", g.dsr_min,
+                      "splits/*/tune.json", "no split's tune has a DSR (too few trials or days)"))
+    gates.append(gate("pbo", f"PBO (CSCV), median of {n} splits", _median(pbo), "<", g.pbo_max,
+                      "splits/*/tune.json", "no split's tune has a PBO (too few trials or days)"))
+
+    probs = []
+    for mj in sorted(run_dir.glob("montecarlo-*/montecarlo.json")):
+        daily = (_read_json(mj).get("results") or {}).get("daily") or {}
+        probs.append(_num((daily.get("p_week_dd_above_week_limit") or {}).get("probability")))
+    worst_p = max((p for p in probs if p is not None), default=None)
+    gates.append(gate("p_week_breach", "P(a week's drawdown > the week limit), Monte Carlo", worst_p, "<",
+                      g.p_week_breach_max, "montecarlo-*/montecarlo.json",
+                      f"no Monte Carlo with a daily bootstrap: run deskd montecarlo {run_dir}"))
+
+    be: list[tuple[float, str]] = []
+    share = []
+    for sj in sorted(run_dir.glob("stress-*/stress.json")):
+        st = _read_json(sj)
+        cost = st.get("cost") or {}
+        k = _num(cost.get("break_even_cost_multiple"))
+        if k is not None:
+            be.append((k, str(cost.get("break_even_censored") or "")))
+        share.append(_num((st.get("params") or {}).get("profitable_share")))
+    k_be, censored = min(be, default=(None, ""))
+    be_gate = gate("break_even_cost_multiple", "Break-even cost multiple (stress)", k_be, ">=",
+                   g.break_even_cost_multiple_min, "stress-*/stress.json", f"no cost stress: run deskd stress {run_dir}")
+    if censored:  # the grid's end, not a crossing: say which way
+        be_gate = replace(be_gate, note={"at_or_below": "expectancy is not positive at the lowest multiple run",
+                                         "at_or_above": "expectancy stays positive up to the highest multiple run"
+                                         }.get(censored, censored))
+    gates.append(be_gate)
+    gates.append(gate("profitable_neighbours", "Share of param neighbours profitable (stress)",
+                      min((x for x in share if x is not None), default=None), ">=",
+                      g.profitable_neighbours_min_frac, "stress-*/stress.json",
+                      f"no param perturbation: run deskd stress {run_dir} (with --neighbours > 0)"))
+    return RunVerdict(str(run_dir), sid, gates)
+
+
+def _fmt(key: str, x: float | None) -> str:
+    if x is None:
+        return "missing"
+    if key in ("p_week_breach", "profitable_neighbours"):
+        return f"{x:.1%}"
+    if key == "oos_expectancy_r":
+        return f"{x:+.4f}"
+    return f"{x:.3f}"
+
+
+def table(verdicts: list[RunVerdict]) -> str:
+    """The terminal table, one row per gate and a column per run (value and PASS/FAIL), then
+    the notes of failed gates; 80 columns for up to two runs."""
+    w = 22
+    head = f"{'gate':<26} {'threshold':>10}" + "".join(f" {v.strategy_id[:w]:>{w}}" for v in verdicts)
+    lines = [head, "-" * len(head)]
+    for i, g0 in enumerate(verdicts[0].gates):
+        cells = "".join(f" {(_fmt(g.key, g.value) + (' PASS' if g.passed else ' FAIL')):>{w}}"
+                        for g in (v.gates[i] for v in verdicts))
+        lines.append(f"{g0.key[:26]:<26} {g0.op + format(g0.threshold, 'g'):>10}{cells}")
+    lines.append("")
+    for v in verdicts:
+        lines.append(f"{v.strategy_id}: {'PASS' if v.passed else 'FAIL'} ({sum(g.passed for g in v.gates)}/"
+                     f"{len(v.gates)} gates) {v.run_dir}")
+        for g in v.gates:
+            if g.note:
+                lines.append(f"  {g.key}: {g.note}")
+    return "\n".join(lines)
+
+
+def write_outputs(verdicts: list[RunVerdict], out: Path) -> Path:
+    """verdict.json (every run's gates) and report.html into ``out``, whole or not at all (an
+    earlier verdict there is replaced; any other non-empty folder raises VerdictInputError)."""
+    from deskd import __version__
+    from deskd.research.outputs import write_folder
+    from deskd.research.verdict_html import render_html
+
+    out = Path(out)
+    doc = {"deskd_version": __version__, "passed": all(v.passed for v in verdicts),
+           "runs": [v.as_dict() for v in verdicts]}
+    try:
+        return write_folder(out, {
+            "report.html": lambda p: p.write_text(render_html(verdicts, out), encoding="utf-8"),
+            "verdict.json": lambda p: p.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8"),
+        }, marker="verdict.json")
+    except FileExistsError as e:
+        raise VerdictInputError(str(e)) from None

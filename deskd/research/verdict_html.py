@@ -1,0 +1,115 @@
+"""report.html of ``deskd verdict``: the gates side by side, and the evidence behind them.
+
+One self-contained, offline page (plotly.js embedded once). The gate table (a column per
+run: value, PASS or FAIL, each carrying its value in ``data-value``); then per run its Monte
+Carlo fan chart (equity percentile bands over trades, from paths.parquet), its cost-sensitivity
+curve and perturbation heatmap (from stress.json), and links to the full Monte Carlo and
+stress pages (histograms of max drawdown and final equity with the limits marked).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from deskd.research.montecarlo_html import MC_CSS
+from deskd.research.report_html import BLUE, CSS, GREY, _e, _empty, _fig_html, _metric
+from deskd.research.stress_html import cost_figure, heatmap_figure
+from deskd.research.verdict import RunVerdict, _fmt, _read_json
+
+VERDICT_CSS = """
+td.pass{color:#1a7f37;font-weight:600} td.fail{color:#c62828;font-weight:600}
+.banner.pass{background:#e6f4ea;border:1px solid #1a7f37;padding:8px 12px;border-radius:4px}
+.banner.fail{background:#fdecea;border:1px solid #c62828;padding:8px 12px;border-radius:4px}
+"""
+
+
+def fan_from_paths(paths: pd.DataFrame, method: str, div_id: str) -> str:
+    """Equity (USD) percentile bands (5-95 %, 25-75 %), median and the observed order, over the
+    step of one bootstrap of paths.parquet (``method`` trades or days)."""
+    p = paths[paths["method"] == method]
+    if p.empty:
+        return _empty(f"no {method} bootstrap in paths.parquet")
+    x = p["step"].to_numpy()
+    fig = go.Figure()
+    for lo, hi, a, name in (("p5", "p95", 0.15, "5-95 %"), ("p25", "p75", 0.3, "25-75 %")):
+        fig.add_trace(go.Scatter(x=x, y=p[f"equity_{hi}_usd"], mode="lines", line={"width": 0}, showlegend=False,
+                                 hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=x, y=p[f"equity_{lo}_usd"], mode="lines", line={"width": 0}, fill="tonexty",
+                                 fillcolor=f"rgba(44,127,184,{a})", name=name, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=x, y=p["equity_p50_usd"], mode="lines", line={"color": BLUE, "width": 2},
+                             name="median"))
+    fig.add_trace(go.Scatter(x=x, y=p["observed_equity_usd"], mode="lines", name="observed order",
+                             line={"color": "#222", "width": 1.5, "dash": "dot"}))
+    unit = "trade" if method == "trades" else "day"
+    fig.update_layout(title=f"Monte Carlo equity over {method} (percentile bands)", xaxis_title=f"{unit} index",
+                      yaxis_title="equity (USD)")
+    fig.add_hline(y=float(p["observed_equity_usd"].iloc[0]), line={"color": GREY, "width": 1})
+    return _fig_html(fig, div_id, 380)
+
+
+def _evidence(v: RunVerdict, k: int, out: Path) -> str:
+    run = Path(v.run_dir)
+    parts = [f'<section class="mc" id="run-{k}"><h2>{_e(v.strategy_id)}: evidence</h2>']
+    links = []
+    for mj in sorted(run.glob("montecarlo-*/montecarlo.json")):
+        links.append(f'<a href="{_e(os.path.relpath(mj.parent / "report.html", out))}">Monte Carlo '
+                     f'{_e(mj.parent.name.removeprefix("montecarlo-"))}</a>')
+    for sj in sorted(run.glob("stress-*/stress.json")):
+        links.append(f'<a href="{_e(os.path.relpath(sj.parent / "report.html", out))}">stress '
+                     f'{_e(sj.parent.name.removeprefix("stress-"))}</a>')
+    links.append(f'<a href="{_e(os.path.relpath(run / "report.html", out))}">walk-forward</a>')
+    parts.append(f'<nav>{"".join(links)}</nav>')
+    mc = sorted(run.glob("montecarlo-*/paths.parquet"))
+    parts.append(fan_from_paths(pd.read_parquet(mc[0]), "trades", f"fan-{k}") if mc
+                 else _empty("no Monte Carlo run: deskd montecarlo RUN_DIR"))
+    st = sorted(run.glob("stress-*/stress.json"))
+    if st:
+        meta = _read_json(st[0])
+        gate = next((g.threshold for g in v.gates if g.key == "break_even_cost_multiple"), None)
+        parts += [cost_figure(meta, gate, f"cost-{k}"), heatmap_figure(meta, f"heat-{k}")]
+    else:
+        parts.append(_empty("no stress run: deskd stress RUN_DIR"))
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def render_html(verdicts: list[RunVerdict], out: Path) -> str:
+    """The page for ``verdicts``, its links relative to ``out`` (the folder it is written to)."""
+    passed = all(v.passed for v in verdicts)
+    head = "".join(f"<th>{_e(v.strategy_id)}</th>" for v in verdicts)
+    rows = []
+    for i, g0 in enumerate(verdicts[0].gates):
+        cells = []
+        for k, v in enumerate(verdicts):
+            g = v.gates[i]
+            text = f"{_fmt(g.key, g.value)} {'PASS' if g.passed else 'FAIL'}"
+            title = f' title="{_e(g.note)}"' if g.note else ""
+            cells.append(f'<td class="{"pass" if g.passed else "fail"}"{title}>'
+                         f'{_metric(str(k), f"gates.{g.key}", g.value, text)}</td>')
+        rows.append(f"<tr><td>{_e(g0.label)}</td><td>{_e(g0.op)} {g0.threshold:g}</td>{''.join(cells)}</tr>")
+    notes = "".join(f"<li>{_e(v.strategy_id)}: {_e(g.key)}: {_e(g.note)}</li>" for v in verdicts for g in v.gates if g.note)
+    verdict_line = ("every gate passes" if passed else
+                    f"{sum(not g.passed for v in verdicts for g in v.gates)} gate(s) fail")
+    evidence = "\n".join(_evidence(v, k, out) for k, v in enumerate(verdicts))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>deskd verdict</title>
+<style>{CSS}{MC_CSS}{VERDICT_CSS}</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head><body><main>
+<header><h1>deskd verdict</h1>
+<div class="banner {"pass" if passed else "fail"}" id="verdict">{"PASS" if passed else "FAIL"}: {_e(verdict_line)}</div>
+</header>
+<section class="mc"><h2>Gates</h2>
+<table id="gates"><thead><tr><th>gate</th><th>threshold</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>
+{f'<ul class="notes">{notes}</ul>' if notes else ""}
+</section>
+{evidence}
+</main></body></html>
+"""
