@@ -72,17 +72,17 @@ def _hist(values: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarra
 
 
 def _hist_fig(values: np.ndarray, scale: float, title: str, xtitle: str, colour: str,
-              marks: list[tuple[float, str, str]], div_id: str) -> str:
+              marks: list[tuple[float, str, str]], div_id: str, counted: str = "simulations") -> str:
     x, counts, width = _hist(values, scale)
-    fig = go.Figure(go.Bar(x=x, y=counts, width=width, marker={"color": colour}, name="simulations",
-                           hovertemplate="%{x}: %{y} simulations<extra></extra>"))
+    fig = go.Figure(go.Bar(x=x, y=counts, width=width, marker={"color": colour}, name=counted,
+                           hovertemplate=f"%{{x}}: %{{y}} {counted}<extra></extra>"))
     for k, (at, label, c) in enumerate(marks):  # labels one under the other: limits may lie close together
         fig.add_vline(x=at, line={"color": c, "width": 2, "dash": "dash"})
         fig.add_annotation(x=at, y=1.0 - 0.08 * k, xref="x", yref="paper", text=label, showarrow=False,
                            xanchor="left", xshift=4, font={"color": c, "size": 11}, bgcolor="rgba(255,255,255,0.8)")
     ends = [*(x[[0, -1]] if len(x) else []), *(at for at, _, _ in marks)]
     pad = 0.04 * (max(ends) - min(ends) or 1.0)  # every mark inside the plot, off its edges
-    fig.update_layout(title=title, xaxis_title=xtitle, yaxis_title="simulations", bargap=0.02, showlegend=False,
+    fig.update_layout(title=title, xaxis_title=xtitle, yaxis_title=counted, bargap=0.02, showlegend=False,
                       xaxis_range=[min(ends) - pad - width / 2, max(ends) + pad + width / 2])
     return _fig_html(fig, div_id, 340)
 

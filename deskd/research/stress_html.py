@@ -96,7 +96,7 @@ def render_html(st: Stress, gate_multiple: float | None = None) -> str:
     hist = (_hist_fig(nb["expectancy_r"].to_numpy(float), 1.0, "Neighbours' expectancy", "expectancy (R per trade)",
                       BLUE, [(0.0, "0", GREY)] + ([(par["chosen"]["expectancy_r"], "chosen", RED)]
                                                   if par["chosen"]["expectancy_r"] is not None else []),
-                      "stress-neighbours")
+                      "stress-neighbours", counted="neighbours")
             if len(nb) else _empty("no neighbour was run (--neighbours 0)"))
     windows = "".join(f"<li>{_e(w['label'])}: {_e(w['from'] or 'start')} to {_e(w['to'] or 'end')}, "
                       f"<code>{_e(', '.join(f'{k}={v}' for k, v in w['point'].items()))}</code></li>"

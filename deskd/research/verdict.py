@@ -170,21 +170,20 @@ def _fmt(key: str, x: float | None) -> str:
 
 def table(verdicts: list[RunVerdict]) -> str:
     """The terminal table, one row per gate and a column per run (value and PASS/FAIL), then
-    the notes of failed gates; 80 columns for up to two runs."""
-    w = 22
-    head = f"{'gate':<26} {'threshold':>10}" + "".join(f" {v.strategy_id[:w]:>{w}}" for v in verdicts)
+    per run its result, folder and the notes of its gates; 80 columns for up to two runs."""
+    w = 20
+    head = f"{'gate':<24} {'threshold':>10}" + "".join(f" {v.strategy_id[:w]:>{w}}" for v in verdicts)
     lines = [head, "-" * len(head)]
     for i, g0 in enumerate(verdicts[0].gates):
         cells = "".join(f" {(_fmt(g.key, g.value) + (' PASS' if g.passed else ' FAIL')):>{w}}"
                         for g in (v.gates[i] for v in verdicts))
-        lines.append(f"{g0.key[:26]:<26} {g0.op + format(g0.threshold, 'g'):>10}{cells}")
+        lines.append(f"{g0.key[:24]:<24} {g0.op + format(g0.threshold, 'g'):>10}{cells}")
     lines.append("")
     for v in verdicts:
-        lines.append(f"{v.strategy_id}: {'PASS' if v.passed else 'FAIL'} ({sum(g.passed for g in v.gates)}/"
-                     f"{len(v.gates)} gates) {v.run_dir}")
-        for g in v.gates:
-            if g.note:
-                lines.append(f"  {g.key}: {g.note}")
+        lines.append(f"{v.strategy_id}: {'PASS' if v.passed else 'FAIL'} ({sum(g.passed for g in v.gates)} of "
+                     f"{len(v.gates)} gates pass)")
+        lines.append(f"  run: {v.run_dir}")
+        lines += [f"  {g.key}: {g.note}" for g in v.gates if g.note]
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ from plotly.offline import get_plotlyjs
 from deskd.research.montecarlo_html import MC_CSS
 from deskd.research.report_html import BLUE, CSS, GREY, _e, _empty, _fig_html, _metric
 from deskd.research.stress_html import cost_figure, heatmap_figure
-from deskd.research.verdict import RunVerdict, _fmt, _read_json
+from deskd.research.verdict import RunVerdict, VerdictInputError, _fmt, _read_json
 
 VERDICT_CSS = """
 td.pass{color:#1a7f37;font-weight:600} td.fail{color:#c62828;font-weight:600}
@@ -65,15 +65,23 @@ def _evidence(v: RunVerdict, k: int, out: Path) -> str:
     links.append(f'<a href="{_e(os.path.relpath(run / "report.html", out))}">walk-forward</a>')
     parts.append(f'<nav>{"".join(links)}</nav>')
     mc = sorted(run.glob("montecarlo-*/paths.parquet"))
-    parts.append(fan_from_paths(pd.read_parquet(mc[0]), "trades", f"fan-{k}") if mc
-                 else _empty("no Monte Carlo run: deskd montecarlo RUN_DIR"))
-    st = sorted(run.glob("stress-*/stress.json"))
-    if st:
-        meta = _read_json(st[0])
-        gate = next((g.threshold for g in v.gates if g.key == "break_even_cost_multiple"), None)
-        parts += [cost_figure(meta, gate, f"cost-{k}"), heatmap_figure(meta, f"heat-{k}")]
+    if not mc:
+        parts.append(_empty("no Monte Carlo run: deskd montecarlo RUN_DIR"))
     else:
+        try:
+            parts.append(fan_from_paths(pd.read_parquet(mc[0]), "trades", f"fan-{k}"))
+        except (OSError, ValueError, KeyError) as e:  # a damaged or foreign file: said, not drawn
+            parts.append(_empty(f"{mc[0]}: cannot draw it ({type(e).__name__}: {e})"))
+    st = sorted(run.glob("stress-*/stress.json"))
+    if not st:
         parts.append(_empty("no stress run: deskd stress RUN_DIR"))
+    else:
+        gate = next((g.threshold for g in v.gates if g.key == "break_even_cost_multiple"), None)
+        try:
+            meta = _read_json(st[0])
+            parts += [cost_figure(meta, gate, f"cost-{k}"), heatmap_figure(meta, f"heat-{k}")]
+        except (VerdictInputError, KeyError, TypeError, ValueError) as e:
+            parts.append(_empty(f"{st[0]}: cannot draw it ({type(e).__name__}: {e})"))
     parts.append("</section>")
     return "\n".join(parts)
 
