@@ -363,6 +363,15 @@ def cmd_tune(args) -> int:
     from deskd.research.backtest import available_cpus
     from deskd.research.tuning.tune import TuneOptions, tune
 
+    if args.filters:
+        return cmd_tune_filters(args)
+    split_flags = [f for f, v in (("--train", args.train), ("--test", args.test), ("--embargo", args.embargo),
+                                  ("--train-bars", args.train_bars), ("--test-bars", args.test_bars),
+                                  ("--embargo-bars", args.embargo_bars), ("--anchored", args.anchored or None))
+                   if v is not None]
+    if split_flags:
+        raise InputError(f"{split_flags[0]} splits the data for --filters; a parameter tune scores the "
+                         f"in-sample window (--from/--to), deskd walkforward tunes per split")
     cfg = _research_config(args)
     out, storage = _research_out(args, cfg, Path("runs") / f"tune-{args.strategy}-{args.sampler}", "tune")
     opts = TuneOptions(
@@ -387,13 +396,13 @@ def cmd_tune(args) -> int:
     return EXIT_OK
 
 
-def cmd_walkforward(args) -> int:
-    """``deskd walkforward``: tune on each train window, run the choice on the test window."""
-    from deskd.research.backtest import available_cpus
+def _walkforward_splits(args, cfg: DeskConfig) -> tuple[list, dict]:
+    """The walk-forward splits of --train/--test/--embargo (calendar spans, default 12M, 3M,
+    1D) or --train-bars/--test-bars/--embargo-bars over ``cfg``'s bars, and their spec for the
+    record (``deskd walkforward``, ``deskd tune --filters``). Raises InputError."""
     from deskd.research.splits import bar_splits, calendar_splits, parse_span
-    from deskd.research.walkforward import WalkForwardOptions, bar_times, walkforward
+    from deskd.research.walkforward import bar_times
 
-    cfg = _research_config(args)
     by_bars = [args.train_bars, args.test_bars]
     by_time = [args.train, args.test]
     if any(v is not None for v in by_bars) and any(v is not None for v in by_time + [args.embargo]):
@@ -418,6 +427,51 @@ def cmd_walkforward(args) -> int:
             spec = {"unit": "calendar", "train": train, "test": test, "embargo": embargo, "anchored": args.anchored}
     except ValueError as e:
         raise InputError(str(e)) from None
+    return splits, spec
+
+
+def cmd_tune_filters(args) -> int:
+    """``deskd tune --filters``: score entry-filter candidates on walk-forward splits, thresholds
+    from each train window only (:mod:`deskd.research.tuning.filters`)."""
+    from deskd.research.backtest import available_cpus
+    from deskd.research.tuning.filters import FilterTuneOptions, as_json, filter_tune, summary
+
+    for flag, given in (("--sampler tpe", args.sampler != "grid"), ("--trials", args.trials is not None),
+                        ("--objective", args.objective is not None), ("--top-k", args.top_k is not None),
+                        ("--from", args.from_ is not None), ("--to", args.to is not None),
+                        ("--study", args.study is not None), ("--storage", args.storage is not None)):
+        if given:
+            raise InputError(f"{flag} does not apply to --filters (the split flags --train/--test/--embargo or "
+                             f"--train-bars/--test-bars/--embargo-bars choose the windows)")
+    cfg = _research_config(args)
+    splits, spec = _walkforward_splits(args, cfg)
+    out = Path(args.out) if args.out else Path("runs") / f"filters-{args.strategy}"
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "filters.json").exists())):
+        raise InputError(f"--out {out}: exists and is not an earlier filter tune (no filters.json); "
+                         f"give another folder")
+    opts = FilterTuneOptions(args.strategy, out, splits, spec, workers=args.workers or available_cpus(),
+                             cluster=args.cluster, config_dir=Path(args.config).resolve().parent)
+    _stop_on_ctrl_c()
+    try:
+        res = filter_tune(cfg, opts, quiet=args.quiet or args.json)
+    except KeyboardInterrupt:
+        print("deskd: interrupted: nothing written", file=sys.stderr)
+        return 130
+    if args.json:
+        print(as_json(res.meta))
+    elif not args.quiet:
+        print(summary(res.meta, res.ranking))
+        print(f"outputs: {out}/ (filters.csv, filters.json)")
+    return EXIT_OK
+
+
+def cmd_walkforward(args) -> int:
+    """``deskd walkforward``: tune on each train window, run the choice on the test window."""
+    from deskd.research.backtest import available_cpus
+    from deskd.research.walkforward import WalkForwardOptions, walkforward
+
+    cfg = _research_config(args)
+    splits, spec = _walkforward_splits(args, cfg)
     out, storage = _research_out(args, cfg, Path("runs") / f"walkforward-{args.strategy}", "walk-forward")
     opts = WalkForwardOptions(
         strategy_id=args.strategy, out_dir=out, splits=splits, spec=spec, storage=storage, sampler=args.sampler,
@@ -929,6 +983,19 @@ def _add_research_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--json", action="store_true", help="print the outputs' summary as JSON")
 
 
+def _add_split_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The walk-forward split flags (``deskd walkforward``, ``deskd tune --filters``)."""
+    p.add_argument("--train", metavar="SPAN", help=f"{prefix}train window, calendar: 12M (default), 26W, 90D, 1Y")
+    p.add_argument("--test", metavar="SPAN", help=f"{prefix}test window, calendar (default 3M)")
+    p.add_argument("--embargo", metavar="SPAN",
+                   help=f"{prefix}gap between train and test, calendar (default 1D; 0D for none)")
+    p.add_argument("--train-bars", type=int, metavar="N", help=f"{prefix}train window in bars (instead of --train)")
+    p.add_argument("--test-bars", type=int, metavar="N", help=f"{prefix}test window in bars (instead of --test)")
+    p.add_argument("--embargo-bars", type=int, metavar="N", help=f"{prefix}gap in bars (default 0 with bar counts)")
+    p.add_argument("--anchored", action="store_true",
+                   help=f"{prefix}every train window starts at the first bar (grows)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deskd", description="Event-driven trading daemon for a systematic FX desk.")
     p.add_argument("--version", action="version", version=f"deskd {__version__}")
@@ -979,6 +1046,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--from", dest="from_", metavar="WHEN", help="in-sample window start, UTC date or date-time")
     t.add_argument("--to", metavar="WHEN", help="in-sample window end, UTC; a date is included whole")
     t.add_argument("--study", metavar="NAME", help="study name (default: strategy, sampler and a hash of the job)")
+    t.add_argument("--filters", action="store_true",
+                   help="tune the strategy's entry filters instead of its params: tune.filters' candidates, "
+                        "thresholds from each walk-forward train window, scored on its test window "
+                        "(with the split flags below; outputs filters.csv, filters.json; default --out "
+                        "runs/filters-<strategy>)")
+    _add_split_args(t, "with --filters: ")
     t.set_defaults(func=cmd_tune)
 
     w = sub.add_parser("walkforward", help="tune on rolling train windows, trade each choice on the test window after it",
@@ -989,13 +1062,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "it) under each stage-2 scenario, and stitch the out-of-sample trades and "
                                    "equity. Re-run the same command to resume.")
     _add_research_args(w, "walkforward-<strategy>")
-    w.add_argument("--train", metavar="SPAN", help="train window, calendar: 12M (default), 26W, 90D, 1Y")
-    w.add_argument("--test", metavar="SPAN", help="test window, calendar (default 3M)")
-    w.add_argument("--embargo", metavar="SPAN", help="gap between train and test, calendar (default 1D; 0D for none)")
-    w.add_argument("--train-bars", type=int, metavar="N", help="train window in bars (instead of --train)")
-    w.add_argument("--test-bars", type=int, metavar="N", help="test window in bars (instead of --test)")
-    w.add_argument("--embargo-bars", type=int, metavar="N", help="gap in bars (default 0 with bar counts)")
-    w.add_argument("--anchored", action="store_true", help="every train window starts at the first bar (grows)")
+    _add_split_args(w)
     w.set_defaults(func=cmd_walkforward)
 
     mc = sub.add_parser("montecarlo", help="block-bootstrap Monte Carlo of a run's trades and days, and cost noise",

@@ -678,7 +678,7 @@ class FilterTuneConfig(Strict):
 
     adx_period: int = Field(14, ge=1, le=MAX_WINDOW_BARS)
     adx_min_q: list[Annotated[float, Field(ge=0, le=1)] | None] = Field(
-        default_factory=lambda: [None, 0.25, 0.5], min_length=1)
+        default_factory=lambda: [None, 0.5, 0.75], min_length=1)
     atr_pct_period: int = Field(14, ge=1, le=MAX_WINDOW_BARS)
     atr_pct_band_q: list[tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]] | None] = (
         Field(default_factory=lambda: [None, (0.1, 0.9)], min_length=1))

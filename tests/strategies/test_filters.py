@@ -222,3 +222,19 @@ def test_a_backtest_journals_filter_skips_in_decisions_csv_and_counts_them_in_re
     assert json.loads((tmp_path / "run" / "report.json").read_text())["scenarios"]["A"]["decisions"] == counts
     plain = run_scenario(load_config(EXAMPLE), "A", None)
     assert report["scenarios"]["A"]["overall"]["trades"] < len(plain.trades)
+
+
+def test_the_readme_filters_block_is_a_valid_config():
+    import re
+
+    import yaml
+
+    from tests.conftest import ROOT
+
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+                if "hours_utc:" in b and "atr_pct:" in b]
+    d = load_config(EXAMPLE).model_dump(mode="json", by_alias=True)
+    d["strategies"][S1]["filters"] = yaml.safe_load(block)["strategies"][S1]["filters"]
+    cfg = DeskConfig.model_validate(d, context={"config_dir": EXAMPLE.parent})
+    f = cfg.strategies[S1].filters
+    assert f is not None and f.adx is not None and f.atr_pct is not None and f.block_spike and len(f.hours_utc or []) == 14

@@ -91,8 +91,14 @@ def robust_score(entry_ts: np.ndarray, r: np.ndarray, pnl_usd: np.ndarray, max_d
     if any(not math.isfinite(m) for m in per):
         return Score(math.nan, per, counts, f"{tune.objective} undefined in a split (no dispersion)")
     vals = np.array(per)
-    score = float(vals.mean() - vals.std(ddof=1) - tune.dd_penalty * max_dd_frac)
+    score = float(mean_minus_std(vals) - tune.dd_penalty * max_dd_frac)
     return Score(score, per, counts)
+
+
+def mean_minus_std(values: np.ndarray) -> float:
+    """The desk's robust score of per-split values: mean - sample std (ddof 1), in the values'
+    units; NaN for fewer than two values."""
+    return float(values.mean() - values.std(ddof=1)) if len(values) >= 2 else math.nan
 
 
 def rank_order(scores: list[float], trial_numbers: list[int]) -> list[int]:

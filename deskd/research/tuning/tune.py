@@ -132,7 +132,8 @@ class _Pool:
     """Runs tasks: in this process (workers == 1), in a local process pool, or on a Dask
     cluster; the same task function and the same results either way."""
 
-    def __init__(self, workers: int, cluster: str | None):
+    def __init__(self, workers: int, cluster: str | None, fn: Callable[[Any, Any], list[Any]] = evaluate):
+        self.fn = fn  # the task function: evaluate(job, task), or another tuner's (tune --filters)
         self.client = None
         self.executor: cf.Executor | None
         if cluster is not None:
@@ -154,10 +155,10 @@ class _Pool:
 
     def submit(self, job: Job, task: Task) -> cf.Future:
         if self.executor is not None:
-            return self.executor.submit(evaluate, job, task)
+            return self.executor.submit(self.fn, job, task)
         f: cf.Future = cf.Future()
         try:
-            f.set_result(evaluate(job, task))
+            f.set_result(self.fn(job, task))
         except Exception as e:  # the job itself failed (data): surfaced by the caller
             f.set_exception(e)
         return f
