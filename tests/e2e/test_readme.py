@@ -120,3 +120,21 @@ def test_the_research_block_tunes_and_walks_forward(clone):
     wf = json.loads((cwd / "runs" / "wf-s1" / "walkforward.json").read_text())
     assert len(wf["splits"]) >= 3 and set(wf["out_of_sample"]) == {"A", "B", "C"}
     assert "top_k.csv" in p.stdout and "walk-forward S1_TREND_EMA_ATR_ADX" in p.stdout
+
+    # then the robustness blocks on that walk-forward, as written: Monte Carlo, stress, verdict
+    def lines_of(marker: str) -> list[str]:
+        block = next(b for b in BLOCKS if marker in b)
+        return [ln.split("  #")[0] for ln in block.splitlines() if ln.strip() and "runs/wf-s1" in ln]
+
+    for marker in ("deskd montecarlo runs/wf-s1", "deskd stress runs/wf-s1"):
+        p = subprocess.run(["bash", "-c", script(lines_of(marker), pause_s=0.1)], cwd=cwd, env=env,
+                           capture_output=True, text=True, timeout=900)
+        assert p.returncode == 0, p.stderr[-2000:]
+    assert (cwd / "runs" / "wf-s1" / "stress-A" / "stress.json").exists()
+    assert (cwd / "runs" / "wf-s1" / "stress-B" / "stress.json").exists()
+    for line in lines_of("deskd verdict runs/wf-s1"):
+        p = subprocess.run(["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode in (0, 1), p.stderr  # 1: a gate failed, which the sample's S1 may well do
+        assert "dsr" in p.stdout and "profitable_neighbours" in p.stdout
+    assert (cwd / "runs" / "wf-s1" / "verdict" / "report.html").exists()
+    assert (cwd / "runs" / "verdict" / "verdict.json").exists()
