@@ -167,6 +167,11 @@ def sim_section(mc: MonteCarlo, res: SimResult | None, key: str, title: str, pid
         kpis.append(_kpi(f"{base}.p_max_dd_frac_above.{name}.probability",
                          f"P(max DD > {name.removesuffix('_frac').replace('_', ' ')})", v["probability"],
                          _pct(v["probability"], 1), f"limit {_pct(v['limit_frac'], 1)}"))
+    wk = r.get("p_week_dd_above_week_limit")
+    if wk is not None and wk.get("probability") is not None:
+        kpis.append(_kpi(f"{base}.p_week_dd_above_week_limit.probability", "P(a week breaches its limit)",
+                         wk["probability"], _pct(wk["probability"], 1),
+                         f"of simulated weeks, limit {_pct(wk['limit_frac'], 1)} from the week's open"))
     fe = r["final_equity_usd"]
     kpis.append(_kpi(f"{base}.final_equity_usd.p50", "final equity, median", fe["p50"], _num(fe["p50"], 0, "USD")))
     marks = [(lim * 100, f"{name.removesuffix('_frac').replace('_', ' ')} {_pct(lim, 1)}",
