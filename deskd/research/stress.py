@@ -44,9 +44,8 @@ import math
 import multiprocessing
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +56,10 @@ from deskd import __version__
 from deskd.adapters.replay import MemoryFeed, Window, replay_feed
 from deskd.configs.loader import load_config
 from deskd.configs.models import DeskConfig, StopsConfig
-from deskd.core.text import duration_text
 from deskd.core.time import iso, parse_iso
 from deskd.research.backtest import file_sha256, inputs_fingerprint
 from deskd.research.outputs import write_folder
+from deskd.research.progress import RunProgress
 from deskd.research.tuning.space import InvalidPoint, SearchSpace
 from deskd.research.tuning.tune import _ignore_sigint, jsonable
 
@@ -403,27 +402,6 @@ def _run_variant(key: str, cfg_json: dict[str, Any], strategy_id: str, fast: boo
     return runner.run(legs, scenario, multiple)
 
 
-@dataclass
-class _Progress:
-    """A line every few seconds on stderr: variants done of total and the time left."""
-
-    total: int
-    quiet: bool
-    done: int = 0
-    t0: float = field(default_factory=time.monotonic)
-    last: float = 0.0
-
-    def tick(self) -> None:
-        self.done += 1
-        now = time.monotonic()
-        if self.quiet or (now - self.last < 5.0 and self.done < self.total):
-            return
-        self.last = now
-        rate = self.done / max(now - self.t0, 1e-9)
-        left = f", about {duration_text((self.total - self.done) / rate)} left" if self.done < self.total else ""
-        print(f"deskd stress: {self.done}/{self.total} runs{left}", file=sys.stderr, flush=True)
-
-
 def _run_all(plan: Plan, variants: list[tuple[list[dict[str, Any]], float]], workers: int,
              quiet: bool) -> Iterator[Outcome]:
     """Each variant (points per leg, cost multiple) run, in order, in ``workers`` processes."""
@@ -432,7 +410,7 @@ def _run_all(plan: Plan, variants: list[tuple[list[dict[str, Any]], float]], wor
     windows = [leg.window for leg in plan.legs]
     tasks = [(key, cfg_json, plan.strategy_id, plan.fast, list(zip(points, windows)), plan.scenario, k)
              for points, k in variants]
-    prog = _Progress(len(tasks), quiet)
+    prog = RunProgress("deskd stress", len(tasks), quiet=quiet)
     if workers == 1 or len(tasks) <= 1:
         for t in tasks:
             out = _run_variant(*t)

@@ -31,7 +31,6 @@ import hashlib
 import itertools
 import json
 import math
-import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ import pandas as pd
 
 from deskd.configs.models import DeskConfig, FiltersConfig, FilterTuneConfig, StrategiesConfig
 from deskd.core.time import iso
+from deskd.research.progress import RunProgress
 from deskd.research.splits import Split
 from deskd.research.tuning.objective import mean_minus_std, rank_order
 from deskd.research.tuning.tune import TuneError, _Pool, jsonable, request_stop, run_tasks
@@ -367,7 +367,7 @@ def filter_tune(cfg: DeskConfig, opts: FilterTuneOptions, quiet: bool = False) -
     todo = iter([(c, sp) for c in cands for sp in opts.splits])
     total = len(cands) * len(opts.splits)
     runs: dict[tuple[int, int], SplitRun] = {}
-    prog = _Progress(total, quiet)
+    prog = RunProgress("deskd tune --filters", total, "runs (candidate x split)", quiet=quiet)
 
     def next_task() -> FilterTask | None:
         nxt = next(todo, None)
@@ -395,35 +395,6 @@ def filter_tune(cfg: DeskConfig, opts: FilterTuneOptions, quiet: bool = False) -
     meta = _meta(cfg, opts, grid, base, stressed, cands, thresholds, ranking, symbols)
     _write(opts.out_dir, ranking, meta)
     return FilterTuneOutcome(ranking, meta, list(runs.values()))
-
-
-def _duration(s: float) -> str:
-    s = int(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-class _Progress:
-    """A line every few seconds on stderr: runs done of total, and the time left."""
-
-    def __init__(self, total: int, quiet: bool):
-        self.total, self.quiet, self.done = total, quiet, 0
-        self.t0 = self.last = time.monotonic()
-
-    def tick(self) -> None:
-        self.done += 1
-        now = time.monotonic()
-        if self.quiet or now - self.last < 5.0:
-            return
-        self.last = now
-        rate = self.done / max(now - self.t0, 1e-9)
-        left = f", about {_duration((self.total - self.done) / rate)} left" if self.done < self.total else ""
-        print(f"deskd tune --filters: {self.done}/{self.total} runs (candidate x split){left}",
-              file=sys.stderr, flush=True)
-
-    def finish(self) -> None:
-        if not self.quiet:
-            print(f"deskd tune --filters: {self.done} runs done in {_duration(time.monotonic() - self.t0)}",
-                  file=sys.stderr, flush=True)
 
 
 def _ranking(cands: list[Candidate], splits: list[Split], runs: dict[tuple[int, int], SplitRun],
