@@ -793,6 +793,9 @@ def summary(meta: dict[str, Any]) -> str:
         lims = ", ".join(f"{k.removesuffix('_frac')} {v['probability']:.1%}" for k, v in r["p_max_dd_frac_above"].items())
         lines.append(f"  P(max DD > {lims})"[:80])
         lines.append(f"  P(ruin: equity < {r['equity_floor_usd']:,.0f} USD) {r['p_ruin']:.2%}")
+        wk = r.get("p_week_dd_above_week_limit") or {}
+        if wk.get("probability") is not None:
+            lines.append(f"  P(a week falls > {wk['limit_frac']:.1%} from its open) {wk['probability']:.2%} of weeks")
     c = res["cost_noise"]
     if c.get("skipped"):
         lines.append("cost noise: skipped (the trades carry no cost split)")
