@@ -273,6 +273,15 @@ class FiltersConfig(Strict):
         return (self.adx is not None or self.atr_pct is not None or self.vol_regimes is not None
                 or self.block_spike or self.hours_utc is not None)
 
+    def warmup_bars(self) -> int:
+        """Bars the parts' own indicators need before they are defined: 2 x period for the
+        ADX (Wilder 1978: a period of DX, then a period to average it), period + 1 for the ATR
+        (the first bar has no true range); the VOL and SPIKE parts read the regime tagger,
+        whose warm-up the desk counts already."""
+        return max(2 * self.adx.period if self.adx is not None else 0,
+                   self.atr_pct.period + 1 if self.atr_pct is not None else 0)
+
+
 #: deskd's own strategies, by id, as import paths (the strategy API's ``module:Class``)
 BUILTIN_STRATEGIES: dict[str, str] = {
     S1_ID: "deskd.strategies.trend:TrendEmaAtrAdx",
@@ -700,6 +709,15 @@ class FilterTuneConfig(Strict):
                 raise ValueError(f"band {list(band)}: q_lo must be below q_hi")
         return v
 
+    @field_validator("vol_regimes")
+    @classmethod
+    def _vol_sets(cls, v: list[list[str] | None]) -> list[list[str] | None]:
+        for regimes in v:  # each set becomes a FiltersConfig.vol_regimes: non-empty, no repeats
+            if regimes is not None and (not regimes or len(set(regimes)) != len(regimes)):
+                raise ValueError(f"regime set {regimes}: give each of LOW, MID, HIGH at most once, at least one "
+                                 f"(null means every regime)")
+        return v
+
     @field_validator("hours_utc")
     @classmethod
     def _hour_sets(cls, v: dict[str, list[int] | None]) -> dict[str, list[int] | None]:
@@ -758,12 +776,16 @@ class VerdictConfig(Strict):
       the median over the walk-forward's splits, must be above it;
     * ``pbo_max``: the Probability of Backtest Overfitting (Bailey, Borwein, Lopez de Prado &
       Zhu 2017, CSCV), the median over splits, must be below it;
-    * ``p_week_breach_max``: the Monte Carlo probability that a week's drawdown passes
+    * ``p_week_breach_max``: the Monte Carlo probability that a week's drawdown reaches
       ``risk.dd_week_limit_frac`` (daily bootstrap) must be below it;
     * ``break_even_cost_multiple_min``: ``deskd stress``'s break-even cost multiple must be at
       least it;
     * ``profitable_neighbours_min_frac``: the share of ``deskd stress``'s param neighbours with
-      a positive expectancy must be at least it."""
+      a positive expectancy must be at least it.
+
+    The Monte Carlo and stress evidence counts when made under ``evidence_scenario`` ("": the
+    run's first scenario, A by default: the desk's normal costs, which the break-even multiple
+    scales). Thresholds are in each gate's unit: R per trade, a probability 0..1, a multiple."""
 
     oos_expectancy_r_min: float = 0.0
     oos_scenario: str = ""
@@ -772,6 +794,7 @@ class VerdictConfig(Strict):
     p_week_breach_max: float = Field(0.05, ge=0, le=1)
     break_even_cost_multiple_min: float = Field(1.5, gt=0)
     profitable_neighbours_min_frac: float = Field(0.6, ge=0, le=1)
+    evidence_scenario: str = ""
 
 
 class DeskConfig(Strict):
@@ -834,6 +857,22 @@ class DeskConfig(Strict):
                 if field not in known:
                     raise ValueError(f"tune.space.{sid}.{name}: not a param of {sid} ({', '.join(params)}) "
                                      f"nor a bracket setting (stops.{', stops.'.join(StopsConfig.model_fields)})")
+
+    def with_scaled_scenario(self, base: str, multiple: float) -> tuple[str, DeskConfig]:
+        """(name, this config with one more cost scenario): ``base`` scaled ``multiple`` times
+        (:meth:`ScenarioConfig.scaled`), named ``<base>x<multiple>`` (``Bx2``); ``multiple`` 1
+        is ``base`` itself. Raises KeyError for an unknown ``base``, ValueError for a multiple
+        <= 0 or a config that already has a different scenario of that name."""
+        scn = self.costs.scenarios[base]
+        if multiple == 1.0:
+            return base, self
+        name = f"{base}x{multiple:g}"
+        scaled = scn.scaled(multiple)
+        have = self.costs.scenarios.get(name)
+        if have is not None and have != scaled:
+            raise ValueError(f"costs.scenarios.{name} exists and is not {base} x {multiple:g}: rename it")
+        costs = self.costs.model_copy(update={"scenarios": {**self.costs.scenarios, name: scaled}})
+        return name, self.model_copy(update={"costs": costs})
 
     def strategy_symbols(self, sid: str) -> list[str]:
         return list(self.strategies[sid].symbols or self.universe.symbols)

@@ -24,6 +24,7 @@ from typing import Any
 
 from deskd.configs.loader import load_config
 from deskd.configs.models import VerdictConfig
+from deskd.research.backtest import file_sha256
 
 
 class VerdictInputError(ValueError):
@@ -85,17 +86,46 @@ class RunVerdict:
 
     @property
     def passed(self) -> bool:
+        """Whether every gate passed."""
         return all(g.passed for g in self.gates)
 
+    def gate(self, key: str) -> Gate:
+        """The gate named ``key``. Raises StopIteration for a name that is not one."""
+        return next(g for g in self.gates if g.key == key)
+
     def as_dict(self) -> dict[str, Any]:
+        """verdict.json's entry of this run: its folder, strategy, result and gates."""
         return {"run_dir": self.run_dir, "strategy_id": self.strategy_id, "passed": self.passed,
                 "gates": [asdict(g) for g in self.gates]}
 
 
+def _obj(x: Any) -> dict[str, Any]:
+    """``x`` when it is a JSON object, else an empty one: a damaged file reads as missing evidence."""
+    return x if isinstance(x, dict) else {}
+
+
+def _evidence(run_dir: Path, name: str, inputs: tuple[str, ...]) -> tuple[dict[str, Any] | None, str]:
+    """(the JSON of ``run_dir/name``, why it does not count): None with "missing" when there is
+    none, None with "stale ..." when the run's ``inputs`` (file names) changed since it was made
+    (their SHA-256 differ from the ones it recorded)."""
+    path = run_dir / name
+    if not path.is_file():
+        return None, "missing"
+    doc = _read_json(path)
+    recorded = _obj(_obj(doc.get("inputs")).get("files_sha256"))
+    changed = [f for f in inputs if (run_dir / f).is_file() and recorded.get(f) != file_sha256(str(run_dir / f))]
+    if changed:
+        return None, f"stale: {name} was made from another {', '.join(changed)}"
+    return doc, ""
+
+
 def judge(run_dir: Path, gates_cfg: VerdictConfig | None = None) -> RunVerdict:
     """Every gate of ``run_dir`` (a walk-forward folder) against ``gates_cfg`` (default: the
-    run's config.yaml ``verdict:``). Raises VerdictInputError (not a walk-forward folder, an
-    unreadable evidence file), ConfigError (a bad config.yaml)."""
+    run's config.yaml ``verdict:``). The Monte Carlo and stress evidence is the one made under
+    ``evidence_scenario`` (``montecarlo-<sc>/``, ``stress-<sc>/``), from the walk-forward as it
+    is now (a file made from an earlier run of the folder is stale and fails its gates). Raises
+    VerdictInputError (not a walk-forward folder, an unreadable evidence file, a gate's scenario
+    the run does not have), ConfigError (a bad config.yaml)."""
     run_dir = Path(run_dir)
     if not (run_dir / "walkforward.json").is_file():
         raise VerdictInputError(f"{run_dir}: not a walk-forward folder (no walkforward.json); the verdict needs "
@@ -105,56 +135,58 @@ def judge(run_dir: Path, gates_cfg: VerdictConfig | None = None) -> RunVerdict:
         gates_cfg = load_config(run_dir / "config.yaml").verdict
     g = gates_cfg
     sid = str(wf.get("strategy_id", "?"))
-    scenarios = [str(s) for s in wf.get("scenarios", [])]
+    raw = wf.get("scenarios")
+    scenarios = [str(x) for x in raw] if isinstance(raw, list) else []
+    for flag, want in (("verdict.oos_scenario", g.oos_scenario), ("verdict.evidence_scenario", g.evidence_scenario)):
+        if want and want not in scenarios:
+            raise VerdictInputError(f"{flag} {want!r}: {run_dir} ran scenarios {', '.join(scenarios) or 'none'}")
     gates: list[Gate] = []
 
     sc = g.oos_scenario or (scenarios[-1] if scenarios else "")
-    oos = (wf.get("out_of_sample") or {}).get(sc) or {}
+    oos = _obj(_obj(wf.get("out_of_sample")).get(sc))
     gates.append(gate("oos_expectancy_r", f"OOS expectancy, scenario {sc} (R per trade)",
                       _num(oos.get("expectancy_r")), ">", g.oos_expectancy_r_min, "walkforward.json",
                       f"no out-of-sample trades under scenario {sc!r} (the run has {', '.join(scenarios) or 'none'})"))
 
     dsr, pbo = [], []
-    for tj in sorted((run_dir / "splits").glob("*/tune.json")):
-        of = _read_json(tj).get("overfitting") or {}
-        dsr.append(_num((of.get("dsr") or {}).get("value")))
-        pbo.append(_num((of.get("pbo") or {}).get("value")))
-    n = len(dsr)
-    gates.append(gate("dsr", f"Deflated Sharpe Ratio, median of {n} splits", _median(dsr), ">", g.dsr_min,
-                      "splits/*/tune.json", "no split's tune has a DSR (too few trials or days)"))
-    gates.append(gate("pbo", f"PBO (CSCV), median of {n} splits", _median(pbo), "<", g.pbo_max,
-                      "splits/*/tune.json", "no split's tune has a PBO (too few trials or days)"))
+    rows = wf.get("splits")
+    for row in rows if isinstance(rows, list) else []:
+        n = _obj(row).get("split")
+        tj = run_dir / "splits" / f"{n:02d}" / "tune.json" if isinstance(n, int) else None
+        of = _obj(_read_json(tj).get("overfitting")) if tj is not None and tj.is_file() else {}
+        dsr.append(_num(_obj(of.get("dsr")).get("value")))
+        pbo.append(_num(_obj(of.get("pbo")).get("value")))
+    for key, label, values, op, threshold in (("dsr", "Deflated Sharpe Ratio", dsr, ">", g.dsr_min),
+                                              ("pbo", "PBO (CSCV)", pbo, "<", g.pbo_max)):
+        have = sum(v is not None for v in values)
+        gates.append(gate(key, f"{label}, median of {have} of {len(values)} splits", _median(values), op, threshold,
+                          "splits/NN/tune.json", f"no split's tune has a {key.upper()} (too few trials or days)"))
 
-    probs = []
-    for mj in sorted(run_dir.glob("montecarlo-*/montecarlo.json")):
-        daily = (_read_json(mj).get("results") or {}).get("daily") or {}
-        probs.append(_num((daily.get("p_week_dd_above_week_limit") or {}).get("probability")))
-    worst_p = max((p for p in probs if p is not None), default=None)
-    gates.append(gate("p_week_breach", "P(a week's drawdown > the week limit), Monte Carlo", worst_p, "<",
-                      g.p_week_breach_max, "montecarlo-*/montecarlo.json",
-                      f"no Monte Carlo with a daily bootstrap: run deskd montecarlo {run_dir}"))
+    ev = g.evidence_scenario or (scenarios[0] if scenarios else "A")
+    run_files = ("oos_trades.csv", "oos_equity.csv", "config.yaml")
+    mc, why = _evidence(run_dir, f"montecarlo-{ev}/montecarlo.json", run_files)
+    wk = _obj(_obj(_obj(_obj(mc).get("results")).get("daily")).get("p_week_dd_above_week_limit"))
+    gates.append(gate("p_week_breach", f"P(a week falls to the week limit), Monte Carlo {ev}",
+                      _num(wk.get("probability")), "<", g.p_week_breach_max, f"montecarlo-{ev}/montecarlo.json",
+                      f"{why}: run deskd montecarlo {run_dir} --scenario {ev}" if mc is None else
+                      "the Monte Carlo has no daily bootstrap (fewer than 2 daily returns)"))
 
-    be: list[tuple[float, str]] = []
-    share = []
-    for sj in sorted(run_dir.glob("stress-*/stress.json")):
-        st = _read_json(sj)
-        cost = st.get("cost") or {}
-        k = _num(cost.get("break_even_cost_multiple"))
-        if k is not None:
-            be.append((k, str(cost.get("break_even_censored") or "")))
-        share.append(_num((st.get("params") or {}).get("profitable_share")))
-    k_be, censored = min(be, default=(None, ""))
-    be_gate = gate("break_even_cost_multiple", "Break-even cost multiple (stress)", k_be, ">=",
-                   g.break_even_cost_multiple_min, "stress-*/stress.json", f"no cost stress: run deskd stress {run_dir}")
-    if censored:  # the grid's end, not a crossing: say which way
+    st, why = _evidence(run_dir, f"stress-{ev}/stress.json", ("walkforward.json", "config.yaml"))
+    cost, params = _obj(_obj(st).get("cost")), _obj(_obj(st).get("params"))
+    redo = f"{why}: run deskd stress {run_dir} --scenario {ev}"
+    be_gate = gate("break_even_cost_multiple", f"Break-even cost multiple of {ev} (stress)",
+                   _num(cost.get("break_even_cost_multiple")), ">=", g.break_even_cost_multiple_min,
+                   f"stress-{ev}/stress.json", redo if st is None else "stress.json has no break-even multiple")
+    censored = cost.get("break_even_censored")
+    if be_gate.value is not None and censored:  # the grid's end, not a crossing: say which way
         be_gate = replace(be_gate, note={"at_or_below": "expectancy is not positive at the lowest multiple run",
                                          "at_or_above": "expectancy stays positive up to the highest multiple run"
-                                         }.get(censored, censored))
+                                         }.get(str(censored), str(censored)))
     gates.append(be_gate)
-    gates.append(gate("profitable_neighbours", "Share of param neighbours profitable (stress)",
-                      min((x for x in share if x is not None), default=None), ">=",
-                      g.profitable_neighbours_min_frac, "stress-*/stress.json",
-                      f"no param perturbation: run deskd stress {run_dir} (with --neighbours > 0)"))
+    gates.append(gate("profitable_neighbours", f"Share of param neighbours profitable, {ev} (stress)",
+                      _num(params.get("profitable_share")), ">=", g.profitable_neighbours_min_frac,
+                      f"stress-{ev}/stress.json",
+                      redo if st is None else "no param perturbation: run deskd stress with --neighbours > 0"))
     return RunVerdict(str(run_dir), sid, gates)
 
 

@@ -53,35 +53,30 @@ def fan_from_paths(paths: pd.DataFrame, method: str, div_id: str) -> str:
 
 
 def _evidence(v: RunVerdict, k: int, out: Path) -> str:
+    """A run's section: links to its pages, and the figures of the evidence its gates counted
+    (the Monte Carlo and stress folders of the evidence scenario; nothing of stale files)."""
     run = Path(v.run_dir)
-    parts = [f'<section class="mc" id="run-{k}"><h2>{_e(v.strategy_id)}: evidence</h2>']
-    links = []
-    for mj in sorted(run.glob("montecarlo-*/montecarlo.json")):
-        links.append(f'<a href="{_e(os.path.relpath(mj.parent / "report.html", out))}">Monte Carlo '
-                     f'{_e(mj.parent.name.removeprefix("montecarlo-"))}</a>')
-    for sj in sorted(run.glob("stress-*/stress.json")):
-        links.append(f'<a href="{_e(os.path.relpath(sj.parent / "report.html", out))}">stress '
-                     f'{_e(sj.parent.name.removeprefix("stress-"))}</a>')
+    mc_gate, st_gate = v.gate("p_week_breach"), v.gate("break_even_cost_multiple")
+    mc_dir, st_dir = run / Path(mc_gate.source).parent, run / Path(st_gate.source).parent
+    links = [f'<a href="{_e(os.path.relpath(d / "report.html", out))}">{_e(d.name)}</a>'
+             for d in (mc_dir, st_dir) if (d / "report.html").is_file()]
     links.append(f'<a href="{_e(os.path.relpath(run / "report.html", out))}">walk-forward</a>')
-    parts.append(f'<nav>{"".join(links)}</nav>')
-    mc = sorted(run.glob("montecarlo-*/paths.parquet"))
-    if not mc:
-        parts.append(_empty("no Monte Carlo run: deskd montecarlo RUN_DIR"))
+    parts = [f'<section class="mc" id="run-{k}"><h2>{_e(v.strategy_id)}: evidence</h2>', f'<nav>{"".join(links)}</nav>']
+    if mc_gate.value is None:
+        parts.append(_empty(f"Monte Carlo: {mc_gate.note}"))
     else:
         try:
-            parts.append(fan_from_paths(pd.read_parquet(mc[0]), "trades", f"fan-{k}"))
+            parts.append(fan_from_paths(pd.read_parquet(mc_dir / "paths.parquet"), "days", f"fan-{k}"))
         except (OSError, ValueError, KeyError) as e:  # a damaged or foreign file: said, not drawn
-            parts.append(_empty(f"{mc[0]}: cannot draw it ({type(e).__name__}: {e})"))
-    st = sorted(run.glob("stress-*/stress.json"))
-    if not st:
-        parts.append(_empty("no stress run: deskd stress RUN_DIR"))
+            parts.append(_empty(f"{mc_dir / 'paths.parquet'}: cannot draw it ({type(e).__name__}: {e})"))
+    if st_gate.value is None:
+        parts.append(_empty(f"stress: {st_gate.note}"))
     else:
-        gate = next((g.threshold for g in v.gates if g.key == "break_even_cost_multiple"), None)
         try:
-            meta = _read_json(st[0])
-            parts += [cost_figure(meta, gate, f"cost-{k}"), heatmap_figure(meta, f"heat-{k}")]
+            meta = _read_json(st_dir / "stress.json")
+            parts += [cost_figure(meta, st_gate.threshold, f"cost-{k}"), heatmap_figure(meta, f"heat-{k}")]
         except (VerdictInputError, KeyError, TypeError, ValueError) as e:
-            parts.append(_empty(f"{st[0]}: cannot draw it ({type(e).__name__}: {e})"))
+            parts.append(_empty(f"{st_dir / 'stress.json'}: cannot draw it ({type(e).__name__}: {e})"))
     parts.append("</section>")
     return "\n".join(parts)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from deskd.configs.models import VerdictConfig
+from deskd.research.backtest import file_sha256
 from deskd.research.verdict import VerdictInputError, judge, table
 from tests.conftest import EXAMPLE, run
 
@@ -27,7 +28,9 @@ def make_run(folder: Path, oos_expectancy_r: float | None = 0.12, dsr=(0.97, 0.9
     wf = {"strategy_id": "S1_TREND_EMA_ATR_ADX", "scenarios": ["A", "B", "C"],
           "out_of_sample": {"A": {"expectancy_r": 0.5}, "B": {"expectancy_r": 0.4},
                             "C": {"expectancy_r": oos_expectancy_r, "trades": 0 if oos_expectancy_r is None else 90}}}
+    wf["splits"] = [{"split": n} for n in range(1, len(dsr) + 1)]
     (folder / "walkforward.json").write_text(json.dumps(wf))
+    made_from = {"files_sha256": {name: file_sha256(str(folder / name)) for name in ("walkforward.json", "config.yaml")}}
     for n, (d, p) in enumerate(zip(dsr, pbo), start=1):
         (folder / "splits" / f"{n:02d}").mkdir(parents=True)
         (folder / "splits" / f"{n:02d}" / "tune.json").write_text(json.dumps(
@@ -35,11 +38,11 @@ def make_run(folder: Path, oos_expectancy_r: float | None = 0.12, dsr=(0.97, 0.9
     if p_week is not None:
         (folder / "montecarlo-A").mkdir()
         (folder / "montecarlo-A" / "montecarlo.json").write_text(json.dumps(
-            {"results": {"daily": {"p_week_dd_above_week_limit": {"probability": p_week}}}}))
+            {"inputs": made_from, "results": {"daily": {"p_week_dd_above_week_limit": {"probability": p_week}}}}))
     if break_even is not None or share is not None:
         (folder / "stress-A").mkdir()
         (folder / "stress-A" / "stress.json").write_text(json.dumps(
-            {"cost": {"break_even_cost_multiple": break_even, "break_even_censored": censored},
+            {"inputs": made_from, "cost": {"break_even_cost_multiple": break_even, "break_even_censored": censored},
              "params": {"profitable_share": share}}))
     return folder
 
@@ -91,18 +94,59 @@ def test_a_censored_break_even_says_which_end_of_the_grid(tmp_path):
     assert g.passed and "stays positive" in g.note
 
 
-def test_the_worst_monte_carlo_and_stress_count(tmp_path):
+def test_only_the_evidence_scenarios_monte_carlo_and_stress_count(tmp_path):
+    # arrange: good evidence under A (the run's first scenario), bad under C
     wf = make_run(tmp_path / "wf")
-    (wf / "montecarlo-C").mkdir()
-    (wf / "montecarlo-C" / "montecarlo.json").write_text(json.dumps(
-        {"results": {"daily": {"p_week_dd_above_week_limit": {"probability": 0.2}}}}))
-    (wf / "stress-C").mkdir()
-    (wf / "stress-C" / "stress.json").write_text(json.dumps(
-        {"cost": {"break_even_cost_multiple": 1.1}, "params": {"profitable_share": 0.9}}))
-    values = {g.key: (g.value, g.passed) for g in judge(wf).gates}
-    assert values["p_week_breach"] == (0.2, False)
-    assert values["break_even_cost_multiple"] == (1.1, False)
-    assert values["profitable_neighbours"] == (0.8, True)
+    for name, doc in (("montecarlo-C/montecarlo.json", {"results": {"daily": {"p_week_dd_above_week_limit": {
+            "probability": 0.2}}}}), ("stress-C/stress.json", {"cost": {"break_even_cost_multiple": 1.1},
+                                                                "params": {"profitable_share": 0.1}})):
+        (wf / name).parent.mkdir()
+        (wf / name).write_text(json.dumps(doc))
+    # act / assert: A's count by default, C's when the config says so
+    assert judge(wf).passed
+    v = judge(wf, VerdictConfig(evidence_scenario="C"))
+    assert {g.key for g in v.gates if not g.passed} == {"p_week_breach", "break_even_cost_multiple",
+                                                          "profitable_neighbours"}
+    assert "Monte Carlo C" in v.gate("p_week_breach").label
+
+
+def test_evidence_made_from_an_earlier_run_of_the_folder_is_stale(tmp_path):
+    wf = make_run(tmp_path / "wf")
+    doc = json.loads((wf / "walkforward.json").read_text())
+    doc["out_of_sample"]["C"]["expectancy_r"] = 0.2  # the walk-forward was run again
+    (wf / "walkforward.json").write_text(json.dumps(doc))
+    v = judge(wf)
+    for key in ("break_even_cost_multiple", "profitable_neighbours"):
+        assert not v.gate(key).passed and v.gate(key).note.startswith("stale: stress-A/stress.json")
+        assert "walkforward.json" in v.gate(key).note and "run deskd stress" in v.gate(key).note
+
+
+def test_the_splits_of_walkforward_json_count_not_every_folder_left_in_splits(tmp_path):
+    wf = make_run(tmp_path / "wf", dsr=(0.97, 0.99, 0.96, 0.1, 0.1))  # an earlier, longer run left 05, 04
+    doc = json.loads((wf / "walkforward.json").read_text())
+    doc["splits"] = doc["splits"][:3]
+    (wf / "walkforward.json").write_text(json.dumps(doc))
+    g = judge(wf).gate("dsr")
+    assert g.value == 0.97 and g.label.endswith("median of 3 of 3 splits")
+
+
+@pytest.mark.parametrize("name, content", [
+    ("walkforward.json", {"strategy_id": "S1", "scenarios": ["A", "C"], "out_of_sample": [1], "splits": 5}),
+    ("stress-A/stress.json", {"cost": [1], "params": "x", "inputs": None}),
+    ("montecarlo-A/montecarlo.json", {"results": {"daily": [0.1]}}),
+])
+def test_damaged_evidence_fails_its_gates_without_a_traceback(tmp_path, name, content):
+    wf = make_run(tmp_path / "wf")
+    (wf / name).write_text(json.dumps(content))
+    v = judge(wf)
+    assert not v.passed
+
+
+def test_a_damaged_split_tune_is_left_out_of_the_medians(tmp_path):
+    wf = make_run(tmp_path / "wf")
+    (wf / "splits/01/tune.json").write_text(json.dumps({"overfitting": 3}))
+    v = judge(wf)
+    assert v.gate("dsr").label.endswith("median of 2 of 3 splits") and v.gate("dsr").value == pytest.approx(0.975)
 
 
 def test_gates_from_another_config_and_an_explicit_scenario(tmp_path):
@@ -110,6 +154,8 @@ def test_gates_from_another_config_and_an_explicit_scenario(tmp_path):
     assert not judge(wf).passed
     lenient = VerdictConfig(oos_scenario="A", dsr_min=0.0, pbo_max=1.0)
     assert judge(wf, lenient).passed  # scenario A's 0.5 R
+    with pytest.raises(VerdictInputError, match="verdict.oos_scenario 'Z'"):
+        judge(wf, VerdictConfig(oos_scenario="Z"))
 
 
 def test_not_a_walkforward_folder_is_refused(tmp_path):
