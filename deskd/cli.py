@@ -446,9 +446,7 @@ def cmd_tune_filters(args) -> int:
     cfg = _research_config(args)
     splits, spec = _walkforward_splits(args, cfg)
     out = Path(args.out) if args.out else Path("runs") / f"filters-{args.strategy}"
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "filters.json").exists())):
-        raise InputError(f"--out {out}: exists and is not an earlier filter tune (no filters.json); "
-                         f"give another folder")
+    _check_result_folder(out, "filters.json", "deskd tune --filters")
     opts = FilterTuneOptions(args.strategy, out, splits, spec, workers=args.workers or available_cpus(),
                              cluster=args.cluster, config_dir=Path(args.config).resolve().parent)
     _stop_on_ctrl_c()
@@ -532,6 +530,16 @@ def cmd_montecarlo(args) -> int:
     return EXIT_OK
 
 
+def _check_result_folder(out: Path, marker: str, what: str) -> None:
+    """:func:`deskd.research.outputs.check_result_folder` as a command's input error."""
+    from deskd.research.outputs import check_result_folder
+
+    try:
+        check_result_folder(out, marker, what)
+    except FileExistsError as e:
+        raise InputError(str(e)) from None
+
+
 def cmd_stress(args) -> int:
     """``deskd stress``: cost sensitivity and param perturbation of a run, re-run on the desk."""
     from deskd.research.backtest import available_cpus
@@ -551,12 +559,11 @@ def cmd_stress(args) -> int:
         raise InputError(f"--multiples {args.multiples}: numbers separated by commas, e.g. 1,1.5,2,3") from None
     opts = Options(scenario=args.scenario, strategy_id=args.strategy, multiples=multiples, neighbours=args.neighbours,
                    jitter_frac=args.jitter_pct / 100.0, int_steps=args.int_steps, seed=args.seed,
-                   workers=args.workers or available_cpus())
+                   workers=args.workers if args.workers is not None else available_cpus())
     check_options(opts)
     plan = read_plan(Path(args.run_dir), opts)
     out = Path(args.out) if args.out else default_out(Path(args.run_dir), plan.scenario)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "stress.json").exists())):
-        raise InputError(f"--out {out}: exists and is not an earlier deskd stress folder")
+    _check_result_folder(out, "stress.json", "deskd stress")
     st = run_stress(plan, opts, quiet=args.quiet or args.json)
     write_outputs(st, out)
     if args.json:

@@ -302,8 +302,8 @@ def path_stats(eq: np.ndarray, floor_usd: float) -> dict[str, np.ndarray]:
 def week_breach_share(eq: np.ndarray, limit_frac: float, days_per_week: int = 5) -> np.ndarray:
     """Per path of ``eq`` (sims, days + 1; USD, daily closes, the start first): the share of
     its whole weeks (``days_per_week`` trading days each, from the start) whose lowest close
-    falls more than ``limit_frac`` below the week's anchor (its opening equity), as the desk's
-    week limit measures a week (deskd.risk.guard). Daily closes miss a dip inside a day, so it
+    falls ``limit_frac`` or more below the week's anchor (its opening equity), as the desk's
+    week halt measures a week (deskd.risk.guard halts at >=). Daily closes miss a dip inside a day, so it
     is a lower bound of the desk's bar-close measure. NaN when the path is shorter than a week."""
     weeks = (eq.shape[1] - 1) // days_per_week
     if weeks == 0:
@@ -312,7 +312,7 @@ def week_breach_share(eq: np.ndarray, limit_frac: float, days_per_week: int = 5)
     lows = eq[:, 1:weeks * days_per_week + 1].reshape(eq.shape[0], weeks, days_per_week).min(axis=2)
     with np.errstate(divide="ignore", invalid="ignore"):
         dd = np.where(anchor > 0, (anchor - lows) / anchor, 0.0)
-    return (dd > limit_frac).mean(axis=1)
+    return (dd >= limit_frac).mean(axis=1)
 
 
 def cagr(final_usd: np.ndarray, start_usd: float, span_days: float) -> np.ndarray:
@@ -469,7 +469,7 @@ def sim_json(res: SimResult, limits: dict[str, float], floor_usd: float) -> dict
             "limit_frac": limits["dd_week_limit_frac"], "days_per_week": 5,
             "probability": float(np.nanmean(share)) if np.isfinite(share).any() else None,
             "observed": res.observed.get("week_breach_share"),
-            "meaning": "share of simulated weeks whose lowest daily close falls more than the week limit below "
+            "meaning": "share of simulated weeks whose lowest daily close falls the week limit or more below "
                        "the week's opening equity (the desk's week halt firing); daily closes, so a lower bound"}
     out["equity_floor_usd"] = floor_usd
     out["p_ruin"] = float(res.per_sim["ruined"].mean())
@@ -746,9 +746,12 @@ def default_out(run_dir: Path, scenario: str) -> Path:
 def check_out(out: Path) -> None:
     """Refuse an ``out`` that exists and is not empty and not an earlier Monte Carlo's folder
     (holding montecarlo.json), before anything runs. Raises MonteCarloInputError."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "montecarlo.json").exists())):
-        raise MonteCarloInputError(f"--out {out}: exists and is not an earlier deskd montecarlo folder")
+    from deskd.research.outputs import check_result_folder
+
+    try:
+        check_result_folder(Path(out), "montecarlo.json", "deskd montecarlo")
+    except FileExistsError as e:
+        raise MonteCarloInputError(str(e)) from None
 
 
 def write_outputs(mc: MonteCarlo, out: Path) -> Path:
@@ -795,7 +798,7 @@ def summary(meta: dict[str, Any]) -> str:
         lines.append(f"  P(ruin: equity < {r['equity_floor_usd']:,.0f} USD) {r['p_ruin']:.2%}")
         wk = r.get("p_week_dd_above_week_limit") or {}
         if wk.get("probability") is not None:
-            lines.append(f"  P(a week falls > {wk['limit_frac']:.1%} from its open) {wk['probability']:.2%} of weeks")
+            lines.append(f"  P(a week falls >= {wk['limit_frac']:.1%} from its open) {wk['probability']:.2%} of weeks")
     c = res["cost_noise"]
     if c.get("skipped"):
         lines.append("cost noise: skipped (the trades carry no cost split)")

@@ -384,6 +384,16 @@ def write_decision_header(fh: IO[str]) -> None:
     fh.write(",".join(DECISION_COLUMNS) + "\n")
 
 
+def check_result_folder(out: Path, marker: str, what: str) -> None:
+    """Refuse, before any work, an ``out`` that is a file or a non-empty folder without
+    ``marker`` (the file an earlier result of the same command holds; such a folder is
+    replaced whole). Raises FileExistsError naming ``what`` made the folders it accepts."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).exists())):
+        raise FileExistsError(f"--out {out}: exists and is not an earlier {what} folder (no {marker}); "
+                              f"give another folder")
+
+
 def write_folder(out: Path, files: Mapping[str, Callable[[Path], object]], marker: str) -> Path:
     """Write a result folder whole or not at all: each ``files[name](path)`` writes one file
     into a hidden sibling folder, in order, which is then renamed to ``out``. An ``out`` holding
@@ -394,8 +404,7 @@ def write_folder(out: Path, files: Mapping[str, Callable[[Path], object]], marke
     import tempfile
 
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / marker).exists())):
-        raise FileExistsError(f"--out {out}: exists and is not an earlier result of this command (no {marker})")
+    check_result_folder(out, marker, "result")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

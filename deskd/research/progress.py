@@ -19,6 +19,7 @@ class RunProgress:
         self.t0 = self.last = time.monotonic()
 
     def tick(self) -> None:
+        """One more run done; prints the progress line when it is time."""
         self.done += 1
         now = time.monotonic()
         if self.quiet or (now - self.last < self.every_s and self.done < self.total):
@@ -29,6 +30,7 @@ class RunProgress:
         print(f"{self.label}: {self.done}/{self.total} {self.what}{left}", file=sys.stderr, flush=True)
 
     def finish(self) -> None:
+        """The closing line: runs done and the time they took."""
         if not self.quiet and self.done:
             print(f"{self.label}: {self.done} {self.what} done in {duration_text(time.monotonic() - self.t0)}",
                   file=sys.stderr, flush=True)

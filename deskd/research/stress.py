@@ -5,9 +5,13 @@ again on its test window, equity carried from split to split as ``deskd walkforw
 a backtest folder (report.json, config.yaml: one strategy of it at the config's params over
 the backtest's window). Every figure is a re-run of the desk, never an adjustment of recorded
 trades: the fast path (:func:`deskd.research.fastpath.screen`) where the strategy has a kernel
-and trades one symbol alone, the event path (the Desk with the paper broker) otherwise. At a
-cost multiple of 1 the re-run is the run itself (a test holds the walk-forward's out-of-sample
-trades to that).
+and trades one symbol alone, the event path (the Desk with the paper broker) otherwise.
+
+The strategy runs alone (the desk holding only it, on its symbols), as the tuner and the
+walk-forward run it. At a cost multiple of 1 a walk-forward's re-run is therefore its
+out-of-sample record itself (a test holds it to that); for a backtest of several strategies
+the figures are the strategy's own, not its share of that backtest, where the others'
+positions and caps changed its trades (stress.json says so).
 
 Two stresses, from one ``--scenario`` (the base costs, default the run's first):
 
@@ -165,14 +169,14 @@ def read_plan(run_dir: Path, opts: Options) -> Plan:
         if opts.strategy_id not in (None, sid):
             raise StressInputError(f"--strategy {opts.strategy_id}: this walk-forward tuned {sid}")
         legs = _walkforward_legs(run_dir / meta_name, meta)
-        scenarios = [str(s) for s in meta.get("scenarios", [])]
+        scenarios = _names(run_dir / meta_name, meta.get("scenarios", []))
     else:
         enabled = list(cfg.strategies.enabled())
         sid = opts.strategy_id or (enabled[0] if len(enabled) == 1 else "")
         if not sid:
             raise StressInputError(f"{run_dir}: the backtest ran {', '.join(enabled)}: say which with --strategy")
         legs = [Leg("backtest", {}, _backtest_window(run_dir / meta_name, meta))]
-        scenarios = [str(s) for s in meta.get("scenarios", cfg.costs.scenarios)]
+        scenarios = _names(run_dir / meta_name, meta.get("scenarios", list(cfg.costs.scenarios)))
     if sid not in cfg.strategies.root:
         raise StressInputError(f"{run_dir}: strategy {sid!r} is not in its config.yaml "
                                f"({', '.join(cfg.strategies.root)})")
@@ -186,6 +190,7 @@ def read_plan(run_dir: Path, opts: Options) -> Plan:
                                     for n in space.dims}, legs[0].window)]
     if not legs:
         raise StressInputError(f"{run_dir}: no split chose params (every train window lacked an eligible point)")
+    _check_points(space, legs, run_dir / meta_name)
     scenario = opts.scenario or (scenarios[0] if scenarios else next(iter(cfg.costs.scenarios)))
     if scenario not in cfg.costs.scenarios:
         raise StressInputError(f"--scenario {scenario}: not a scenario of {run_dir}/config.yaml "
@@ -194,9 +199,32 @@ def read_plan(run_dir: Path, opts: Options) -> Plan:
     return Plan(run_dir, kind, cfg, sid, space, legs, scenario, files)
 
 
+def _check_points(space: SearchSpace, legs: list[Leg], where: Path) -> None:
+    """Raises StressInputError for a leg whose point names a param outside the search space or
+    breaks the strategy's rules: a damaged run folder, said before any work."""
+    for leg in legs:
+        unknown = sorted(set(leg.point) - set(space.dims))
+        try:
+            if unknown:
+                raise InvalidPoint(f"{', '.join(unknown)} not in the search space ({', '.join(space.dims)})")
+            space.resolve(leg.point)
+        except (InvalidPoint, TypeError, ValueError) as e:
+            raise StressInputError(f"{where}: {leg.label}: params {leg.point}: {e}") from None
+
+
+def _names(where: Path, value: Any) -> list[str]:
+    """The scenario names of walkforward.json (a list) or report.json (an object by name)."""
+    if not isinstance(value, list | dict):
+        raise StressInputError(f"{where}: scenarios is not a list or an object")
+    return [str(s) for s in value]
+
+
 def _walkforward_legs(where: Path, meta: dict[str, Any]) -> list[Leg]:
+    rows = meta.get("splits", [])
+    if not isinstance(rows, list):
+        raise StressInputError(f"{where}: splits is not a list")
     legs = []
-    for row in meta.get("splits", []):
+    for row in rows:
         if not isinstance(row, dict):
             raise StressInputError(f"{where}: a split that is not an object")
         point = {k[2:]: v for k, v in row.items() if k.startswith("p.")}
@@ -214,9 +242,14 @@ def _backtest_window(where: Path, meta: dict[str, Any]) -> Window | None:
     w = meta.get("window")
     if not w:
         return None
+    if not isinstance(w, dict):
+        raise StressInputError(f"{where}: window is not an object")
+    warmup = w.get("warmup_bars")
+    if warmup is not None and not (isinstance(warmup, int) and not isinstance(warmup, bool) and warmup >= 0):
+        raise StressInputError(f"{where}: window.warmup_bars {warmup!r}: a whole number of bars, 0 or more")
     try:
-        return Window(parse_iso(w["from"]) if w.get("from") else None, parse_iso(w["to"]) if w.get("to") else None,
-                      warmup_bars=w.get("warmup_bars"))
+        return Window(parse_iso(str(w["from"])) if w.get("from") else None,
+                      parse_iso(str(w["to"])) if w.get("to") else None, warmup_bars=warmup)
     except (KeyError, ValueError, TypeError) as e:
         raise StressInputError(f"{where}: bad window ({e})") from None
 
@@ -345,15 +378,11 @@ class Runner:
     def run(self, legs: list[tuple[dict[str, Any], Window | None]], scenario: str, multiple: float) -> Outcome:
         """The strategy at each leg's point over its window, under ``scenario`` scaled by
         ``multiple``, equity carried from leg to leg."""
-        name = scenario if multiple == 1.0 else f"{scenario}x{multiple:g}"
         equity = self.cfg.account.starting_equity_usd
         rs, pnls, marks, dds = [], [], [equity], []
         for point, window in legs:
-            cfg = self.space.config_for(point, None)
-            costs = cfg.costs.model_copy(update={"scenarios": {
-                **cfg.costs.scenarios, name: cfg.costs.scenarios[scenario].scaled(multiple)}})
-            cfg = cfg.model_copy(update={"costs": costs, "account": cfg.account.model_copy(
-                update={"starting_equity_usd": equity})})
+            name, cfg = self.space.config_for(point, None).with_scaled_scenario(scenario, multiple)
+            cfg = cfg.model_copy(update={"account": cfg.account.model_copy(update={"starting_equity_usd": equity})})
             if self.fast:
                 r, pnl, m, dd, equity = self._fast(cfg, point, name, window)
             else:
@@ -500,6 +529,7 @@ def run_stress(plan: Plan, opts: Options, quiet: bool = False) -> Stress:
         "deskd_version": __version__,
         "inputs": {"run_dir": str(plan.run_dir), "kind": plan.kind, "files_sha256": plan.files,
                    "strategy_id": plan.strategy_id, "scenario": plan.scenario,
+                   "runs": "the strategy alone on the desk (its symbols, the config's risk and costs)",
                    "scenario_costs": scn.model_dump(), "path": "fast" if plan.fast else "event",
                    "windows": [{"label": leg.label, "from": iso(leg.window.start_ts) if leg.window and leg.window.start_ts else None,
                                 "to": iso(leg.window.end_ts) if leg.window and leg.window.end_ts else None,
@@ -553,6 +583,7 @@ def by_move(nb: pd.DataFrame) -> dict[str, dict[str, Any]]:
 # -------------------------------------------------------------------------------------- outputs
 
 def default_out(run_dir: Path, scenario: str) -> Path:
+    """``RUN_DIR/stress-<scenario>``: where a stress of ``scenario`` goes unless --out."""
     return Path(run_dir) / f"stress-{scenario}"
 
 

@@ -40,10 +40,12 @@ def test_a_filter_tune_runs_end_to_end_on_the_sample(tmp_path, config):
     assert max(len(line) for line in p.stdout.splitlines() if not line.startswith("outputs:")) <= 80
     meta = json.loads((out / "filters.json").read_text())
     assert meta["candidates"] == 4 and len(meta["splits"]) == 3
-    assert (out / "filters.csv").read_text().count("\n") == 5
+    first_csv = (out / "filters.csv").read_text()
+    assert first_csv.count("\n") == 5
     again = run("tune", "--filters", "--config", str(config), "--strategy", S1, "--symbols", "EURUSD", "--train",
                 "2M", "--test", "1M", "--workers", "1", "--out", str(out), "--json")  # its own folder: replaced
-    assert json.loads(again.stdout)["splits"] == meta["splits"]  # the same numbers on one worker
+    assert json.loads(again.stdout)["splits"] == meta["splits"]
+    assert (out / "filters.csv").read_text() == first_csv  # the same scores and ranking on one worker
 
 
 @pytest.mark.parametrize("args, message", [
@@ -67,5 +69,5 @@ def test_a_folder_that_is_not_a_filter_tune_is_refused(tmp_path, config):
     (out / "notes.txt").write_text("mine")
     p = run("tune", "--filters", "--config", str(config), "--strategy", S1, "--train", "2M", "--test", "1M",
             "--out", str(out), check=False)
-    assert p.returncode == 2 and "not an earlier filter tune" in p.stderr
+    assert p.returncode == 2 and "not an earlier deskd tune --filters folder" in p.stderr
     assert [f.name for f in out.iterdir()] == ["notes.txt"]

@@ -322,15 +322,15 @@ def test_outputs_replace_an_earlier_montecarlo_but_not_a_foreign_folder(run_dir:
     assert [p.name for p in foreign.iterdir()] == ["keep.txt"]
 
 
-def test_week_breach_share_counts_weeks_falling_past_the_limit_from_their_anchor():
+def test_week_breach_share_counts_weeks_falling_to_the_limit_from_their_anchor():
     from deskd.research.montecarlo import week_breach_share
 
-    # week 1 anchors at 100 and closes as low as 94 (6 % > 5 %); week 2 anchors at 100 (its
-    # opening equity, not the peak 104, from which 95 is 8.7 %) and falls to exactly 95 (5 %: not
-    # above); the 2 days left over are no whole week
+    # week 1 anchors at 100 and closes as low as 94 (6 %); week 2 anchors at 100 (its opening
+    # equity, not the peak 104, from which 95 is 8.7 %) and falls to exactly 95 (5 %: the
+    # guard halts at >=, so a breach); the 2 days left over are no whole week
     eq = np.array([[100, 104, 94, 96, 97, 100, 97, 95, 96, 96, 97, 50, 50.0]])
-    assert week_breach_share(eq, 0.05).tolist() == [0.5]
-    assert week_breach_share(eq, 0.049).tolist() == [1.0]
+    assert week_breach_share(eq, 0.05).tolist() == [1.0]
+    assert week_breach_share(eq, 0.055).tolist() == [0.5]
     assert week_breach_share(eq, 0.07).tolist() == [0.0]
     assert np.isnan(week_breach_share(eq[:, :5], 0.05)).all()  # shorter than a week
 

@@ -67,7 +67,7 @@ def test_fast_and_event_paths_give_the_same_stress(wf, monkeypatch):
     assert fast.meta["inputs"]["path"] == "fast" and event.meta["inputs"]["path"] == "event"
     for a, b in zip(fast.meta["cost"]["curve"], event.meta["cost"]["curve"]):
         assert a["trades"] == b["trades"]
-        for k in ("expectancy_r", "net_usd", "max_dd_frac", "final_equity_usd"):
+        for k in ("expectancy_r", "net_usd", "max_dd_frac", "final_equity_usd", "sharpe_daily_ann", "profit_factor"):
             assert a[k] == pytest.approx(b[k], rel=1e-9, abs=1e-6), k
     np.testing.assert_allclose(fast.neighbours["expectancy_r"], event.neighbours["expectancy_r"], rtol=1e-9)
 
@@ -202,3 +202,36 @@ def test_not_a_run_unknown_scenario_and_ambiguous_strategy_are_refused(tmp_path,
 def test_options_out_of_range_are_refused(opts, message):
     with pytest.raises(StressInputError, match=message):
         check_options(opts)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: d.update(splits=5), "splits is not a list"),
+    (lambda d: d.update(scenarios=7), "scenarios is not a list or an object"),
+    (lambda d: d["splits"][0].update({"p.ema_fast": None}), "split 1: params"),
+    (lambda d: d["splits"][0].update({"p.ema_fast": "abc"}), "split 1: params"),
+    (lambda d: d["splits"][0].update({"p.bogus": 3}), "bogus not in the search space"),
+    (lambda d: d["splits"][0].pop("test_from"), "split 1: bad test window"),
+])
+def test_a_damaged_walkforward_json_is_one_clear_error(wf, tmp_path, damage, message):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(wf, bad, ignore=shutil.ignore_patterns("splits", "study.db", "*.html"))
+    doc = json.loads((bad / "walkforward.json").read_text())
+    damage(doc)
+    (bad / "walkforward.json").write_text(json.dumps(doc))
+    with pytest.raises(StressInputError, match=message):
+        read_plan(bad, Options())
+
+
+@pytest.mark.parametrize("window, message", [("2026", "window is not an object"),
+                                             ({"from": "2026-03-01", "warmup_bars": "abc"}, "warmup_bars 'abc'"),
+                                             ({"from": "2026-03-01", "warmup_bars": -5}, "warmup_bars -5")])
+def test_a_damaged_backtest_window_is_one_clear_error(tmp_path, window, message):
+    bt = tmp_path / "bt"
+    run("backtest", "--config", str(EXAMPLE), "--scenarios", "A", "--out", str(bt), "--quiet", "--decisions", "none")
+    doc = json.loads((bt / "report.json").read_text())
+    doc["window"] = window
+    (bt / "report.json").write_text(json.dumps(doc))
+    with pytest.raises(StressInputError, match=message):
+        read_plan(bt, Options())

@@ -47,8 +47,13 @@ class Job:
 
     @property
     def key(self) -> str:
-        """SHA-256 of the job, hex: the worker's cache key, and part of the study's name."""
-        blob = json.dumps([self.config, self.strategy_id, self.start_ts, self.end_ts], sort_keys=True)
+        """SHA-256 of the job, hex: the worker's cache key, and part of the study's name. The
+        config's ``verdict`` gates and ``tune.filters`` grid are left out: they change nothing a
+        trial computes, so editing them must not start a new study (nor change the key of a
+        config written before they existed)."""
+        cfg = {k: v for k, v in self.config.items() if k != "verdict"}
+        cfg["tune"] = {k: v for k, v in cfg.get("tune", {}).items() if k != "filters"}
+        blob = json.dumps([cfg, self.strategy_id, self.start_ts, self.end_ts], sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 

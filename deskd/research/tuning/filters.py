@@ -68,6 +68,7 @@ class Candidate:
     hours: str | None = None
 
     def is_baseline(self, hour_sets: dict[str, list[int] | None]) -> bool:
+        """Whether this candidate filters nothing (every part off, or the hour set is every hour)."""
         return (self.adx_min_q is None and self.atr_pct_band_q is None and self.vol_regimes is None
                 and not self.block_spike and (self.hours is None or hour_sets.get(self.hours) is None))
 
@@ -110,6 +111,7 @@ class Candidate:
         return FiltersConfig.model_validate(d)
 
     def columns(self) -> dict[str, Any]:
+        """filters.csv's columns of this candidate: its quantile levels, regime set, spike block, hours."""
         lo, hi = self.atr_pct_band_q or (None, None)
         return {"adx_min_q": self.adx_min_q, "atr_pct_lo_q": lo, "atr_pct_hi_q": hi,
                 "vol_regimes": ",".join(self.vol_regimes) if self.vol_regimes is not None else "",
@@ -253,6 +255,9 @@ class _FilterEvaluator:
         return self.cfg.model_copy(update={"strategies": StrategiesConfig.model_construct(root=root)})
 
     def run(self, task: FilterTask) -> list[SplitRun]:
+        """``task``'s candidate on its test window under the base and the stressed scenario
+        (task 0 only reads and checks the data). Never raises for a run: a failure is a
+        SplitRun with status error."""
         from deskd.adapters.replay import Window
         from deskd.research.backtest import run_scenario
 
@@ -328,11 +333,6 @@ def split_score(run: SplitRun, grid: FilterTuneConfig) -> dict[str, float]:
     return parts
 
 
-def stressed_name(base: str, multiple: float) -> str:
-    """The name the stressed scenario gets in the config's costs (``Bx2``)."""
-    return f"{base}x{multiple:g}"[:32]
-
-
 def filter_tune(cfg: DeskConfig, opts: FilterTuneOptions, quiet: bool = False) -> FilterTuneOutcome:
     """Score every candidate of ``cfg.tune.filters`` on ``opts.splits`` and write filters.csv and
     filters.json into ``opts.out_dir`` (whole or not at all). Raises TuneError (fewer than two
@@ -349,11 +349,13 @@ def filter_tune(cfg: DeskConfig, opts: FilterTuneOptions, quiet: bool = False) -
         raise TuneError(f"{len(opts.splits)} walk-forward split: the score is mean - std over splits and needs "
                         f"at least 2 (shorten --train or --test)")
     base = cfg.tune.stage1_scenario
-    stressed = stressed_name(base, grid.cost_stress_multiple)
-    alone = SearchSpace.of(cfg, sid).config_for({}, opts.config_dir)
+    try:
+        stressed, alone = SearchSpace.of(cfg, sid).config_for({}, opts.config_dir).with_scaled_scenario(
+            base, grid.cost_stress_multiple)
+    except ValueError as e:
+        raise TuneError(str(e)) from None
     d = json.loads(json.dumps(alone.model_dump(mode="json", by_alias=True)))
     d["strategies"][sid].pop("filters", None)  # each candidate brings its own
-    d["costs"]["scenarios"][stressed] = cfg.costs.scenarios[base].scaled(grid.cost_stress_multiple).model_dump()
     job = FilterJob(d, str(opts.config_dir) if opts.config_dir else None, sid, base, stressed)
     symbols = cfg.strategy_symbols(sid)
     try:
@@ -472,7 +474,9 @@ def _meta(cfg: DeskConfig, opts: FilterTuneOptions, grid: FilterTuneConfig, base
                            "(expectancy_r - expectancy_r_stressed)",
                   "candidate": "mean - std (ddof 1) of the split scores",
                   "units": "R per trade; max_dd_frac a fraction of peak equity; dd_days the longest drawdown in days",
-                  "thresholds": "quantiles over the train window's bars only, pooled over the symbols"},
+                  "thresholds": "quantiles over the train window's bars only, pooled over the symbols",
+                  "caveat": f"the best of {len(cands)} candidates by their test-window scores: an optimistic score; "
+                            f"judge the chosen filters on bars after the last split"},
         "grid": grid.model_dump(mode="json"),
         "candidates": len(cands),
         "splits": splits,
