@@ -75,9 +75,5 @@ class EntryFilter:
         return None
 
     def warmup_bars(self) -> int:
-        """Bars the parts' own indicators need before they are defined: 2 x period for the
-        ADX (Wilder), period + 1 for the ATR (the first bar has no true range); the VOL and
-        SPIKE parts read the regime tagger, whose warm-up the desk counts already."""
-        s = self.spec
-        return max(2 * s.adx.period if s.adx is not None else 0,
-                   s.atr_pct.period + 1 if s.atr_pct is not None else 0)
+        """Bars its indicators need before they are defined (:meth:`FiltersConfig.warmup_bars`)."""
+        return self.spec.warmup_bars()

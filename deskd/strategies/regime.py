@@ -11,7 +11,6 @@ from __future__ import annotations
 from deskd.strategies.indicators import IndicatorBook
 
 _VOLS = ("UNKNOWN", "LOW", "MID", "HIGH")
-_TAGS = tuple(f"VOL={vol}|SPIKE={spike}" for vol in _VOLS for spike in (0, 1))
 
 
 class RegimeTagger:
@@ -42,9 +41,5 @@ class RegimeTagger:
 
     @property
     def tag(self) -> str:
-        """The current tag, e.g. ``VOL=MID|SPIKE=0``."""
-        z = self.z.value
-        vol = 0 if z != z else 1 if z < self.z_low else 3 if z > self.z_high else 2
-        atr = self.atr
-        spike = 1 if atr.tr > self.spike_th * atr.prev_value else 0  # False while NaN
-        return _TAGS[2 * vol + spike]
+        """The current tag, e.g. ``VOL=MID|SPIKE=0`` (:attr:`vol` and :attr:`spike`)."""
+        return f"VOL={self.vol}|SPIKE={int(self.spike)}"

@@ -161,17 +161,14 @@ def warmup_bars(cfg: DeskConfig, strategy_id: str, symbol: str, point: Point) ->
     """The bars a window's warm-up reads before its first bar for ``point``, as the event path
     counts them (:func:`deskd.research.backtest.warmup_bars_of`: the strategy's own warm-up,
     the regime tagger's ATR period + volatility z-score window, and its entry filters'
-    indicators, :meth:`deskd.strategies.filters.EntryFilter.warmup_bars`)."""
+    indicators, :meth:`deskd.configs.models.FiltersConfig.warmup_bars`)."""
     spec = cfg.strategies[strategy_id]
     rg = cfg.regime
     book = IndicatorBook()
     regime = RegimeTagger(book, rg.atr_period, rg.vol_z_window, rg.vol_z_low, rg.vol_z_high, rg.spike_tr_atr_th)
     ctx = StrategyContext(strategy_id, symbol, Instrument.parse(symbol).pip_size, book, regime, point.stops)
-    f = spec.filters
-    need_filters = 0 if f is None else max(2 * f.adx.period if f.adx is not None else 0,
-                                           f.atr_pct.period + 1 if f.atr_pct is not None else 0)
     return max(spec.strategy_class(ctx, point.params).warmup_bars(), rg.atr_period + rg.vol_z_window,
-               need_filters)
+               spec.filters.warmup_bars() if spec.filters is not None else 0)
 
 
 # -- the desk's calendar --------------------------------------------------------------------------
