@@ -17,11 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 
 from deskd.research.report_html import (
     BLUE,
-    CSS,
     GREEN,
     GREY,
     RED,
@@ -31,6 +29,7 @@ from deskd.research.report_html import (
     _metric,
     _num,
     _pct,
+    page,
 )
 
 if TYPE_CHECKING:
@@ -233,23 +232,14 @@ def render_html(mc: MonteCarlo) -> str:
     files = ", ".join(f"{name} <code>{_e(sha[:16])}</code>" for name, sha in inp["files_sha256"].items())
     notes = "".join(f"<li>{_e(n)}</li>" for n in meta["notes"])
     model = meta["model"]
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(title)}</title>
-<style>{CSS}{MC_CSS}</style>
-<script type="text/javascript">{get_plotlyjs()}</script>
-</head><body><main>
-<header><h1>{_e(title)}</h1>
-<div class="meta">deskd {_e(meta["deskd_version"])}, run <code>{_e(inp["run_dir"])}</code>;
+    header = f"""<div class="meta">deskd {_e(meta["deskd_version"])}, run <code>{_e(inp["run_dir"])}</code>;
 {_metric("", "inputs.sims", inp["sims"], f"{inp['sims']:,}")} simulations, seed
 {_metric("", "inputs.seed", inp["seed"], str(inp["seed"]))}, {_e(model["bootstrap"])}; starting equity
 {_metric("", "inputs.starting_equity_usd", inp["starting_equity_usd"], _num(inp["starting_equity_usd"], 2, "USD"))},
 r_base {_e(inp["r_base"])}. Inputs (SHA-256): {files}.</div>
 <nav><a href="#mc-trades">trade bootstrap</a><a href="#mc-days">daily bootstrap</a><a href="#mc-cost">cost noise</a></nav>
-{f'<ul class="notes">{notes}</ul>' if notes else ""}
-</header>
-{sim_section(mc, mc.trades, "trades", "Trade bootstrap: R-multiples compounded at r_base", "trades")}
+{f'<ul class="notes">{notes}</ul>' if notes else ""}"""
+    body = f"""{sim_section(mc, mc.trades, "trades", "Trade bootstrap: R-multiples compounded at r_base", "trades")}
 {sim_section(mc, mc.daily, "daily", "Daily bootstrap: day-on-day returns compounded", "days")}
 {cost_section(mc)}
 <section class="mc"><h2>Model</h2><ul class="notes">
@@ -257,6 +247,5 @@ r_base {_e(inp["r_base"])}. Inputs (SHA-256): {files}.</div>
 <li>Daily: {_e(model["daily"])}. Durations in days; Sharpe annualised by sqrt(252).</li>
 <li>P(max DD &gt; the day or week limit) compares each path's deepest fall from its peak with those limits, which
 the desk applies within a day or a week: a conservative proxy.</li>
-</ul></section>
-</main></body></html>
-"""
+</ul></section>"""
+    return page(title, header, body, MC_CSS)

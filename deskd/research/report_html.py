@@ -435,6 +435,25 @@ def _fig_html(fig: go.Figure, div_id: str, height: int) -> str:
     return f'<div class="plot">{body}</div>'
 
 
+def page(title: str, header: str, body: str, css: str = "") -> str:
+    """A whole self-contained page as one string: the head (``CSS`` and ``css``, plotly.js
+    embedded once: it opens offline), a header with ``title`` and the ``header`` HTML under it,
+    then ``body``. Every deskd research page is one of these."""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)}</title>
+<style>{CSS}{css}</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head><body><main>
+<header><h1>{_e(title)}</h1>
+{header}
+</header>
+{body}
+</main></body></html>
+"""
+
+
 def _empty(text: str) -> str:
     return f'<div class="empty">{_e(text)}</div>'
 

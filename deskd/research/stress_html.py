@@ -13,11 +13,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from deskd.research.montecarlo_html import MC_CSS, _hist_fig
-from deskd.research.report_html import BLUE, CSS, GREEN, GREY, RED, _e, _empty, _fig_html, _metric, _num, _pct
+from deskd.research.report_html import (
+    BLUE,
+    GREEN,
+    GREY,
+    RED,
+    _e,
+    _empty,
+    _fig_html,
+    _metric,
+    _num,
+    _pct,
+    page,
+)
 
 if TYPE_CHECKING:
     from deskd.research.stress import Stress
@@ -102,20 +113,11 @@ def render_html(st: Stress, gate_multiple: float | None = None) -> str:
                       f"<code>{_e(', '.join(f'{k}={v}' for k, v in w['point'].items()))}</code></li>"
                       for w in inp["windows"])
     share = par["profitable_share"]
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(title)}</title>
-<style>{CSS}{MC_CSS}</style>
-<script type="text/javascript">{get_plotlyjs()}</script>
-</head><body><main>
-<header><h1>{_e(title)}</h1>
-<div class="meta">deskd {_e(meta["deskd_version"])}, {_e(inp["kind"])} <code>{_e(inp["run_dir"])}</code>, re-run on
+    header = f"""<div class="meta">deskd {_e(meta["deskd_version"])}, {_e(inp["kind"])} <code>{_e(inp["run_dir"])}</code>, re-run on
 the {_e(inp["path"])} path; seed {_metric("", "inputs.seed", inp["seed"], str(inp["seed"]))}.
 Inputs (SHA-256): {files}.</div>
-<nav><a href="#stress-cost-section">cost sensitivity</a><a href="#stress-params-section">param perturbation</a></nav>
-</header>
-<section class="mc" id="stress-cost-section"><h2>Cost sensitivity</h2>
+<nav><a href="#stress-cost-section">cost sensitivity</a><a href="#stress-params-section">param perturbation</a></nav>"""
+    body = f"""<section class="mc" id="stress-cost-section"><h2>Cost sensitivity</h2>
 <p>Break-even cost multiple: <b>{sign}{_metric("", "cost.break_even_cost_multiple", be, _num(be, 2))}</b>
 (expectancy at x1: {_metric("", "cost.expectancy_r_at_1x", cost["expectancy_r_at_1x"],
                             _num(cost["expectancy_r_at_1x"], 4, "R", sign=True))}).</p>
@@ -133,6 +135,5 @@ median {_num(exp.get("p50"), 4, "R", sign=True)} (5-95 %: {_num(exp.get("p5"), 4
 {heatmap_figure(meta)}
 {hist}
 <ul class="notes"><li>Windows and chosen points:</li>{windows}</ul>
-</section>
-</main></body></html>
-"""
+</section>"""
+    return page(title, header, body, MC_CSS)

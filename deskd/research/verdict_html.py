@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
 
 from deskd.research.montecarlo_html import MC_CSS
-from deskd.research.report_html import BLUE, CSS, GREY, _e, _empty, _fig_html, _metric
+from deskd.research.report_html import BLUE, GREY, _e, _empty, _fig_html, _metric, page
 from deskd.research.stress_html import cost_figure, heatmap_figure
 from deskd.research.verdict import RunVerdict, VerdictInputError, _fmt, _read_json
 
@@ -99,20 +98,10 @@ def render_html(verdicts: list[RunVerdict], out: Path) -> str:
     verdict_line = ("every gate passes" if passed else
                     f"{sum(not g.passed for v in verdicts for g in v.gates)} gate(s) fail")
     evidence = "\n".join(_evidence(v, k, out) for k, v in enumerate(verdicts))
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>deskd verdict</title>
-<style>{CSS}{MC_CSS}{VERDICT_CSS}</style>
-<script type="text/javascript">{get_plotlyjs()}</script>
-</head><body><main>
-<header><h1>deskd verdict</h1>
-<div class="banner {"pass" if passed else "fail"}" id="verdict">{"PASS" if passed else "FAIL"}: {_e(verdict_line)}</div>
-</header>
-<section class="mc"><h2>Gates</h2>
+    header = f"""<div class="banner {"pass" if passed else "fail"}" id="verdict">{"PASS" if passed else "FAIL"}: {_e(verdict_line)}</div>"""
+    body = f"""<section class="mc"><h2>Gates</h2>
 <table id="gates"><thead><tr><th>gate</th><th>threshold</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>
 {f'<ul class="notes">{notes}</ul>' if notes else ""}
 </section>
-{evidence}
-</main></body></html>
-"""
+{evidence}"""
+    return page("deskd verdict", header, body, MC_CSS + VERDICT_CSS)

@@ -18,6 +18,7 @@ from selenium.webdriver.common.by import By
 
 from tests.conftest import EXAMPLE, run
 from tests.e2e.browser import open_report
+from tests.e2e.test_montecarlo_cli import _at
 
 pytestmark = pytest.mark.e2e
 S1 = "S1_TREND_EMA_ATR_ADX"
@@ -86,12 +87,6 @@ def test_bad_stress_options_exit_2_with_one_line_and_write_nothing(wf, tmp_path,
     assert p.returncode == 2, p.stderr
     assert p.stderr.startswith("deskd: error: ") and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert message in p.stderr and not target.exists()
-
-
-def _at(meta: dict, path: str):
-    for part in path.split("."):
-        meta = meta[part]
-    return meta
 
 
 def test_stress_page_draws_the_cost_curve_and_heatmap(wf, driver):

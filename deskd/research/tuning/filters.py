@@ -45,6 +45,7 @@ from deskd.core.time import iso
 from deskd.research.progress import RunProgress
 from deskd.research.splits import Split
 from deskd.research.tuning.objective import mean_minus_std, rank_order
+from deskd.research.tuning.summary import signed
 from deskd.research.tuning.tune import TuneError, _Pool, jsonable, request_stop, run_tasks
 
 __all__ = ["Candidate", "FilterTuneOptions", "candidates", "filter_tune", "request_stop", "summary",
@@ -506,14 +507,6 @@ def _write(out: Path, ranking: pd.DataFrame, meta: dict[str, Any]) -> None:
 
 # -- the terminal summary -------------------------------------------------------------------------
 
-def _f(x: Any, nd: int = 3) -> str:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return "-"
-    return f"{v:+.{nd}f}" if math.isfinite(v) else "-"
-
-
 def paste_yaml(block: dict[str, Any]) -> str:
     """The ``strategies: {id: {filters: ...}}`` block as YAML to paste into a desk config."""
     import yaml
@@ -541,11 +534,11 @@ def summary(meta: dict[str, Any], ranking: pd.DataFrame, top: int = 10) -> str:
     for row in ranking.head(top).to_dict("records"):
         std = f"{row['std']:.3f}" if math.isfinite(row["std"]) else "-"
         text = row["filters"] if math.isfinite(row["score"]) else f"{row['filters']}: {row['reason']}"
-        head = f"{row['rank']:>3} {_f(row['score']):>7} {_f(row['mean']):>7} {std:>6}  "
+        head = f"{row['rank']:>3} {signed(row['score']):>7} {signed(row['mean']):>7} {std:>6}  "
         lines += textwrap.wrap(text, WIDTH, initial_indent=head, subsequent_indent=" " * len(head),
                                break_on_hyphens=False)
     b = meta["baseline"]
-    lines += ["", f"no filter (baseline): rank {b['rank']} of {meta['candidates']}, score {_f(b['score'])}"]
+    lines += ["", f"no filter (baseline): rank {b['rank']} of {meta['candidates']}, score {signed(b['score'])}"]
     if meta["best"] is None:
         lines.append("no candidate was eligible (see filters.csv, column reason)")
     elif meta["best"]["candidate"] == 0:

@@ -45,11 +45,22 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import pyarrow as pa
-from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from deskd.research import report_html as rh
-from deskd.research.report_html import BLUE, CSS, GREEN, GREY, RED, _e, _empty, _fig_html, _int, _num, _pct
+from deskd.research.report_html import (
+    BLUE,
+    GREEN,
+    GREY,
+    RED,
+    _e,
+    _empty,
+    _fig_html,
+    _int,
+    _num,
+    _pct,
+    page,
+)
 
 #: the parallel-coordinates plot draws at most this many trials: the best PARCOORDS_BEST
 #: always, the rest a sample with a fixed seed
@@ -392,19 +403,7 @@ def _is_numeric(s: pd.Series) -> bool:
 
 def _page(title: str, meta_html: str, nav: list[tuple[str, str]], body: str) -> str:
     links = "".join(f'<a href="#{_e(a)}">{_e(t)}</a>' for a, t in nav)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(title)}</title>
-<style>{CSS}{EXTRA_CSS}</style>
-<script type="text/javascript">{get_plotlyjs()}</script>
-</head><body><main>
-<header><h1>{_e(title)}</h1>
-<div class="meta">{meta_html}</div>
-<nav>{links}</nav></header>
-{body}
-</main></body></html>
-"""
+    return page(title, f'<div class="meta">{meta_html}</div>\n<nav>{links}</nav>', body, EXTRA_CSS)
 
 
 def _section(anchor: str, title: str, body: str) -> str:

@@ -10,7 +10,8 @@ from deskd.research.tuning.tune import TuneOutcome
 WIDTH = 80
 
 
-def _num(x: Any, nd: int = 3) -> str:
+def signed(x: Any, nd: int = 3) -> str:
+    """``x`` with its sign and ``nd`` decimals (``+0.123``), or ``-`` for what is not a finite number."""
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -51,7 +52,7 @@ def tune_summary(res: TuneOutcome) -> str:
     head = f"{'#':>2}  {'stage 1':>7}" + "".join(f" {s:>7}" for s in scen) + f" {'worst':>7}  params"
     lines += ["", head]
     for row in top.to_dict("records"):
-        cells = f"{row['rank']:>2}  {_num(row['stage1_score']):>7}" + "".join(
-            f" {_num(row[f'score_{s}']):>7}" for s in scen) + f" {_num(row['worst_score']):>7}  "
+        cells = f"{row['rank']:>2}  {signed(row['stage1_score']):>7}" + "".join(
+            f" {signed(row[f'score_{s}']):>7}" for s in scen) + f" {signed(row['worst_score']):>7}  "
         lines.append((cells + _point(row))[:WIDTH])
     return "\n".join(lines)
