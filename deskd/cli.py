@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 EXIT_GATE_FAILED = 1  # deskd verdict: a gate failed (a deployment script stops there)
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout closed it first, as the shell reports it
 
 
 class InputError(ValueError):
@@ -1291,7 +1292,16 @@ def main(argv: list[str] | None = None) -> int:
     # every command logs to stderr, before its first log line (loggers cache their config)
     configure_logging(getattr(args, "log_level", "WARNING"))
     try:
-        return args.func(args)
+        rc = args.func(args)
+        sys.stdout.flush()  # here, where a closed pipe can still be handled
+        return rc
+    except BrokenPipeError:
+        # whoever read stdout went away (deskd verdict --json | head): stop quietly, as a
+        # command killed by SIGPIPE does, with stdout on /dev/null so the exit flush is quiet
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("deskd: interrupted", file=sys.stderr)
         return 130

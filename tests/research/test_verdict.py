@@ -187,3 +187,16 @@ def test_exit_code_is_0_only_when_every_gate_of_every_run_passes(tmp_path):
     assert doc["passed"] is False and [r["passed"] for r in doc["runs"]] == [True, False]
     p = run("verdict", str(tmp_path / "nowhere"), check=False)
     assert p.returncode == 2 and p.stderr.startswith("deskd: error: ") and "not a walk-forward" in p.stderr
+
+
+def test_a_reader_that_closes_the_pipe_first_ends_the_command_quietly(tmp_path):
+    import subprocess
+
+    from tests.conftest import deskd_cmd
+
+    good = make_run(tmp_path / "good")
+    # `true` exits without reading: deskd's first write meets a closed pipe
+    p = subprocess.run(["bash", "-c", f"{deskd_cmd()[0]} verdict {good} --json | true; echo ${{PIPESTATUS[0]}}"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.stdout.strip() == "141", p.stderr  # 128 + SIGPIPE, as the shell reports a killed writer
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
