@@ -138,3 +138,16 @@ def test_the_research_block_tunes_and_walks_forward(clone):
         assert "dsr" in p.stdout and "profitable_neighbours" in p.stdout
     assert (cwd / "runs" / "wf-s1" / "verdict" / "report.html").exists()
     assert (cwd / "runs" / "verdict" / "verdict.json").exists()
+
+
+def test_the_regime_filters_block_tunes_filters_as_written(clone):
+    import json
+
+    cwd, env = clone
+    lines = block_with("deskd tune --filters")
+    p = subprocess.run(["bash", "-c", script([" ".join(ln.rstrip("\\").strip() for ln in lines)], pause_s=0.1)],
+                       cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-2000:]
+    meta = json.loads((cwd / "runs" / "filters-s1" / "filters.json").read_text())
+    assert meta["candidates"] > 1 and len(meta["splits"]) >= 2
+    assert "no filter (baseline): rank" in p.stdout
