@@ -214,7 +214,24 @@ def scenario_report(cfg: DeskConfig, res: ScenarioResult) -> dict:
                         "skipped": {k: v for k, v in sorted(res.decisions.items()) if k != "traded"}}
     out["state_transitions"] = [{"time": iso(e.bar_ts), "from": e.old, "to": e.new,
                                  "trigger": e.trigger, "reason": e.reason} for e in res.transitions]
+    out["breakdowns"] = scenario_breakdowns(res)
     return out
+
+
+def scenario_breakdowns(res: ScenarioResult) -> dict:
+    """report.json's ``breakdowns`` of a scenario (:mod:`deskd.research.breakdowns`): payoff,
+    by hour (UTC and New York) and weekday, MAE/MFE by outcome, the longest drawdown."""
+    import numpy as np
+    import pandas as pd
+
+    from deskd.research import breakdowns as b
+
+    tr = pd.DataFrame({"signal_ts": [t.signal_ts for t in res.trades], "pnl_usd": [t.pnl_usd for t in res.trades],
+                       "r_multiple": [t.r_multiple for t in res.trades], "mae_pips": [t.mae_pips for t in res.trades],
+                       "mfe_pips": [t.mfe_pips for t in res.trades]})
+    marks = np.array([(ts, eq) for ts, _, eq, _, _ in res.equity_rows], dtype=float).reshape(-1, 2)
+    return {"payoff": b.payoff(tr), **b.by_time(tr), "mae_mfe_by_outcome": b.mae_mfe_by_outcome(tr),
+            "drawdown_duration": b.drawdown_duration(marks[:, 0].astype(np.int64), marks[:, 1])}
 
 
 def build_report(cfg: DeskConfig, feed_stats: dict, results: list[ScenarioResult]) -> dict:

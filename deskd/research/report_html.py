@@ -567,6 +567,66 @@ def exit_figure(sc: ScenarioData, div_id: str) -> str:
     return _fig_html(fig, div_id, 400)
 
 
+def time_figure(sc: ScenarioData, div_id: str) -> str:
+    """Expectancy (R per trade) and trades by hour of the decision close, UTC and New York, and
+    by weekday: report.json's breakdowns."""
+    b = sc.report.get("breakdowns") or {}
+    if not b.get("by_hour_utc"):
+        return _empty(f"No closed trades in scenario {sc.name}: no hours to show.")
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("by hour, UTC", "by hour, New York", "by weekday (UTC)"),
+                        column_widths=[0.4, 0.4, 0.2])
+    for col, key in enumerate(("by_hour_utc", "by_hour_new_york", "by_weekday"), start=1):
+        by = b.get(key) or {}
+        keys = list(by)
+        exp = [by[k].get("expectancy_r") or 0.0 for k in keys]
+        fig.add_trace(go.Bar(x=keys, y=exp, marker_color=[GREEN if v > 0 else RED for v in exp],
+                             customdata=[[by[k]["trades"], (by[k].get("win_rate") or 0) * 100] for k in keys],
+                             hovertemplate="%{x}: %{y:+.3f} R per trade, %{customdata[0]:,} trades, "
+                                           "%{customdata[1]:.0f} % won<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(type="category", row=1, col=col)
+    fig.update_yaxes(title_text="expectancy (R per trade)", row=1, col=1)
+    fig.update_layout(title="When it works: expectancy by the decision's hour and weekday", showlegend=False)
+    return _fig_html(fig, div_id, 360)
+
+
+def _breakdown_kpis(sc: ScenarioData) -> str:
+    b = sc.report.get("breakdowns") or {}
+    p, dd = b.get("payoff") or {}, b.get("drawdown_duration") or {}
+    if not p:
+        return ""
+    key = "breakdowns"
+    items = [("payoff.payoff_ratio", "payoff ratio", p.get("payoff_ratio"), _num(p.get("payoff_ratio"), 2),
+              "average win / average loss, in R"),
+             ("payoff.avg_win_usd", "average win", p.get("avg_win_usd"), _num(p.get("avg_win_usd"), 0, "USD"),
+              f"{_num(p.get('avg_win_r'), 2)} R"),
+             ("payoff.avg_loss_usd", "average loss", p.get("avg_loss_usd"), _num(p.get("avg_loss_usd"), 0, "USD"),
+              f"{_num(p.get('avg_loss_r'), 2)} R"),
+             ("drawdown_duration.days", "longest drawdown", dd.get("days"), _num(dd.get("days"), 1, "days"),
+              ("from " + str(dd.get("from") or "")[:10] + (" (not recovered)" if dd.get("recovered") is False else ""))
+              if dd.get("from") else "")]
+    cells = "".join(f'<div class="kpi"><div class="label">{_e(label)}</div>'
+                    f'{_metric(sc.name, f"{key}.{path}", value, text, "div", "value")}'
+                    f'<div class="sub">{_e(sub)}</div></div>' for path, label, value, text, sub in items)
+    return f'<div class="kpis">{cells}</div>'
+
+
+def _skips_table(sc: ScenarioData) -> str:
+    """Good and bad skips by reason, from report.json's breakdowns.skips (counterfactuals)."""
+    sk = (sc.report.get("breakdowns") or {}).get("skips")
+    if not sk:
+        return '<p class="note">No counterfactuals in this run: good and bad skips are not known.</p>'
+    rows = []
+    for reason, v in sk["by_reason"].items():
+        rows.append(f'<tr><th>{_e(reason)}</th><td>{_int(v["signals"])}</td><td>{_int(v["good"])}</td>'
+                    f'<td>{_int(v["bad"])}</td><td>{_int(v["unresolved"])}</td><td>{_num(v["saved_r"], 2)}</td>'
+                    f'<td>{_num(v["cost_r"], 2)}</td><td class="{_sign_class(v["net_r"])}">{_num(v["net_r"], 2)}</td></tr>')
+    return ('<div class="scroll"><table class="metrics group" data-group="skips"><thead><tr><th>skip reason</th>'
+            '<th>signals</th><th>good skips</th><th>bad skips</th><th>unresolved</th><th>R saved</th><th>R cost</th>'
+            f'<th>net R</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+            '<p class="note">A good skip: its counterfactual bracket lost, so skipping saved its R; a bad skip: '
+            'it won. Net R &gt; 0: skipping for that reason paid.</p>')
+
+
 def skip_totals_figure(sc: ScenarioData, div_id: str) -> str:
     """Signals traded and skipped by reason, from report.json's decision counts."""
     dec = sc.report.get("decisions") or {}
@@ -837,6 +897,10 @@ def scenario_section(run: RunData, sc: ScenarioData, k: int) -> str:
 <div class="grid2">{r_figure(sc, f"{pid}-r")}{mae_mfe_figure(sc, f"{pid}-maemfe")}</div>
 <div class="grid2">{exit_figure(sc, f"{pid}-exits")}{skip_totals_figure(sc, f"{pid}-skips")}</div>
 {skip_timeline_figure(sc, f"{pid}-skiptime")}
+<h3>When it works, and were the skips right</h3>
+{_breakdown_kpis(sc)}
+{time_figure(sc, f"{pid}-time")}
+{_skips_table(sc)}
 <h3>Price and trades</h3>
 {price_figure(run, sc, f"{pid}-price")}
 <h3>Metrics</h3>

@@ -35,7 +35,7 @@ def test_the_sample_report_opens_without_errors_and_shows_report_json_numbers(dr
     assert open_report(driver, sample_a / "report.html") == []
     report = json.loads((sample_a / "report.json").read_text())["scenarios"]["A"]
     plots = driver.find_elements(By.CSS_SELECTOR, ".plotly-graph-div")
-    assert len(plots) == 7
+    assert len(plots) == 8
     for p in plots:
         assert p.find_elements(By.CSS_SELECTOR, "svg.main-svg"), p.get_attribute("id")
     for key in ("net_pnl_usd", "trades"):
@@ -50,6 +50,14 @@ def test_the_sample_report_opens_without_errors_and_shows_report_json_numbers(dr
         "const t = document.getElementById('s0-equity')._fullData.find(t => t.name === 'drawdown (USD)');"
         "return Math.max(...Array.from(t.y, v => -v));")
     assert abs(drawn - report["overall"]["max_drawdown_usd"]) < 0.011
+    # the breakdowns: report.json's payoff and longest drawdown, and expectancy by hour as it says
+    b = report["breakdowns"]
+    for key, want in (("breakdowns.payoff.payoff_ratio", b["payoff"]["payoff_ratio"]),
+                      ("breakdowns.drawdown_duration.days", b["drawdown_duration"]["days"])):
+        el = driver.find_element(By.CSS_SELECTOR, f'[data-scenario="A"][data-metric="{key}"]')
+        assert json.loads(el.get_attribute("data-value")) == want
+    hours = driver.execute_script("const t = document.getElementById('s0-time').data[0]; return [t.x, t.y];")
+    assert hours[0] == list(b["by_hour_utc"]) and hours[1] == [v["expectancy_r"] for v in b["by_hour_utc"].values()]
     # the candles and this scenario's trades on them: entries, exits, both brackets
     legend = driver.find_element(By.ID, "s0-price").text
     for name in ("EURUSD", "stop-loss", "take-profit", "entry", "exit"):

@@ -1,0 +1,152 @@
+"""Breakdowns of a scenario's results: when and where the strategy works, and were the skips right.
+
+All of it goes into report.json per scenario under ``breakdowns`` (and report.html draws it):
+
+* ``payoff``: average win and average loss (USD and R), the payoff ratio (average win /
+  |average loss|, in R; Tharp 1998's "reward to risk" of realised trades) and the win rate;
+* ``by_hour_utc``, ``by_hour_new_york``, ``by_weekday``: per hour of the decision bar's close
+  (UTC, and New York time with its daylight saving, the FX day's clock) and per UTC weekday of
+  it: trades, win rate, expectancy (R per trade), net P&L (USD);
+* ``mae_mfe_by_outcome``: for winners and losers, the mean and quartiles of MAE and MFE in
+  pips, and in ATR units where the trade's decision ATR is known (the counterfactual of a
+  TRADED decision carries it);
+* ``drawdown_duration``: the longest stretch below a running peak of the marked equity (days,
+  from the last peak to the first mark back at it, or to the end while still under water);
+* ``skips`` (when the run has counterfactuals): per skip reason, the skipped signals, how many
+  were good skips (their counterfactual lost: the skip saved money) and bad skips (it won: the
+  skip cost money), and the R saved and cost (sum of -cf_pnl_r over good skips, of cf_pnl_r
+  over bad ones); and the same for TRADED decisions for comparison.
+
+Inputs are plain columns (DataFrames), so a backtest, a walk-forward's out-of-sample trades or
+a stored run can all be broken down the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+NEW_YORK = "America/New_York"
+
+
+def _r(x: Any, nd: int) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else round(float(x), nd)
+
+
+def _group_stats(df: pd.DataFrame) -> dict[str, Any]:
+    pnl = df["pnl_usd"].to_numpy(float)
+    r = df["r_multiple"].to_numpy(float)
+    n = len(df)
+    return {"trades": n, "win_rate": _r((pnl > 0).mean(), 4) if n else None,
+            "expectancy_r": _r(r.mean(), 4) if n else None, "net_usd": _r(pnl.sum(), 2)}
+
+
+def by_time(trades: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """``by_hour_utc``, ``by_hour_new_york`` and ``by_weekday`` of ``trades`` (columns
+    ``signal_ts`` UTC epoch s, ``pnl_usd``, ``r_multiple``): per key, :func:`_group_stats`.
+    Hours are "00".."23" (only those with trades), weekdays Mon..Sun."""
+    if trades.empty:
+        return {"by_hour_utc": {}, "by_hour_new_york": {}, "by_weekday": {}}
+    t = pd.to_datetime(trades["signal_ts"].to_numpy(np.int64), unit="s", utc=True)
+    keys = {"by_hour_utc": [f"{h:02d}" for h in t.hour],
+            "by_hour_new_york": [f"{h:02d}" for h in t.tz_convert(NEW_YORK).hour],
+            "by_weekday": [WEEKDAYS[d] for d in t.day_of_week]}
+    out: dict[str, dict[str, Any]] = {}
+    for name, k in keys.items():
+        groups = trades.groupby(np.array(k), sort=False)
+        order = WEEKDAYS if name == "by_weekday" else sorted(set(k))
+        out[name] = {key: _group_stats(groups.get_group(key)) for key in order if key in set(k)}
+    return out
+
+
+def payoff(trades: pd.DataFrame) -> dict[str, Any]:
+    """Average win and loss (USD and R), the payoff ratio in R (average winning R / |average
+    losing R|; None without a loss) and the win rate. Winners have pnl_usd > 0, losers < 0."""
+    pnl = trades["pnl_usd"].to_numpy(float)
+    r = trades["r_multiple"].to_numpy(float)
+    win, loss = pnl > 0, pnl < 0
+    avg = (lambda x: float(x.mean()) if len(x) else math.nan)  # noqa: E731
+    avg_win_r, avg_loss_r = avg(r[win]), avg(r[loss])
+    return {"avg_win_usd": _r(avg(pnl[win]), 2), "avg_loss_usd": _r(avg(pnl[loss]), 2),
+            "avg_win_r": _r(avg_win_r, 4), "avg_loss_r": _r(avg_loss_r, 4),
+            "payoff_ratio": _r(avg_win_r / -avg_loss_r, 4) if loss.any() and win.any() and avg_loss_r < 0 else None,
+            "win_rate": _r(win.mean(), 4) if len(pnl) else None}
+
+
+def _quartiles(x: np.ndarray) -> dict[str, Any]:
+    x = x[np.isfinite(x)]
+    if not len(x):
+        return {"n": 0}
+    q = np.percentile(x, [25, 50, 75])
+    return {"n": int(len(x)), "mean": _r(x.mean(), 3), "p25": _r(q[0], 3), "p50": _r(q[1], 3), "p75": _r(q[2], 3)}
+
+
+def mae_mfe_by_outcome(trades: pd.DataFrame, atr_pips: np.ndarray | None = None) -> dict[str, Any]:
+    """For WIN (pnl_usd > 0) and LOSS (< 0) trades: quartiles of ``mae_pips`` and ``mfe_pips``,
+    and of the same over ``atr_pips`` (the decision ATR per trade, same order; NaN unknown)."""
+    pnl = trades["pnl_usd"].to_numpy(float)
+    out: dict[str, Any] = {}
+    for name, sel in (("WIN", pnl > 0), ("LOSS", pnl < 0)):
+        mae, mfe = trades["mae_pips"].to_numpy(float)[sel], trades["mfe_pips"].to_numpy(float)[sel]
+        d = {"mae_pips": _quartiles(mae), "mfe_pips": _quartiles(mfe)}
+        if atr_pips is not None:
+            atr = np.asarray(atr_pips, float)[sel]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                d["mae_atr"] = _quartiles(np.where(atr > 0, mae / atr, np.nan))
+                d["mfe_atr"] = _quartiles(np.where(atr > 0, mfe / atr, np.nan))
+        out[name] = d
+    return out
+
+
+def drawdown_duration(ts: np.ndarray, equity_usd: np.ndarray) -> dict[str, Any]:
+    """The longest stretch under a running peak of ``equity_usd`` at times ``ts`` (UTC epoch s,
+    ascending): days from the peak's mark to the first mark at or above it again (or to the
+    last mark, ``recovered`` False), with the peak's and the end's times."""
+    if len(ts) < 2:
+        return {"days": 0.0, "from": None, "to": None, "recovered": True}
+    best = (0, 0, 0, True)  # (length s, start index, end index, recovered)
+    peak_i = 0
+    for i in range(1, len(ts)):
+        if equity_usd[i] >= equity_usd[peak_i]:
+            if ts[i] - ts[peak_i] > best[0] and i - peak_i > 1:
+                best = (int(ts[i] - ts[peak_i]), peak_i, i, True)
+            peak_i = i
+    if peak_i < len(ts) - 1 and ts[-1] - ts[peak_i] > best[0]:
+        best = (int(ts[-1] - ts[peak_i]), peak_i, len(ts) - 1, False)
+    from deskd.core.time import iso
+
+    length, a, b, rec = best
+    return {"days": round(length / 86400.0, 3), "from": iso(int(ts[a])) if length else None,
+            "to": iso(int(ts[b])) if length else None, "recovered": rec}
+
+
+def skips(cf: pd.DataFrame) -> dict[str, Any]:
+    """Were the skips right? ``cf``: one row per decision with ``action`` (TRADED / SKIPPED),
+    ``reason``, ``cf_result`` (WIN / LOSS, empty or None when the bracket never resolved) and
+    ``cf_pnl_r``. Per skip reason: ``signals``, ``good`` (skipped and the counterfactual lost),
+    ``bad`` (skipped and it won), ``unresolved``, ``saved_r`` (sum of -cf_pnl_r over good skips)
+    and ``cost_r`` (sum of cf_pnl_r over bad skips), ``net_r`` = saved - cost (> 0: the skips
+    of that reason paid); ``traded``: the same counts for what was taken."""
+    res = cf["cf_result"].astype(object).where(cf["cf_result"].notna(), "")
+    r = pd.to_numeric(cf["cf_pnl_r"], errors="coerce").fillna(0.0)
+    win, loss = res == "WIN", res == "LOSS"
+    out: dict[str, Any] = {"by_reason": {}}
+    skipped = cf["action"].astype(str) == "SKIPPED"
+    for reason, idx in cf[skipped].groupby("reason", sort=True).groups.items():
+        w, lo = win[idx], loss[idx]
+        saved, cost = float(-r[idx][lo].sum()), float(r[idx][w].sum())
+        out["by_reason"][str(reason)] = {"signals": int(len(idx)), "good": int(lo.sum()), "bad": int(w.sum()),
+                                         "unresolved": int(len(idx) - lo.sum() - w.sum()),
+                                         "saved_r": round(saved, 4), "cost_r": round(cost, 4),
+                                         "net_r": round(saved - cost, 4)}
+    t = ~skipped
+    out["traded"] = {"signals": int(t.sum()), "won": int((win & t).sum()), "lost": int((loss & t).sum()),
+                     "sum_cf_r": round(float(r[t].sum()), 4)}
+    all_skips = out["by_reason"].values()
+    out["skipped"] = {k: sum(v[k] for v in all_skips) for k in ("signals", "good", "bad", "unresolved")}
+    out["skipped"].update({k: round(sum(v[k] for v in all_skips), 4) for k in ("saved_r", "cost_r", "net_r")})
+    return out
