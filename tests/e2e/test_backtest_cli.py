@@ -122,7 +122,8 @@ def test_sample_backtest_outputs_are_byte_identical_to_the_recorded_ones(run1):
     files' hashes unchanged. Re-recorded (#11): report.json's state transitions gained the
     HALTED -> HALTED rows of a deeper drawdown halt taking over a day halt (trades, decisions
     and equity unchanged). Re-recorded (#12): trades.csv gained the cost split's six columns at
-    its end; its first 26 columns are byte for byte what they were, the other files unchanged."""
+    its end; its first 26 columns are byte for byte what they were, the other files unchanged.
+    Re-recorded (#13): report.json gained each scenario's breakdowns (the other files unchanged)."""
     from tests.golden.make_fingerprint import fingerprint
 
     out, _ = run1
