@@ -595,6 +595,29 @@ def cmd_verdict(args) -> int:
     return EXIT_OK if all(v.passed for v in verdicts) else EXIT_GATE_FAILED
 
 
+def cmd_view(args) -> int:
+    """``deskd view``: serve the read-only viewer of the run folders until Ctrl-C."""
+    import asyncio
+
+    from deskd.viewer.app import serve
+    from deskd.viewer.data import open_runs
+
+    runs = open_runs([Path(d) for d in args.run_dirs])
+    for r in runs:
+        print(f"deskd view: run {r.index} {r.id} ({r.kind}, scenarios {', '.join(r.scenarios) or 'none'}): {r.path}",
+              file=sys.stderr)
+
+    def ready(url: str) -> None:
+        print(f"deskd view: serving {len(runs)} run{'s' if len(runs) != 1 else ''} at {url} (Ctrl-C to stop)",
+              flush=True)
+    try:
+        asyncio.run(serve(runs, args.host, args.port, ready))
+    except OSError as e:
+        raise InputError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    print("deskd view: stopped", file=sys.stderr)
+    return EXIT_OK
+
+
 def _warn_warmup(cfg: DeskConfig, scenario: str, bars: dict[str, int]) -> None:
     """``deskd: warning:`` on stderr for each symbol with fewer bars than its strategies'
     warm-up."""
@@ -1142,6 +1165,20 @@ def build_parser() -> argparse.ArgumentParser:
     vd.add_argument("--json", action="store_true", help="print the gates as JSON")
     vd.set_defaults(func=cmd_verdict)
 
+    vw = sub.add_parser("view", help="a local, read-only web viewer of run folders",
+                        description="Serve a page and a read-only JSON API over the run folders given (deskd "
+                                    "backtest or walkforward outputs): runs and their metrics side by side, "
+                                    "equity and drawdown, trades with filters, decisions paged one by one on "
+                                    "the price window around each with the bracket, the real trade and the "
+                                    "counterfactual, walk-forward splits and trials. Files are read on "
+                                    "demand; charts use the plotly.js bundled with the plotly package (no "
+                                    "network). Stop with Ctrl-C.")
+    vw.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="deskd backtest or walkforward output folders")
+    vw.add_argument("--port", type=int, default=8050, help="TCP port (default 8050; 0: any free port)")
+    vw.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1: this machine only)")
+    vw.set_defaults(func=cmd_view)
+
     r = sub.add_parser("run", help="run the trading daemon (paper replay or a v20 broker)",
                        description="Run the desk as a daemon, every bar committed to the store, control API "
                                    "on 127.0.0.1; restarting resumes from the store; SIGTERM/SIGINT finish "
@@ -1263,7 +1300,8 @@ INPUT_ERRORS = (("deskd.configs.loader", "ConfigError"), ("deskd.adapters.bars",
                 ("deskd.research.backtest", "BacktestInputError"), ("deskd.daemon.nodes", "OptionError"),
                 ("deskd.persistence.store", "StoreError"), ("deskd.research.tuning.tune", "TuneError"),
                 ("deskd.research.montecarlo", "MonteCarloInputError"),
-                ("deskd.research.stress", "StressInputError"), ("deskd.research.verdict", "VerdictInputError"))
+                ("deskd.research.stress", "StressInputError"), ("deskd.research.verdict", "VerdictInputError"),
+                ("deskd.viewer.data", "RunFolderError"))
 
 
 def _is_input_error(e: BaseException) -> bool:
