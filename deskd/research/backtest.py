@@ -2,7 +2,8 @@
 
 Outputs (one folder): trades.csv, equity.csv, the decision journal (decisions.parquet,
 decisions.csv or none: :data:`deskd.research.outputs.DECISION_FORMATS`), report.json,
-config.yaml, and report.html drawn from them (:mod:`deskd.research.report_html`); with a
+config.yaml, and report.html drawn from them (:mod:`deskd.research.report_html`); last,
+trades.parquet, equity.parquet, run.json and manifest.json (:mod:`deskd.research.export`); with a
 store URL, the same run recorded in the store (the tables `deskd run` uses).
 They are written into a hidden sibling folder that is renamed into place only when every
 scenario has finished, so a failed run never leaves a folder that looks like a result.
@@ -446,6 +447,9 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
         (tmp / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
         (tmp / "config.yaml").write_text(dump_config(cfg))
         write_report_html(tmp, cfg, report)
+        from deskd.research.export import export_run  # run.json, Parquet copies, manifest.json: last
+
+        export_run(tmp, cfg, results, report, decisions)
         if conn is not None:
             conn.commit()
         _publish_out(tmp, out)

@@ -19,6 +19,9 @@ pytestmark = pytest.mark.e2e
 
 DONCHIAN = ROOT / "examples" / "strategies" / "donchian.yaml"
 OUTPUTS = ("trades.csv", "equity.csv", "report.json", "report.html", "config.yaml")
+#: the export (deskd.research.export): the same bytes whatever --jobs; run.json and the manifest
+#: name the decisions file, so they differ between --decisions formats; metadata.json (wall-clock) differs
+EXPORT = ("trades.parquet", "equity.parquet", "run.json", "manifest.json")
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +41,8 @@ def runs(tmp_path_factory):
 def test_two_workers_write_every_output_byte_for_byte_as_one_process(runs):
     seq, par = runs["seq"][0], runs["par"][0]
     assert sorted(p.name for p in seq.iterdir()) == sorted(p.name for p in par.iterdir()) == sorted(
-        [*OUTPUTS, "decisions.parquet"])
-    for name in (*OUTPUTS, "decisions.parquet"):
+        [*OUTPUTS, *EXPORT, "metadata.json", "decisions.parquet"])
+    for name in (*OUTPUTS, *EXPORT, "decisions.parquet"):
         assert (seq / name).read_bytes() == (par / name).read_bytes(), name
 
 
@@ -63,7 +66,7 @@ def test_decisions_parquet_holds_decisions_csv_rows_and_the_page_is_the_same(run
 
 def test_decisions_none_writes_no_file_and_reports_the_same(runs):
     none, csv_run = runs["par_none"][0], runs["par_csv"][0]
-    assert sorted(p.name for p in none.iterdir()) == sorted(OUTPUTS)
+    assert sorted(p.name for p in none.iterdir()) == sorted([*OUTPUTS, *EXPORT, "metadata.json"])
     for name in ("trades.csv", "equity.csv", "report.json"):
         assert (none / name).read_bytes() == (csv_run / name).read_bytes(), name
     decisions = json.loads((none / "report.json").read_text())["scenarios"]["A"]["decisions"]

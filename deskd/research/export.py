@@ -1,0 +1,492 @@
+"""A backtest folder as evidence: run.json (what was run, and its content-derived id),
+trades.parquet and equity.parquet (typed copies of the CSVs for viewers and pandas),
+manifest.json (the size and SHA-256 of every file), and ``deskd verify``, which checks them.
+
+What is hashed, and what is not:
+
+* ``run_id`` (run.json) is the first 16 hex digits of the SHA-256 of the run's identity: the
+  deskd version, the resolved config's SHA-256 (config.yaml's bytes,
+  :func:`deskd.research.backtest.config_sha256`; it holds the data files' absolute paths, so the
+  same bars at another path are another config),
+  each data file's SHA-256, the scenarios in order and the window (``--from``/``--to`` and the
+  warm-up; null for whole files). ``config_fingerprint`` is the SHA-256 of the config's and the
+  data files' SHA-256s alone, equal for runs of the same config and data whatever the
+  scenarios or version. Both are re-derived by :func:`verify_run`. The
+  output folder's path, the host, the time and ``--jobs`` are not part of either.
+* manifest.json lists every file of the folder at publish time (computed from the folder, not
+  from a list of names), except itself and metadata.json, with its size and the plain SHA-256
+  of its bytes (``sha256sum`` agrees), and ``content_sha256``, one hash of that listing.
+* metadata.json holds the wall-clock facts (``created_utc``, ``host``): outside run.json and
+  outside the manifest, so that two runs on the same inputs have byte-identical run.json and
+  manifest.json (report.html included: it is drawn from the files and the config alone).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deskd import __version__
+from deskd.core.events import SIDE_NAME, Trade
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from deskd.configs.models import DeskConfig
+    from deskd.research.backtest import ScenarioResult
+
+RUN_FILE = "run.json"
+MANIFEST_FILE = "manifest.json"
+METADATA_FILE = "metadata.json"
+TRADES_PARQUET = "trades.parquet"
+EQUITY_PARQUET = "equity.parquet"
+#: run.json's and manifest.json's ``format``; a reader refuses another
+RUN_FORMAT = "deskd.run/1"
+MANIFEST_FORMAT = "deskd.manifest/1"
+#: the files manifest.json never lists: itself, and the wall-clock metadata
+NOT_LISTED = (MANIFEST_FILE, METADATA_FILE)
+#: hex digits of the run's SHA-256 kept as its id (64 bits: no two runs a desk keeps collide)
+RUN_ID_HEX = 16
+_PARQUET_COMPRESSION = "zstd"
+
+
+class RunFolderError(ValueError):
+    """Not a run folder that can be verified: missing, not a folder, no run.json or
+    manifest.json, or one of them unreadable or not of its format (exit 2 in the CLI)."""
+
+
+# ------------------------------------------------------------------------------ Parquet copies
+
+
+def trade_schema() -> pa.Schema:
+    """trades.parquet's columns: trades.csv's (same names, order and rounding) typed, then the
+    two fills' reference prices and per-side costs trades.csv leaves out.
+
+    One row per round trip, keyed by (scenario, trade_id). A desk trade has exactly one entry
+    fill and one exit fill, so the fills are flat columns of the trade's row (``fill_time``,
+    ``entry_ref_price``, ``entry_price``, ``entry_cost_pips`` = ``entry_spread_pips`` +
+    ``entry_slippage_pips``, ``entry_spike``; ``exit_time``, ``exit_ref_price``, ``exit_price``,
+    ``exit_reason`` SL/TP/TIME/EOD/FLATTEN/..., the exit's cost split) beside the bracket's
+    levels ``sl_price`` and ``tp_price``: ``pandas.read_parquet`` gives typed columns with no
+    join and no nested objects. Times timestamp[ms, tz=UTC] (whole seconds); prices float64
+    (quote currency, 6 decimals); ``units`` and ``hold_bars`` int64; pips and USD float64 (2
+    decimals; the cost split and per-side costs 4); ``tp_price``, the cost split and the
+    spike flags null where absent (no target; a broker that did not report the split)."""
+    import pyarrow as pa
+
+    ts = pa.timestamp("ms", tz="UTC")
+    f64, i64, s, b = pa.float64(), pa.int64(), pa.string(), pa.bool_()
+    cols: list[tuple[str, pa.DataType, bool]] = [
+        ("trade_id", i64, False), ("scenario", s, False), ("symbol", s, False), ("strategy_id", s, False),
+        ("side", s, False), ("units", i64, False), ("signal_time", ts, False), ("fill_time", ts, False),
+        ("entry_price", f64, False), ("exit_time", ts, False), ("exit_price", f64, False),
+        ("exit_reason", s, False), ("sl_price", f64, False), ("tp_price", f64, True),
+        ("gross_pips", f64, False), ("cost_pips", f64, False), ("pnl_pips", f64, False),
+        ("pnl_usd", f64, False), ("risk_usd", f64, False), ("r_multiple", f64, False),
+        ("mae_pips", f64, False), ("mfe_pips", f64, False), ("hold_bars", i64, False), ("regime", s, False),
+        ("reason_codes", s, False), ("client_order_id", s, False),
+        ("entry_spread_pips", f64, True), ("entry_slippage_pips", f64, True),
+        ("exit_spread_pips", f64, True), ("exit_slippage_pips", f64, True),
+        ("entry_spike", b, True), ("exit_spike", b, True),
+        ("entry_ref_price", f64, False), ("entry_cost_pips", f64, False),
+        ("exit_ref_price", f64, False), ("exit_cost_pips", f64, False),
+    ]
+    return pa.schema([pa.field(n, t, nullable=null) for n, t, null in cols])
+
+
+def _round(x: float | None, nd: int) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def trade_values(t: Trade, scenario: str) -> list[Any]:
+    """One trades.parquet row of ``t`` (columns of :func:`trade_schema`, times in epoch ms)."""
+    return [t.trade_id, scenario, t.symbol, t.strategy_id, SIDE_NAME[t.side], int(t.units),
+            t.signal_ts * 1000, t.fill_ts * 1000, round(t.entry_price, 6), t.exit_ts * 1000,
+            round(t.exit_price, 6), t.exit_reason, round(t.sl_price, 6), _round(t.tp_price, 6),
+            round(t.gross_pips, 2), round(t.cost_pips, 2), round(t.pnl_pips, 2), round(t.pnl_usd, 2),
+            round(t.risk_usd, 2), round(t.r_multiple, 4), round(t.mae_pips, 2), round(t.mfe_pips, 2),
+            int(t.hold_bars), t.regime, t.why, t.client_order_id,
+            _round(t.entry_spread_pips, 4), _round(t.entry_slippage_pips, 4),
+            _round(t.exit_spread_pips, 4), _round(t.exit_slippage_pips, 4),
+            None if t.entry_spike is None else bool(t.entry_spike),
+            None if t.exit_spike is None else bool(t.exit_spike),
+            round(t.entry_ref_price, 6), round(t.entry_cost_pips, 4),
+            round(t.exit_ref_price, 6), round(t.exit_cost_pips, 4)]
+
+
+def trades_table(scenarios: Iterable[tuple[str, list[Trade]]]) -> pa.Table:
+    """The round trips of each (scenario, trades) in trades.csv's order (scenario after
+    scenario, by trade_id) as a table of :func:`trade_schema`."""
+    import pyarrow as pa
+
+    schema = trade_schema()
+    rows = [trade_values(t, scn) for scn, trades in scenarios for t in sorted(trades, key=lambda t: t.trade_id)]
+    cols = list(zip(*rows)) if rows else [() for _ in schema]
+    return pa.Table.from_arrays([pa.array(list(c), f.type) for c, f in zip(cols, schema)], schema=schema)
+
+
+def equity_schema() -> pa.Schema:
+    """equity.parquet's columns: equity.csv's, typed. ``time`` timestamp[ms, tz=UTC];
+    ``kind`` FILL/DAY/BAR/END; ``equity_usd``, ``balance_usd`` float64 (2 decimals);
+    ``open_positions`` int64."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field("scenario", pa.string(), nullable=False),
+                      pa.field("time", pa.timestamp("ms", tz="UTC"), nullable=False),
+                      pa.field("kind", pa.string(), nullable=False),
+                      pa.field("equity_usd", pa.float64(), nullable=False),
+                      pa.field("balance_usd", pa.float64(), nullable=False),
+                      pa.field("open_positions", pa.int64(), nullable=False)])
+
+
+def equity_table(scenarios: Iterable[tuple[str, list[tuple]]]) -> pa.Table:
+    """Each (scenario, equity rows ``(ts, kind, equity_usd, balance_usd, open_positions)``, ts
+    in epoch seconds) as a table of :func:`equity_schema`, in equity.csv's order and rounding."""
+    import pyarrow as pa
+
+    rows = [(scn, ts * 1000, kind, round(eq, 2), round(bal, 2), int(n))
+            for scn, eq_rows in scenarios for ts, kind, eq, bal, n in eq_rows]
+    schema = equity_schema()
+    cols = list(zip(*rows)) if rows else [() for _ in schema]
+    return pa.Table.from_arrays([pa.array(list(c), f.type) for c, f in zip(cols, schema)], schema=schema)
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write ``table`` as one Zstd-compressed Parquet file (row groups of 100,000 rows);
+    the same table gives the same bytes. Raises OSError."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(table, str(path), compression=_PARQUET_COMPRESSION, row_group_size=100_000)
+
+
+# ------------------------------------------------------------------------------ identity
+
+
+def file_sha256(path: Path | str) -> str:
+    """SHA-256 of a file's bytes, hex (as :func:`deskd.research.backtest.file_sha256`, without
+    importing the backtest, so ``deskd verify`` starts fast). Raises OSError."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _canonical(obj: Any) -> bytes:
+    """``obj`` as the JSON whose SHA-256 is taken: sorted keys, no spaces, ASCII."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def _sha256(obj: Any) -> str:
+    return hashlib.sha256(_canonical(obj)).hexdigest()
+
+
+def config_fingerprint(config_sha256: str, data_sha256: Mapping[str, str]) -> str:
+    """The config fingerprint (the run's inputs: the resolved config and its data), hex:
+    SHA-256 of the canonical JSON of ``{"config_sha256": ..., "data_sha256": {symbol: sha256}}``."""
+    return _sha256({"config_sha256": config_sha256, "data_sha256": dict(data_sha256)})
+
+
+def run_id_of(deskd_version: str, config_sha256: str, data_sha256: Mapping[str, str],
+              scenarios: list[str], window: Mapping[str, Any] | None) -> str:
+    """The run's id: the first :data:`RUN_ID_HEX` hex digits of the SHA-256 of the canonical
+    JSON of ``{"deskd_version", "config_sha256", "data_sha256": {symbol: sha256},
+    "scenarios": [...] (in order), "window": {"from", "to", "warmup_bars"} or null}``."""
+    ident = {"deskd_version": deskd_version, "config_sha256": config_sha256, "data_sha256": dict(data_sha256),
+             "scenarios": list(scenarios), "window": None if window is None else dict(window)}
+    return _sha256(ident)[:RUN_ID_HEX]
+
+
+def run_record(inputs: Mapping[str, Any], scenarios: list[str], window: Mapping[str, Any] | None, *,
+               desk: str, timeframe: str, decisions: str, deskd_version: str = __version__) -> dict:
+    """run.json's content: ``inputs`` as :func:`deskd.research.backtest.inputs_fingerprint`
+    returns them (``{"data": {symbol: {"path", "sha256"}}, "config_sha256"}``), the
+    scenarios, the window (report.json's ``window``; None for whole files), and the run's
+    id (:func:`run_id_of`) and config fingerprint (:func:`config_fingerprint`) derived from
+    them. No wall-clock time."""
+    data_sha = {s: d["sha256"] for s, d in sorted(inputs["data"].items())}
+    cfg_sha = inputs["config_sha256"]
+    return {
+        "format": RUN_FORMAT,
+        "kind": "backtest",
+        "run_id": run_id_of(deskd_version, cfg_sha, data_sha, scenarios, window),
+        "config_fingerprint": config_fingerprint(cfg_sha, data_sha),
+        "deskd_version": deskd_version,
+        "desk": desk,
+        "timeframe": timeframe,
+        "config": {"file": "config.yaml", "sha256": cfg_sha},
+        "data": {s: {"path": d["path"], "sha256": d["sha256"]} for s, d in sorted(inputs["data"].items())},
+        "scenarios": list(scenarios),
+        "window": None if window is None else dict(window),
+        "decisions": decisions,
+        "hashed": "run_id = sha256(canonical JSON of deskd_version, config.sha256 as config_sha256, "
+                  "data sha256s as data_sha256, scenarios, window)[:16]; config_fingerprint = sha256(canonical "
+                  "JSON of config_sha256, data_sha256); wall-clock time is in metadata.json, never hashed",
+    }
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+# ------------------------------------------------------------------------------ manifest
+
+
+def folder_files(folder: Path, skip: Iterable[str] = NOT_LISTED) -> dict[str, dict]:
+    """Every file under ``folder`` (subfolders included, symlinks followed to their
+    content) but the top-level names in ``skip``: ``{relative posix path: {"size": bytes,
+    "sha256": hex}}``, sorted by path. Raises OSError."""
+    skip = set(skip)
+    out: dict[str, dict] = {}
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            p = Path(root) / name
+            rel = p.relative_to(folder).as_posix()
+            if rel in skip:
+                continue
+            out[rel] = {"size": p.stat().st_size, "sha256": file_sha256(p)}
+    return dict(sorted(out.items()))
+
+
+def write_manifest(folder: Path, run_id: str | None = None) -> dict:
+    """Write ``folder``/manifest.json listing every file in the folder now
+    (:func:`folder_files`), and return it: ``{"format", "run_id" (or null), "algorithm":
+    "sha256", "files": {path: {"size", "sha256"}}, "content_sha256": SHA-256 of the
+    canonical JSON of "files", "not_listed": [...]}``. Call it last, when every other file
+    is written. Raises OSError."""
+    files = folder_files(folder)
+    manifest = {"format": MANIFEST_FORMAT, "run_id": run_id, "algorithm": "sha256", "files": files,
+                "content_sha256": _sha256(files), "not_listed": list(NOT_LISTED)}
+    _write_json(folder / MANIFEST_FILE, manifest)
+    return manifest
+
+
+def write_metadata(folder: Path, now: datetime | None = None) -> None:
+    """``folder``/metadata.json: when (UTC, whole seconds) and where (host name) the folder was
+    written. Wall-clock facts only: never hashed, not in the manifest. Raises OSError."""
+    now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    _write_json(folder / METADATA_FILE, {"created_utc": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                         "host": socket.gethostname(),
+                                         "note": "wall-clock metadata: not part of run_id or manifest.json"})
+
+
+def export_run(folder: Path, cfg: DeskConfig, results: list[ScenarioResult], report: Mapping[str, Any],
+               decisions: str) -> dict:
+    """The export of a backtest folder, called when every other output is in ``folder`` and
+    before it is published: trades.parquet and equity.parquet from ``results``, run.json
+    (:func:`run_record`, inputs from :func:`inputs_fingerprint`, window from ``report``),
+    metadata.json, and last manifest.json over whatever the folder then holds. Returns
+    run.json's content. Raises OSError."""
+    from deskd.research.backtest import inputs_fingerprint
+
+    write_parquet(trades_table((r.scenario, r.trades) for r in results), folder / TRADES_PARQUET)
+    write_parquet(equity_table((r.scenario, r.equity_rows) for r in results), folder / EQUITY_PARQUET)
+    record = run_record(inputs_fingerprint(cfg), [r.scenario for r in results], report.get("window"),
+                        desk=cfg.desk, timeframe=cfg.universe.timeframe, decisions=decisions)
+    _write_json(folder / RUN_FILE, record)
+    write_metadata(folder)
+    write_manifest(folder, record["run_id"])
+    return record
+
+
+# ------------------------------------------------------------------------------ verify
+
+
+@dataclass
+class Verification:
+    """What :func:`verify_run` found. ``failures``: (file, what differs), each making the
+    folder fail; ``warnings``: (file, why) that do not (a data file no longer there, files
+    added after publishing); ``checked``: files whose SHA-256 was compared."""
+
+    run_dir: Path
+    run_id: str
+    checked: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict:
+        return {"run_dir": str(self.run_dir), "run_id": self.run_id, "ok": self.ok, "files_checked": self.checked,
+                "failures": [{"file": f, "problem": w} for f, w in self.failures],
+                "warnings": [{"file": f, "problem": w} for f, w in self.warnings]}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise RunFolderError(f"{path.parent}: not a run folder (no {path.name}): give a folder deskd backtest "
+                             f"wrote (folders written before deskd exported runs have none)") from None
+    except OSError as e:
+        raise RunFolderError(f"{path}: cannot read: {e.strerror or e}") from None
+    except (UnicodeDecodeError, ValueError) as e:
+        raise RunFolderError(f"{path}: damaged, not JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise RunFolderError(f"{path}: damaged: not a JSON object")
+    return obj
+
+
+def _is_hex(x: object, n: int | None = None) -> bool:
+    return isinstance(x, str) and (n is None or len(x) == n) and all(c in "0123456789abcdef" for c in x) and x != ""
+
+
+def _read_run(path: Path) -> dict:
+    run = _read_json(path)
+    if run.get("format") != RUN_FORMAT:
+        raise RunFolderError(f"{path}: damaged or not deskd's: format {run.get('format')!r}, expected {RUN_FORMAT}")
+    cfg = run.get("config")
+    data = run.get("data")
+    ok = (_is_hex(run.get("run_id"), RUN_ID_HEX) and _is_hex(run.get("config_fingerprint"), 64)
+          and isinstance(run.get("deskd_version"), str) and isinstance(cfg, dict)
+          and _is_hex(cfg.get("sha256"), 64) and isinstance(cfg.get("file"), str)
+          and isinstance(data, dict)
+          and all(isinstance(d, dict) and _is_hex(d.get("sha256"), 64) and isinstance(d.get("path"), str)
+                  for d in data.values())
+          and isinstance(run.get("scenarios"), list) and all(isinstance(s, str) for s in run["scenarios"])
+          and (run.get("window") is None or isinstance(run.get("window"), dict)))
+    if not ok:
+        raise RunFolderError(f"{path}: damaged: run_id, config_fingerprint, deskd_version, config, data, scenarios "
+                             f"or window missing or malformed")
+    return run
+
+
+def _read_manifest(path: Path) -> dict:
+    man = _read_json(path)
+    files = man.get("files")
+    if man.get("format") != MANIFEST_FORMAT or not isinstance(files, dict) or not all(
+            isinstance(k, str) and isinstance(v, dict) and _is_hex(v.get("sha256"), 64)
+            and isinstance(v.get("size"), int) for k, v in files.items()):
+        raise RunFolderError(f"{path}: damaged: expected {MANIFEST_FORMAT} with files {{path: {{size, sha256}}}}")
+    return man
+
+
+def _inside(folder: Path, rel: str) -> bool:
+    """Whether the manifest's ``rel`` names a path inside ``folder`` (not absolute, no ..)."""
+    p = Path(rel)
+    return not p.is_absolute() and ".." not in p.parts and rel != ""
+
+
+def verify_run(run_dir: Path) -> Verification:
+    """Check a backtest folder against its manifest.json and run.json.
+
+    Fails (``failures``, each naming the file) when a listed file is missing or its size or
+    SHA-256 differs; run.json is not listed; config.yaml's SHA-256 is not run.json's config
+    fingerprint; a data file the config names (its path in config.yaml, else run.json's) is
+    there but its SHA-256 is not the recorded one; run.json's ``config_fingerprint`` or ``run_id``
+    is not the one its recorded inputs give (:func:`run_id_of`), or manifest.json names another
+    run_id or a ``content_sha256`` that is not its listing's. Warns (``warnings``) for a data
+    file no longer there and for files (or folders, e.g. a later ``deskd montecarlo``'s) present
+    but not listed. Raises RunFolderError when ``run_dir`` is not a folder, or run.json or
+    manifest.json is missing, unreadable or damaged."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: {'not a folder' if run_dir.exists() else 'no such folder'}")
+    run = _read_run(run_dir / RUN_FILE)
+    man = _read_manifest(run_dir / MANIFEST_FILE)
+    v = Verification(run_dir, run["run_id"])
+    _check_manifest(v, man, run)
+    _check_fingerprint(v, run)
+    return v
+
+
+def _check_manifest(v: Verification, man: dict, run: dict) -> None:
+    """Every file ``man`` lists, byte for byte; its own hash and run_id; unlisted files."""
+    run_dir = v.run_dir
+    listed: dict[str, dict] = man["files"]
+    for rel, want in listed.items():
+        if not _inside(run_dir, rel):
+            v.failures.append((MANIFEST_FILE, f"lists {rel!r}, a path outside the folder"))
+            continue
+        p = run_dir / rel
+        if not p.is_file():
+            v.failures.append((rel, "listed in manifest.json but missing"))
+            continue
+        v.checked += 1
+        try:
+            got = file_sha256(p)
+            size = p.stat().st_size
+        except OSError as e:
+            v.failures.append((rel, f"cannot be read: {e.strerror or e}"))
+            continue
+        if got != want["sha256"]:
+            v.failures.append((rel, f"SHA-256 {got[:16]}... differs from the manifest's {want['sha256'][:16]}... "
+                                    f"(size {size:,} bytes, manifest {want['size']:,})"))
+        elif size != want["size"]:
+            v.failures.append((rel, f"size {size:,} bytes differs from the manifest's {want['size']:,}"))
+    if man.get("content_sha256") != _sha256(listed):
+        v.failures.append((MANIFEST_FILE, "content_sha256 is not the SHA-256 of its files listing (edited)"))
+    if RUN_FILE not in listed:
+        v.failures.append((RUN_FILE, "not listed in manifest.json"))
+    if man.get("run_id") != run["run_id"]:
+        v.failures.append((MANIFEST_FILE, f"names run_id {man.get('run_id')}, run.json {run['run_id']}"))
+    unlisted: dict[str, int] = {}
+    for rel in folder_files_names(run_dir):
+        if rel not in listed and rel not in NOT_LISTED:
+            top = rel.split("/", 1)[0] + ("/" if "/" in rel else "")
+            unlisted[top] = unlisted.get(top, 0) + 1
+    for top, n in unlisted.items():
+        held = f" (a folder of {n} file{'s' if n != 1 else ''})" if top.endswith("/") else ""
+        v.warnings.append((top, f"present but not listed in manifest.json{held}"))
+
+
+def _check_fingerprint(v: Verification, run: dict) -> None:
+    """config.yaml and the data files against run.json's record; run.json's derived ids."""
+    import yaml
+
+    run_dir = v.run_dir
+    cfg_rel = run["config"]["file"]
+    cfg_path = run_dir / cfg_rel
+    data_paths: dict[str, str] = {s: d["path"] for s, d in run["data"].items()}
+    if not _inside(run_dir, cfg_rel) or not cfg_path.is_file():
+        v.failures.append((cfg_rel, "missing: the resolved config the run's fingerprint is taken of"))
+    else:
+        got = file_sha256(cfg_path)
+        if got != run["config"]["sha256"]:
+            v.failures.append((cfg_rel, f"SHA-256 {got[:16]}... is not run.json's config fingerprint "
+                                        f"{run['config']['sha256'][:16]}... (edited after the run)"))
+        try:
+            named = (yaml.safe_load(cfg_path.read_text()) or {}).get("data", {}).get("files", {})
+            if isinstance(named, dict):
+                data_paths.update({s: str(p) for s, p in named.items() if s in data_paths and isinstance(p, str)})
+        except (yaml.YAMLError, UnicodeDecodeError, AttributeError, OSError):
+            pass  # already a failure above: the config's hash differs
+    for sym, rec in sorted(run["data"].items()):
+        path = Path(data_paths[sym])
+        if not path.is_absolute():
+            path = run_dir / path
+        if not path.is_file():
+            v.warnings.append((str(path), f"{sym}'s data file is no longer there: its SHA-256 cannot be checked"))
+            continue
+        try:
+            got = file_sha256(path)
+        except OSError as e:
+            v.warnings.append((str(path), f"{sym}'s data file cannot be read: {e.strerror or e}"))
+            continue
+        if got != rec["sha256"]:
+            v.failures.append((str(path), f"{sym}'s data file changed: SHA-256 {got[:16]}... is not the "
+                                          f"recorded {rec['sha256'][:16]}..."))
+    data_sha = {s: d["sha256"] for s, d in run["data"].items()}
+    fp = config_fingerprint(run["config"]["sha256"], data_sha)
+    if fp != run["config_fingerprint"]:
+        v.failures.append((RUN_FILE, f"config_fingerprint {run['config_fingerprint'][:16]}... is not the one its recorded "
+                                     f"inputs give ({fp[:16]}...)"))
+    rid = run_id_of(run["deskd_version"], run["config"]["sha256"], data_sha, run["scenarios"], run["window"])
+    if rid != run["run_id"]:
+        v.failures.append((RUN_FILE, f"run_id {run['run_id']} is not the one its recorded inputs give ({rid})"))
+
+
+def folder_files_names(folder: Path) -> list[str]:
+    """Relative posix paths of every file under ``folder``, sorted (no hashing)."""
+    out = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        out += [(Path(root) / f).relative_to(folder).as_posix() for f in files]
+    return sorted(out)
