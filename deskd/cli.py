@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT = 0, 1, 2
 EXIT_GATE_FAILED = 1  # deskd verdict: a gate failed (a deployment script stops there)
+EXIT_VERIFY_FAILED = 1  # deskd verify: a file differs from the manifest or the fingerprint
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout closed it first, as the shell reports it
 
 
@@ -286,7 +287,7 @@ def cmd_backtest(args) -> int:
 
         Console(width=None if sys.stdout.isatty() else 80).print(summary(report))
         files = ["report.html", "trades.csv", "equity.csv", DECISION_FILES.get(args.decisions), "report.json",
-                 "config.yaml"]
+                 "config.yaml", "trades.parquet", "run.json", "manifest.json"]
         print(f"outputs: {out}/ ({', '.join(f for f in files if f)})")
     return EXIT_OK
 
@@ -616,6 +617,27 @@ def cmd_view(args) -> int:
         raise InputError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     print("deskd view: stopped", file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    """``deskd verify``: a run folder against its manifest.json and run.json's fingerprint;
+    exit 0 when everything holds, 1 naming each file that does not, 2 for a folder that is not
+    a run (RunFolderError)."""
+    from deskd.core.text import printable
+    from deskd.research.export import verify_run
+
+    v = verify_run(Path(args.run_dir))
+    if args.json:
+        print(json.dumps(v.as_dict(), indent=2))
+    else:
+        for name, why in v.warnings:
+            print(f"deskd: warning: {printable(name)}: {printable(why)}", file=sys.stderr)
+        for name, why in v.failures:
+            print(f"deskd verify: FAILED {printable(name)}: {printable(why)}", file=sys.stderr)
+        if not args.quiet:
+            print(f"{args.run_dir}: run {v.run_id}: " + (f"OK, {v.checked} files match manifest.json and the "
+                  f"fingerprint" if v.ok else f"FAILED ({len(v.failures)} problem(s))"))
+    return EXIT_OK if v.ok else EXIT_VERIFY_FAILED
 
 
 def _warn_warmup(cfg: DeskConfig, scenario: str, bars: dict[str, int]) -> None:
@@ -1165,6 +1187,19 @@ def build_parser() -> argparse.ArgumentParser:
     vd.add_argument("--json", action="store_true", help="print the gates as JSON")
     vd.set_defaults(func=cmd_verdict)
 
+    vf = sub.add_parser("verify", help="check a backtest folder against its manifest.json and run.json",
+                        description="Check a deskd backtest folder: every file manifest.json lists is there "
+                                    "with its SHA-256 (files added since are reported), config.yaml is the "
+                                    "config run.json's fingerprint was taken of, the data files config.yaml "
+                                    "names still hash as recorded (a missing one is a warning), and run.json's "
+                                    "run_id is the one its recorded inputs give. Exit 0 when all holds, 1 "
+                                    "naming each file that does not, 2 for a folder that is not a run folder "
+                                    "or a damaged run.json or manifest.json.")
+    vf.add_argument("run_dir", metavar="RUN_DIR", help="a deskd backtest output folder")
+    vf.add_argument("--quiet", action="store_true", help="print only problems (the exit code says it)")
+    vf.add_argument("--json", action="store_true", help="print the result as JSON")
+    vf.set_defaults(func=cmd_verify)
+
     vw = sub.add_parser("view", help="a local, read-only web viewer of run folders",
                         description="Serve a page and a read-only JSON API over the run folders given (deskd "
                                     "backtest or walkforward outputs): runs and their metrics side by side, "
@@ -1301,7 +1336,8 @@ INPUT_ERRORS = (("deskd.configs.loader", "ConfigError"), ("deskd.adapters.bars",
                 ("deskd.persistence.store", "StoreError"), ("deskd.research.tuning.tune", "TuneError"),
                 ("deskd.research.montecarlo", "MonteCarloInputError"),
                 ("deskd.research.stress", "StressInputError"), ("deskd.research.verdict", "VerdictInputError"),
-                ("deskd.viewer.data", "RunFolderError"))
+                ("deskd.viewer.data", "RunFolderError"),
+                ("deskd.research.export", "RunFolderError"))
 
 
 def _is_input_error(e: BaseException) -> bool:
