@@ -31,6 +31,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.conftest import EXAMPLE, deskd_cmd, run
 from tests.e2e.browser import DRAWN_WITHIN_S, chrome
+from tests.viewer.runs import write_walkforward
 
 pytestmark = pytest.mark.e2e
 
@@ -199,6 +200,37 @@ def test_the_decision_chart_draws_the_api_s_bracket_and_the_real_trade(driver, u
         sign = 1 if rec["side"] == "LONG" else -1
         assert br["stop"] == pytest.approx(br["entry"] - sign * rec["sl_pips"] * pip)
     assert errors(driver) == []
+
+
+def test_two_runs_side_by_side_and_a_walk_forward_s_splits_and_trials(driver, sample, tmp_path):
+    wf = write_walkforward(tmp_path / "wf", sample)
+    with viewer(sample, wf) as u:
+        open_page(driver, u)
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")) == 3 + 2
+        Select(driver.find_element(By.ID, "cmp-scenario")).select_by_value("B")
+        a = api(u, "/api/runs/0")["by_scenario"]["B"]["overall"]
+        b = api(u, "/api/runs/1")["by_scenario"]["B"]["overall"]
+        rows = {r.find_elements(By.TAG_NAME, "td")[0].text: [c.text for c in r.find_elements(By.TAG_NAME, "td")[1:]]
+                for r in driver.find_elements(By.CSS_SELECTOR, "#compare-table tbody tr")}
+        assert rows["trades"] == [f"{a['trades']:,}", f"{b['trades']:,}", f"{b['trades'] - a['trades']:,}"]
+        Select(driver.find_element(By.ID, "run")).select_by_value("1")
+        wait(driver, lambda d: d.find_element(By.CSS_SELECTOR, '#tabs [data-tab="wf"]').is_enabled(), "the wf tab")
+        assert not driver.find_element(By.CSS_SELECTOR, '#tabs [data-tab="decisions"]').is_enabled()
+        tab(driver, "wf")
+        wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#trials-table tbody tr"), "split 1's trials")
+        splits = api(u, "/api/runs/1/splits")["splits"]
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#splits-table tbody tr")) == len(splits)
+        trials = api(u, "/api/runs/1/splits/1/trials")
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#trials-table tbody tr")) == len(trials["rows"])
+        # split 2 has no tune folder: the page says so instead of asking for it
+        driver.find_elements(By.CSS_SELECTOR, "#splits-table tbody tr")[1].click()
+        wait(driver, lambda d: "no tune folder" in d.find_element(By.ID, "trials-title").text, "split 2")
+        tab(driver, "trades")
+        wait(driver, lambda d: d.find_element(By.ID, "f-split-label").is_displayed(), "the split filter")
+        Select(driver.find_element(By.ID, "f-split")).select_by_value("2")
+        want = api(u, "/api/runs/1/trades?split=2&limit=1")["total"]
+        wait(driver, lambda d: d.find_element(By.ID, "trades-count").text == str(want), "split 2's trades")
+        assert errors(driver) == []
 
 
 def test_ctrl_c_stops_the_viewer_cleanly(sample):

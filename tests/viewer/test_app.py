@@ -277,3 +277,29 @@ def test_a_run_without_a_decision_journal_still_lists_trades_and_equity(sample_r
     assert get([run], "/api/runs/0/trades?limit=1")["total"] > 0
     ((status, body),) = ask([run], "/api/runs/0/decisions")
     assert status == 404 and "no decision journal" in body["error"]
+
+
+def test_a_csv_journal_pages_as_the_parquet_one(backtest_run, csv_run):
+    # scenario A comes first in both journals, so its rows have the same numbers
+    for query in ("limit=40", "action=TRADED&offset=7&limit=5", "hour=13&reason=position_open&limit=30"):
+        csv, parquet = (get([run], f"/api/runs/0/decisions?scenario=A&{query}") for run in (csv_run, backtest_run))
+        assert csv["total"] == parquet["total"] > 0
+        assert csv["rows"] == parquet["rows"], query
+    (rec,) = get([csv_run], "/api/runs/0/decisions?action=TRADED&limit=1")["rows"]
+    assert (get([csv_run], f"/api/runs/0/decisions/{rec['row']}")
+            == get([backtest_run], f"/api/runs/0/decisions/{rec['row']}"))
+
+
+def test_trades_parquet_is_read_when_there_is_no_trades_csv(sample_run, tmp_path):
+    if not (sample_run / "trades.parquet").exists():
+        pytest.skip("this deskd writes no trades.parquet")
+    run = tmp_path / "parquet-only"
+    run.mkdir()
+    for f in sample_run.iterdir():
+        if f.name != "trades.csv":
+            (run / f.name).symlink_to(f)
+    for query in ("scenario=B&limit=30&offset=10", "symbol=USDJPY&outcome=WIN&limit=5"):
+        from_csv, from_parquet = (get([r], f"/api/runs/0/trades?{query}") for r in (sample_run, run))
+        assert from_parquet["total"] == from_csv["total"] > 0
+        for a, b in zip(from_csv["rows"], from_parquet["rows"]):
+            assert {k: b[k] for k in a} == pytest.approx(a), query
