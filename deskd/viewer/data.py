@@ -320,7 +320,8 @@ class Run:
         """The run's cost scenarios, in the run's order."""
         if self.kind == BACKTEST:
             return [str(s) for s in self.meta["scenarios"]]
-        return [str(s) for s in self.meta.get("scenarios") or []]
+        listed = self.meta.get("scenarios")
+        return [str(s) for s in listed] if isinstance(listed, list) else []
 
     def decision_file(self) -> Path | None:
         """decisions.parquet, else decisions.csv, else None."""
@@ -403,13 +404,13 @@ class Run:
         per: dict[str, dict] = {}
         for s in self.scenarios:
             if self.kind == BACKTEST:
-                rep = self.meta["scenarios"].get(s) or {}
-                overall: dict = rep["overall"] if isinstance(rep.get("overall"), dict) else {}
+                rep = _dict(self.meta["scenarios"].get(s))
+                overall = _dict(rep.get("overall"))
                 head = {k: overall.get(k) for k in HEADLINE}
                 head.update(final_equity_usd=rep.get("final_equity_usd"), return_frac=rep.get("return_frac"))
                 per[s] = {"headline": head, "overall": overall, "decisions": rep.get("decisions")}
             else:
-                oos = (self.meta.get("out_of_sample") or {}).get(s) or {}
+                oos = _dict(_dict(self.meta.get("out_of_sample")).get(s))
                 per[s] = {"headline": dict(oos), "overall": dict(oos), "decisions": None}
         out = {"index": self.index, "id": self.id, "path": str(self.path), "name": self.path.name,
                "kind": self.kind, "scenarios": self.scenarios, "by_scenario": per, "files": self.files(),
@@ -682,8 +683,8 @@ class Run:
         if self.kind != WALKFORWARD:
             raise NotAvailable("this run is a backtest: it has no walk-forward splits")
         m = self.meta
-        return jsonable({"strategy_id": m.get("strategy_id"), "spec": m.get("splits_spec"),
-                         "scenarios": self.scenarios, "splits": m.get("splits") or [],
+        return jsonable({"strategy_id": m.get("strategy_id"), "spec": _dict(m.get("splits_spec")),
+                         "scenarios": self.scenarios, "splits": [_dict(x) for x in m.get("splits") or []],
                          "parameter_stability": m.get("parameter_stability"),
                          "out_of_sample": m.get("out_of_sample"), "tuned": sorted(self.split_dirs)})
 
@@ -698,11 +699,16 @@ class Run:
         trials = self._read(f"splits/{folder.name}/trials.csv", lambda: pd.read_csv(folder / "trials.csv"))
         keep = [c for c in ("rank", "trial", "status", "score", "trades", "net_usd", "expectancy_r", "max_dd_frac")
                 if c in trials] + [c for c in trials.columns if str(c).startswith("p.")]
-        over = tune.get("overfitting") or {}
+        over = _dict(tune.get("overfitting"))
         return jsonable({"split": split, "trials": len(trials), "rows": records(trials[keep].head(limit)),
-                         "objective": tune.get("objective"), "best": tune.get("best"),
-                         "dsr": (over.get("dsr") or {}).get("value"), "pbo": (over.get("pbo") or {}).get("value"),
+                         "objective": _dict(tune.get("objective")), "best": tune.get("best"),
+                         "dsr": _dict(over.get("dsr")).get("value"), "pbo": _dict(over.get("pbo")).get("value"),
                          "space_size": tune.get("space_size")})
+
+
+def _dict(x: object) -> dict:
+    """``x`` when it is a dict, else {} (a damaged JSON file shows as missing values)."""
+    return x if isinstance(x, dict) else {}
 
 
 def _levels(s: pd.Series) -> list[str]:

@@ -303,3 +303,41 @@ def test_trades_parquet_is_read_when_there_is_no_trades_csv(sample_run, tmp_path
         assert from_parquet["total"] == from_csv["total"] > 0
         for a, b in zip(from_csv["rows"], from_parquet["rows"]):
             assert {k: b[k] for k in a} == pytest.approx(a), query
+
+
+def linked_copy(run: Path, to: Path, leave_out: tuple[str, ...] = ()) -> Path:
+    """``to`` holding links to ``run``'s files, but for ``leave_out``."""
+    to.mkdir()
+    for f in run.iterdir():
+        if f.name not in leave_out:
+            (to / f.name).symlink_to(f)
+    return to
+
+
+def test_damaged_files_are_json_errors_naming_them_never_a_traceback(sample_run, tmp_path):
+    run = linked_copy(sample_run, tmp_path / "damaged", ("decisions.parquet", "trades.csv", "equity.csv"))
+    (run / "decisions.parquet").write_bytes(b"PAR1 not really")
+    (run / "trades.csv").write_text("trade_id,scenario\n1,A\n")
+    (run / "equity.csv").write_text("nothing here\n")
+    for path, name in (("/api/runs/0/decisions", "decisions.parquet"), ("/api/runs/0/trades", "trades.csv"),
+                       ("/api/runs/0/equity", "equity.csv"), ("/api/runs/0/facets", "trades.csv")):
+        ((status, body),) = ask([run], path)
+        assert status == 500 and f"damaged/{name}: cannot be read" in body["error"], (path, body)
+    assert get([run], "/api/runs")["runs"][0]["id"] == "damaged"  # report.json is fine: the run is listed
+
+
+def test_a_bar_file_that_is_gone_leaves_the_decision_without_a_chart_and_says_why(sample_run, tmp_path):
+    run = linked_copy(sample_run, tmp_path / "nobars", ("config.yaml",))
+    (run / "config.yaml").write_text((sample_run / "config.yaml").read_text().replace("USDJPY_M15", "USDJPY_gone"))
+    (rec,) = get([run], "/api/runs/0/decisions?symbol=USDJPY&limit=1")["rows"]
+    d = get([run], f"/api/runs/0/decisions/{rec['row']}")
+    assert d["bars"] is None and d["bracket"] is None and "USDJPY_gone" in d["bars_note"]
+    (eur,) = get([run], "/api/runs/0/decisions?symbol=EURUSD&limit=1")["rows"]
+    assert get([run], f"/api/runs/0/decisions/{eur['row']}")["bars"] is not None
+
+
+def test_a_report_json_of_an_odd_shape_lists_the_run_with_what_it_has(sample_run, tmp_path):
+    run = linked_copy(sample_run, tmp_path / "odd", ("report.json",))
+    (run / "report.json").write_text(json.dumps({"scenarios": {"A": [], "B": {"overall": 3}}}))
+    (r,) = get([run], "/api/runs")["runs"]
+    assert r["scenarios"] == ["A", "B"] and r["by_scenario"]["A"]["headline"]["trades"] is None
