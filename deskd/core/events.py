@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import NamedTuple
 
+NAN = float("nan")
+
 
 class Side(IntEnum):
     """A position's or order's direction; the sign multiplies price moves into P&L."""
@@ -210,7 +212,15 @@ class StateChanged:
 
 
 class Decision(NamedTuple):
-    """What the desk did with one signal: TRADED, or SKIPPED with ``reason``."""
+    """What the desk did with one signal: TRADED, or SKIPPED with ``reason`` (the gate that
+    blocked it: ``position_open``, ``conflict:...``, ``guard:...``, ``filter:...``...).
+
+    Its context, as the strategy decided (fields at the end, with defaults, so a Decision
+    built positionally without them still is one): ``price`` the decision bar's close (quote
+    currency; NaN: not known), ``atr_pips`` the ATR the strategy sized its stops with
+    (SignalIntent.atr_pips), ``score_name`` / ``score`` its deciding metric (SignalIntent's;
+    :attr:`why` formats them as the trade log's reason code).
+    """
 
     bar_ts: int
     symbol: str
@@ -222,6 +232,16 @@ class Decision(NamedTuple):
     tp_pips: float | None
     regime: str
     client_order_id: str | None = None
+    price: float = NAN
+    atr_pips: float = NAN
+    score_name: str = ""
+    score: float = NAN
+
+    @property
+    def why(self) -> str:
+        """The strategy's reason code, as trades.csv's ``reason_codes`` writes it
+        (``adx=31.42``); "" without a score name."""
+        return f"{self.score_name}={self.score:.2f}" if self.score_name else ""
 
 
 @dataclass(slots=True)

@@ -58,6 +58,7 @@ from deskd.strategies.filters import EntryFilter
 from deskd.strategies.indicators import IndicatorBook
 from deskd.strategies.regime import RegimeTagger
 
+_NAN = float("nan")
 _new = tuple.__new__  # builds a NamedTuple event without its Python-level __new__ (hot path)
 TRADED = DecisionAction.TRADED
 SKIPPED = DecisionAction.SKIPPED
@@ -356,8 +357,14 @@ class Desk:
         return f"{self.cfg.desk}-{self.scenario}-{symbol}-{bar_ts}-{intent}"
 
     def _record(self, s: SignalIntent, action: DecisionAction, reason: str, oid: str | None = None) -> None:
+        """Journal one signal's Decision with its context: the decision bar's close (the bar
+        the broker saw last: decisions are taken at its close), the ATR, regime and score the
+        strategy decided with."""
+        bar = self.broker.last_bar.get(s.symbol)
         self.bus.publish(_new(Decision, (s.bar_ts, s.symbol, s.strategy_id, s.side, action, reason,
-                                         s.sl_pips, s.tp_pips, s.regime, oid)))
+                                         s.sl_pips, s.tp_pips, s.regime, oid,
+                                         bar.close if bar is not None else _NAN, s.atr_pips,
+                                         s.score_name, s.score)))
 
     def _emit(self, ev: StateChanged | None) -> None:
         if ev is not None:

@@ -178,6 +178,11 @@ decisions = Table(
     Column("tp_pips", Float),
     Column("regime", String(24), nullable=False),
     Column("client_order_id", String(128)),
+    # the decision's context (migration 0005); NULL in rows written before it
+    Column("price", Float),
+    Column("atr_pips", Float),
+    Column("score_name", String(64)),
+    Column("score", Float),
 )
 
 state_transitions = Table(

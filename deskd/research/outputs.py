@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
+#: the Decision fields before its context (price, atr_pips, score_name, score)
+_N_DECISION_CORE = Decision._fields.index("price")
+
+
 def _opt(x: float | None, nd: int) -> str:
     return "" if x is None else repr(round(x, nd))
 
@@ -71,10 +75,16 @@ TRADE_CSV: list[tuple[str, str, Callable]] = [
 TRADE_FIELDS_NOT_WRITTEN = ("entry_ref_price", "entry_cost_pips", "exit_ref_price", "exit_cost_pips")
 TRADE_COLUMNS = [c for c, _, _ in TRADE_CSV]
 
-#: decisions.csv: the Decision fields in order (bar_ts written as decision_time, the bar's
-#: close), with the scenario first; :meth:`DecisionWriter.flush` formats the lines.
+#: decisions.csv: the scenario, the Decision fields in order (bar_ts written as decision_time,
+#: the bar's close), then the decision's context: ``decision_price`` (the decision bar's close,
+#: as the bar file has it), ``atr_pips`` (the ATR the strategy sized with, 2 decimals) and
+#: ``reason_codes`` (the strategy's score, as trades.csv writes it: ``adx=31.42``); empty
+#: (null in Parquet) where a Decision does not carry them. :meth:`DecisionWriter.write`
+#: formats the lines.
+DECISION_CONTEXT_COLUMNS = ["decision_price", "atr_pips", "reason_codes"]
 DECISION_COLUMNS = ["scenario", "decision_time",
-                    *[f for f in Decision._fields if f != "bar_ts"]]
+                    *[f for f in Decision._fields[:_N_DECISION_CORE] if f != "bar_ts"],
+                    *DECISION_CONTEXT_COLUMNS]
 EQUITY_COLUMNS = ["scenario", "time", "kind", "equity_usd", "balance_usd", "open_positions"]
 
 #: what ``deskd backtest --decisions`` accepts, the default first: Parquet, CSV, or no file
@@ -95,11 +105,15 @@ def decision_schema() -> pa.Schema:
     milliseconds because Parquet has no seconds unit: a seconds column reads back as
     milliseconds anyway); ``sl_pips`` and ``tp_pips`` float64 rounded to 2 decimals, ``tp_pips``
     null when the signal has no target (empty in the CSV); ``client_order_id`` "" when the
-    signal did not trade (as in the CSV); the others strings (``side`` LONG or SHORT)."""
+    signal did not trade (as in the CSV); ``decision_price`` float64 as the bar file has it,
+    ``atr_pips`` float64 rounded to 2 decimals, both null when not known; the others strings
+    (``side`` LONG or SHORT; ``reason_codes`` "" without a score)."""
     import pyarrow as pa
 
-    types = {"decision_time": pa.timestamp("ms", tz="UTC"), "sl_pips": pa.float64(), "tp_pips": pa.float64()}
-    return pa.schema([pa.field(c, types.get(c, pa.string()), nullable=c == "tp_pips") for c in DECISION_COLUMNS])
+    types = {"decision_time": pa.timestamp("ms", tz="UTC"), "sl_pips": pa.float64(), "tp_pips": pa.float64(),
+             "decision_price": pa.float64(), "atr_pips": pa.float64()}
+    nullable = ("tp_pips", "decision_price", "atr_pips")
+    return pa.schema([pa.field(c, types.get(c, pa.string()), nullable=c in nullable) for c in DECISION_COLUMNS])
 
 
 def check_trade_csv(spec: list[tuple[str, str, Callable]], left_out: tuple[str, ...]) -> None:
@@ -148,13 +162,23 @@ COST_SPLIT_FIELDS = ("entry_spread_pips", "entry_slippage_pips", "exit_spread_pi
 def decision_record(row: Mapping[str, Any], timeframe_s: int) -> dict[str, Any]:
     """A stored decision (a row of the store's decisions table, keyed by Decision field) as
     decisions.csv writes it, for JSON: ``decision_time`` is the close of the decision bar
-    (bar_ts + ``timeframe_s``), side a name, pips to 2 decimals, no take-profit null."""
+    (bar_ts + ``timeframe_s``), side a name, pips to 2 decimals, no take-profit null; the
+    context (DECISION_CONTEXT_COLUMNS) null where not known (rows stored before it was)."""
     tp = row["tp_pips"]
+    price, atr = _known(row.get("price")), _known(row.get("atr_pips"))
+    name, score = row.get("score_name") or "", row.get("score")
     return {"decision_time": iso(row["bar_ts"] + timeframe_s), "symbol": row["symbol"],
             "strategy_id": row["strategy_id"], "side": SIDE_NAME[row["side"]], "action": row["action"],
             "reason": row["reason"], "sl_pips": round(row["sl_pips"], 2),
             "tp_pips": None if tp is None else round(tp, 2), "regime": row["regime"],
-            "client_order_id": row["client_order_id"] or ""}
+            "client_order_id": row["client_order_id"] or "",
+            "decision_price": price, "atr_pips": None if atr is None else round(atr, 2),
+            "reason_codes": f"{name}={score:.2f}" if name and score is not None else ""}
+
+
+def _known(x: float | None) -> float | None:
+    """``x``, or None when it is None or NaN (a context value not known)."""
+    return None if x is None or x != x else x
 
 
 class CsvJournal:
@@ -224,8 +248,10 @@ class DecisionWriter(DecisionCounter):
         side = SIDE_NAME
         self.fh.write("".join([
             f"{scn},{t},{sym},{sid},{side[sd]},{act},{why},{sl:.2f},"
-            f"{'' if tp is None else format(tp, '.2f')},{regime},{oid or ''}\n"
-            for t, (_, sym, sid, sd, act, why, sl, tp, regime, oid) in zip(times, buf)]))
+            f"{'' if tp is None else format(tp, '.2f')},{regime},{oid or ''},"
+            f"{'' if px != px else repr(px)},{'' if atr != atr else format(atr, '.2f')},"
+            f"{f'{sn}={sc:.2f}' if sn else ''}\n"
+            for t, (_, sym, sid, sd, act, why, sl, tp, regime, oid, px, atr, sn, sc) in zip(times, buf)]))
 
 
 class BatchSink(Protocol):
@@ -254,11 +280,11 @@ def round2(values: list[float]) -> np.ndarray:
 def decision_batch(buf: list[Decision], scenario: str, timeframe_s: int) -> pa.RecordBatch:
     """``buf`` as one record batch of :func:`decision_schema`, holding the values
     decisions.csv writes: the times as instants, pips rounded to 2 decimals (:func:`round2`),
-    no target as null, no client order id as ""."""
+    no target as null, no client order id as "", the context as :func:`decision_schema` says."""
     import pyarrow as pa
 
     col: list[list[Any]] = [[d[i] for d in buf] for i in range(len(Decision._fields))]
-    _, sym, sid, sd, act, why, sl, tp, regime, oid = col
+    _, sym, sid, sd, act, why, sl, tp, regime, oid, px, atr, sn, sc = col
     side = SIDE_NAME
     ts_ms = (np.asarray(col[0], dtype=np.int64) + timeframe_s) * 1000
     tp_missing = np.fromiter((x is None for x in tp), dtype=bool, count=len(tp))
@@ -269,8 +295,18 @@ def decision_batch(buf: list[Decision], scenario: str, timeframe_s: int) -> pa.R
               pa.array([side[s] for s in sd], pa.string()), pa.array(act, pa.string()),
               pa.array(why, pa.string()), pa.array(round2(sl), pa.float64()),
               pa.array(tp_pips, pa.float64(), mask=tp_missing if tp_missing.any() else None),
-              pa.array(regime, pa.string()), pa.array([o or "" for o in oid], pa.string())]
+              pa.array(regime, pa.string()), pa.array([o or "" for o in oid], pa.string()),
+              _float_or_null(np.asarray(px, dtype=np.float64)), _float_or_null(round2(atr)),
+              pa.array([f"{n}={v:.2f}" if n else "" for n, v in zip(sn, sc)], pa.string())]
     return pa.RecordBatch.from_arrays(arrays, schema=decision_schema())
+
+
+def _float_or_null(a: np.ndarray) -> pa.Array:
+    """A float64 Arrow array of ``a``, its NaNs null."""
+    import pyarrow as pa
+
+    missing = np.isnan(a)
+    return pa.array(a, pa.float64(), mask=missing if missing.any() else None)
 
 
 class ArrowDecisionWriter(DecisionCounter):
@@ -372,8 +408,10 @@ def decision_csv_rows(table: pa.Table) -> list[list[str]]:
         col = table.column(c)
         if c == "decision_time":
             cols[c] = iso_many(col.cast(pa.timestamp("s", tz="UTC")).cast(pa.int64()).to_pylist())
-        elif c in ("sl_pips", "tp_pips"):
+        elif c in ("sl_pips", "tp_pips", "atr_pips"):
             cols[c] = ["" if v is None else f"{v:.2f}" for v in col.to_pylist()]
+        elif c == "decision_price":
+            cols[c] = ["" if v is None else repr(v) for v in col.to_pylist()]
         else:
             cols[c] = col.to_pylist()
     return [list(r) for r in zip(*cols.values())]

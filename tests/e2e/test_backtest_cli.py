@@ -123,7 +123,10 @@ def test_sample_backtest_outputs_are_byte_identical_to_the_recorded_ones(run1):
     HALTED -> HALTED rows of a deeper drawdown halt taking over a day halt (trades, decisions
     and equity unchanged). Re-recorded (#12): trades.csv gained the cost split's six columns at
     its end; its first 26 columns are byte for byte what they were, the other files unchanged.
-    Re-recorded (#13): report.json gained each scenario's breakdowns (the other files unchanged)."""
+    Re-recorded (#13): report.json gained each scenario's breakdowns (the other files unchanged).
+    Re-recorded (#13): decisions.csv gained the decision's context at its end (decision_price,
+    atr_pips, reason_codes); its first 11 columns are byte for byte what they were, the other
+    files unchanged."""
     from tests.golden.make_fingerprint import fingerprint
 
     out, _ = run1

@@ -50,7 +50,9 @@ def decisions(n: int, seed: int = 1) -> list[Decision]:
                             DecisionAction.TRADED if traded else DecisionAction.SKIPPED,
                             "traded" if traded else rng.choice(["position_open", "conflict:S2", "state:HALTED"]),
                             rng.choice([rng.uniform(0, 60), 10.0, 0.285]), tp, "VOL=HIGH|SPIKE=0",
-                            f"d-A-EURUSD-{i}-ENTRY" if traded else None))
+                            f"d-A-EURUSD-{i}-ENTRY" if traded else None,
+                            *rng.choice([(round(rng.uniform(1.0, 160.0), 5), rng.uniform(0, 40), "adx", rng.uniform(0, 60)),
+                                         (1.10505, 2.675, "z", -2.345), (math.nan, math.nan, "", math.nan)])))
     return out
 
 
@@ -87,6 +89,11 @@ def test_a_parquet_batch_holds_the_csv_rows_and_the_schema():
     assert rows[0] == DECISION_COLUMNS and rows[1:] == decision_csv_rows(table)
     assert table.column("tp_pips").null_count == sum(d.tp_pips is None for d in ds) > 0
     assert set(table.column("client_order_id").to_pylist()) >= {""}
+    # the context: unknown is null (empty in the CSV); reason codes as trades.csv writes them
+    assert table.column("decision_price").null_count == table.column("atr_pips").null_count == \
+        sum(d.price != d.price for d in ds) > 0
+    assert set(table.column("reason_codes").to_pylist()) >= {"", "z=-2.35"}
+    assert [r for r in rows[1:] if r[-1] == "z=-2.35"][0][-3:] == ["1.10505", "2.67", "z=-2.35"]
 
 
 def test_writing_in_place_and_joining_worker_parts_give_the_same_bytes(tmp_path):
