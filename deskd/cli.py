@@ -276,7 +276,8 @@ def cmd_backtest(args) -> int:
     progress = _ScenarioBars(Console(stderr=True), args.quiet or args.json,
                              [cfg.data.files[s] for s in cfg.universe.symbols if s in cfg.data.files])
     backtest = build_backtest(cfg, scenarios, out, args.force, _store_url(args.store) if args.store else None,
-                              progress, window, jobs=args.jobs, decisions=args.decisions)
+                              progress, window, jobs=args.jobs, decisions=args.decisions,
+                              counterfactuals=args.counterfactuals == "on")
     with progress.bars:
         report = backtest.run()
     _warn_warmup(cfg, scenarios[0], {s: d["bars"] for s, d in report["data"].items()})
@@ -286,7 +287,8 @@ def cmd_backtest(args) -> int:
         from deskd.research.summary import summary
 
         Console(width=None if sys.stdout.isatty() else 80).print(summary(report))
-        files = ["report.html", "trades.csv", "equity.csv", DECISION_FILES.get(args.decisions), "report.json",
+        files = ["report.html", "trades.csv", "equity.csv", DECISION_FILES.get(args.decisions),
+                 "counterfactuals.parquet" if args.counterfactuals == "on" else None, "report.json",
                  "config.yaml", "trades.parquet", "run.json", "manifest.json"]
         print(f"outputs: {out}/ ({', '.join(f for f in files if f)})")
     return EXIT_OK
@@ -1083,6 +1085,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--decisions", choices=["parquet", "csv", "none"], default="parquet",
                    help="the decision journal: decisions.parquet (default), decisions.csv, or none "
                         "(report.json still counts the decisions by reason)")
+    b.add_argument("--counterfactuals", choices=["on", "off"], default="on",
+                   help="counterfactuals.parquet: what every decision's bracket would have done, traded or "
+                        "skipped, from the bars after it (default on; it never changes a decision or trade)")
     b.add_argument("--quiet", action="store_true", help="print nothing on success")
     b.add_argument("--json", action="store_true", help="print the output folder and overall metrics as JSON")
     b.set_defaults(func=cmd_backtest)

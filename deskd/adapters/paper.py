@@ -184,45 +184,13 @@ class PaperBroker:
                               spread_pips=cost.spread_pips, slippage_pips=cost.slippage_pips, spike=cost.spike))
 
     def _check_bracket(self, pos: Position, bar: BarClosed) -> None:
-        o, h, l = bar.open, bar.high, bar.low
-        sl, tp = pos.sl_price, pos.tp_price
-        if pos.side > 0:
-            if o <= sl:
-                hit = (ExitReason.SL, o)
-            elif tp is not None and o >= tp:
-                hit = (ExitReason.TP, o)
-            else:
-                sl_hit = l <= sl
-                tp_hit = tp is not None and h >= tp
-                hit = self._pick(sl_hit, tp_hit, sl, tp, o)
-        else:
-            if o >= sl:
-                hit = (ExitReason.SL, o)
-            elif tp is not None and o <= tp:
-                hit = (ExitReason.TP, o)
-            else:
-                sl_hit = h >= sl
-                tp_hit = tp is not None and l <= tp
-                hit = self._pick(sl_hit, tp_hit, sl, tp, o)
+        hit = bracket_exit(pos.side, pos.sl_price, pos.tp_price, bar.open, bar.high, bar.low, self.policy)
         if hit is None:
             return
         reason, ref = hit
         del self.positions[pos.order.symbol]
         cost = self.cost.side_cost(pos.order.symbol, self._tr_atr(bar))
         self._publish_exit(pos, bar, bar.bar_ts, ref, cost, reason, f"{pos.order.client_order_id}:{reason}")
-
-    def _pick(self, sl_hit: bool, tp_hit: bool, sl: float, tp: float | None, o: float):
-        if sl_hit and tp_hit:
-            if self.policy == "tp_first":
-                return (ExitReason.TP, tp)
-            if self.policy == "open_proximity" and tp is not None and abs(tp - o) < abs(o - sl):
-                return (ExitReason.TP, tp)
-            return (ExitReason.SL, sl)
-        if sl_hit:
-            return (ExitReason.SL, sl)
-        if tp_hit:
-            return (ExitReason.TP, tp)
-        return None
 
     def close_at_last(self, reason: ExitReason = ExitReason.EOD) -> None:
         """Close every open position at its symbol's last close (end of replayed data)."""
@@ -235,6 +203,42 @@ class PaperBroker:
             cost = self.cost.side_cost(sym, tr_atr)
             self._publish_exit(pos, bar, bar.close_ts, bar.close, cost, reason,
                                f"{pos.order.client_order_id}:{reason}")
+
+
+def bracket_exit(side: int, sl: float, tp: float | None, o: float, h: float, l: float,
+                 policy: str = "sl_first") -> tuple[ExitReason, float] | None:
+    """Whether a resting bracket fills inside one bar, and how: (SL or TP, the level's fill
+    price before costs), or None when the bar (open ``o``, high ``h``, low ``l``) touches
+    neither level. A bar opening through a level fills at the open; a bar touching both
+    fills the stop (``sl_first``), the target (``tp_first``), or the level nearer the open
+    (``open_proximity``, ties to the stop). ``side`` +1 long / -1 short; ``tp`` None: no
+    target. Prices in quote currency. The paper broker's rule, shared with the
+    counterfactuals (:mod:`deskd.research.counterfactuals`)."""
+    if side > 0:
+        if o <= sl:
+            return (ExitReason.SL, o)
+        if tp is not None and o >= tp:
+            return (ExitReason.TP, o)
+        sl_hit = l <= sl
+        tp_hit = tp is not None and h >= tp
+    else:
+        if o >= sl:
+            return (ExitReason.SL, o)
+        if tp is not None and o <= tp:
+            return (ExitReason.TP, o)
+        sl_hit = h >= sl
+        tp_hit = tp is not None and l <= tp
+    if sl_hit and tp_hit:
+        if policy == "tp_first":
+            return (ExitReason.TP, tp)  # type: ignore[return-value]
+        if policy == "open_proximity" and tp is not None and abs(tp - o) < abs(o - sl):
+            return (ExitReason.TP, tp)
+        return (ExitReason.SL, sl)
+    if sl_hit:
+        return (ExitReason.SL, sl)
+    if tp_hit:
+        return (ExitReason.TP, tp)  # type: ignore[return-value]
+    return None
 
 
 def paper_broker(cfg: DeskConfig, scenario: str) -> Callable[[Desk], PaperBroker]:

@@ -1,8 +1,9 @@
 """``deskd backtest``: the desk fed by the replay adapter, once per cost scenario.
 
 Outputs (one folder): trades.csv, equity.csv, the decision journal (decisions.parquet,
-decisions.csv or none: :data:`deskd.research.outputs.DECISION_FORMATS`), report.json,
-config.yaml, and report.html drawn from them (:mod:`deskd.research.report_html`); last,
+decisions.csv or none: :data:`deskd.research.outputs.DECISION_FORMATS`), the counterfactual of
+every decision (counterfactuals.parquet, :mod:`deskd.research.counterfactuals`; unless turned
+off), report.json, config.yaml, and report.html drawn from them (:mod:`deskd.research.report_html`); last,
 trades.parquet, equity.parquet, run.json and manifest.json (:mod:`deskd.research.export`); with a
 store URL, the same run recorded in the store (the tables `deskd run` uses).
 They are written into a hidden sibling folder that is renamed into place only when every
@@ -48,11 +49,12 @@ from deskd.adapters.paper import paper_desk
 from deskd.adapters.replay import ReplayFeed, Window, replay, replay_feed, replay_window
 from deskd.configs.loader import absolute, dump_config
 from deskd.configs.models import DeskConfig
-from deskd.core.events import Decision, StateChanged, Trade
+from deskd.core.events import BarClosed, Decision, StateChanged, Trade
 from deskd.core.text import shown
 from deskd.core.time import iso
 from deskd.desk.desk import Desk
 from deskd.persistence.store import StoreWriter, open_store
+from deskd.research.counterfactuals import CounterfactualJournal, CounterfactualObserver
 from deskd.research.metrics import trade_metrics
 from deskd.research.outputs import (
     DECISION_FORMATS,
@@ -123,7 +125,8 @@ def check_inputs(cfg: DeskConfig, scenarios: list[str]) -> None:
 def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | DecisionCounter | None,
                  progress: Callable[[int], None] | None = None,
                  store: Connection | None = None, replace: bool = False,
-                 window: Window | None = None, feed: ReplayFeed | None = None) -> ScenarioResult:
+                 window: Window | None = None, feed: ReplayFeed | None = None,
+                 counterfactuals: Any = None) -> ScenarioResult:
     """Replay every bar through a fresh Desk with ``scenario``'s costs, handing its decisions
     to ``decisions``: a writer of :mod:`deskd.research.outputs` (flushed here at the end), an
     open decisions.csv (header already written), or None to only count them; given
@@ -132,7 +135,9 @@ def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | DecisionCo
     With ``window`` only its bars trade (:func:`deskd.adapters.replay.replay_window`); its
     ``warmup_bars`` of None means the strategies' own warm-up (:func:`warmup_bars_of`).
     ``feed``: the bars to replay (e.g. a :class:`deskd.adapters.replay.MemoryFeed` read once for
-    many runs); None reads ``cfg``'s files. Raises BarFileError (a bad bar file), StoreError."""
+    many runs); None reads ``cfg``'s files. ``counterfactuals``: where the counterfactual of
+    every decision goes (a sink of :class:`CounterfactualJournal`, rows in decision order); None
+    computes none. Raises BarFileError (a bad bar file), StoreError."""
     desk = paper_desk(cfg, scenario)
     recorder = (StoreWriter(store, desk, commit_every_bars=0, flush_every_bars=10_000,
                              on_existing="replace" if replace else "refuse")
@@ -147,7 +152,10 @@ def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | DecisionCo
     transitions: list[StateChanged] = []
     desk.bus.subscribe(StateChanged, transitions.append)
     feed = feed if feed is not None else replay_feed(cfg)
-    end_bar = recorder.end_bar if recorder is not None else None
+    end_bar: Callable[[BarClosed], None] | None = recorder.end_bar if recorder is not None else None
+    observer = CounterfactualObserver(desk, counterfactuals) if counterfactuals is not None else None
+    if observer is not None:  # an observer of the journal and the bars, after the desk and the store
+        end_bar = observer.end_bar if end_bar is None else _both(end_bar, observer.end_bar)
     if window is None:
         bars = replay(desk, feed, progress, end_bar)
     else:
@@ -155,6 +163,8 @@ def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | DecisionCo
             window = replace_field(window, warmup_bars=warmup_bars_of(desk))
         bars = replay_window(desk, feed, window, progress, end_bar)
     writer.flush()
+    if observer is not None:
+        observer.finish()
     if recorder is not None:
         recorder.write_snapshots()
     lg = desk.ledger
@@ -164,6 +174,13 @@ def run_scenario(cfg: DeskConfig, scenario: str, decisions: IO[str] | DecisionCo
     return ScenarioResult(scenario, bars, lg.closed, lg.equity_rows, lg.equity_usd,
                           (lg.max_dd_usd, lg.max_dd_frac), dict(writer.counts),
                           files, transitions, min(lg.min_equity_usd, lg.equity_usd))
+
+
+def _both(first: Callable[[BarClosed], None], then: Callable[[BarClosed], None]) -> Callable[[BarClosed], None]:
+    def end_bar(bar: BarClosed) -> None:
+        first(bar)
+        then(bar)
+    return end_bar
 
 
 def _daily(res: ScenarioResult) -> tuple[list[int], list[float], list[float]]:
@@ -378,7 +395,7 @@ def count_bars(paths: Iterable[str | Path]) -> int | None:
 def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool = False,
                  progress: ScenarioProgress | None = None,
                  store_url: str | None = None, window: Window | None = None,
-                 jobs: int | None = 1, decisions: str = "parquet") -> dict:
+                 jobs: int | None = 1, decisions: str = "parquet", counterfactuals: bool = True) -> dict:
     """Run every scenario and write the outputs to ``out`` atomically; returns the report.
     With ``store_url`` every scenario is also recorded in that store, in one transaction
     committed only when everything else succeeded (``force`` replaces earlier rows of the
@@ -386,7 +403,8 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
     (decisions.parquet), "csv" (decisions.csv) or "none" (no file; report.json still counts
     the decisions by reason). ``jobs``: processes running the scenarios
     (:func:`backtest_jobs`; None: one per scenario up to the CPUs; 1: one after another in
-    this process, the default here, ``deskd backtest``'s is None). Above 1, workers are
+    this process, the default here, ``deskd backtest``'s is None). ``counterfactuals``: write
+    counterfactuals.parquet (one row per decision, in decisions' order; on by default). Above 1, workers are
     ``spawn``ed, so a script calling this needs the ``if __name__ == "__main__":`` guard;
     a config that cannot be pickled (a strategy class defined inside a function) runs in
     this process. Every output is the same, byte for byte, whatever ``jobs``.
@@ -405,9 +423,10 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
     tmp = _prepare_out(out, force, [cfg.data.files[s] for s in cfg.universe.symbols])
     try:
         journal = DecisionJournal(tmp, decisions)
+        cf_journal = CounterfactualJournal(tmp, counterfactuals)
         try:
             if n_jobs > 1:
-                results = _run_parallel(cfg, scenarios, journal, tmp, n_jobs, progress, window)
+                results = _run_parallel(cfg, scenarios, journal, tmp, n_jobs, progress, window, cf_journal)
             else:
                 results = []
                 for scn in scenarios:
@@ -415,12 +434,13 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
                         progress.started(scn)
                     advance = (lambda n, scn=scn: progress.advanced(scn, n)) if progress is not None else None
                     res = run_scenario(cfg, scn, journal.writer(scn, cfg.universe.timeframe_s), advance, conn,
-                                       replace=force, window=window)
+                                       replace=force, window=window, counterfactuals=cf_journal.sink())
                     results.append(res)
                     if progress is not None:
                         progress.finished(scn, res.bars)
         finally:
             journal.close()
+            cf_journal.close()
         feed_stats = {}
         for sym in cfg.universe.symbols:
             path = cfg.data.files[sym]
@@ -476,19 +496,21 @@ class Backtest:
     window: Window | None = None
     jobs: int | None = 1
     decisions: str = "parquet"
+    counterfactuals: bool = True
 
     def run(self) -> dict:
         return run_backtest(self.cfg, self.scenarios, self.out, self.force, self.progress,
-                            self.store_url, self.window, self.jobs, self.decisions)
+                            self.store_url, self.window, self.jobs, self.decisions, self.counterfactuals)
 
 
 def build_backtest(cfg: DeskConfig, scenarios: list[str] | None, out: Path, force: bool = False,
                    store_url: str | None = None, progress: ScenarioProgress | None = None,
                    window: Window | None = None, jobs: int | None = 1,
-                   decisions: str = "parquet") -> Backtest:
+                   decisions: str = "parquet", counterfactuals: bool = True) -> Backtest:
     """The backtest of ``cfg`` over ``scenarios`` (default: every scenario of the config),
     trading only ``window``'s bars when given, in ``jobs`` processes, its decisions written
-    as ``decisions`` (see :func:`run_backtest`). Raises BacktestInputError when it cannot
+    as ``decisions``, with counterfactuals.parquet unless ``counterfactuals`` is False (see
+    :func:`run_backtest`). Raises BacktestInputError when it cannot
     start (a symbol without data, an unknown scenario, an empty window, a bad ``jobs`` or
     ``decisions``)."""
     scenarios = scenarios or list(cfg.costs.scenarios)
@@ -498,7 +520,7 @@ def build_backtest(cfg: DeskConfig, scenarios: list[str] | None, out: Path, forc
     if window is not None and window.start_ts is not None and window.end_ts is not None \
             and window.start_ts >= window.end_ts:
         raise BacktestInputError(f"--from {iso(window.start_ts)} is not before --to {iso(window.end_ts)}")
-    return Backtest(cfg, scenarios, out, force, store_url, progress, window, jobs, decisions)
+    return Backtest(cfg, scenarios, out, force, store_url, progress, window, jobs, decisions, counterfactuals)
 
 
 # ------------------------------------------------------------------------------ parallel scenarios
@@ -559,14 +581,15 @@ def _worker_init(modules: list[tuple[str, str]], events: Any) -> None:
 
 
 def _scenario_worker(cfg: DeskConfig, scenario: str, decisions: str, part: Path,
-                     window: Window | None) -> ScenarioResult:
+                     window: Window | None, cf_part: Path | None = None) -> ScenarioResult:
     """One scenario in a worker: :func:`run_scenario` writing its decisions to ``part``
     (:meth:`DecisionJournal.part_writer`), its progress to the parent's queue."""
     events = _EVENTS
     events.put(("started", scenario, 0))
-    with DecisionJournal.part_writer(part, decisions, scenario, cfg.universe.timeframe_s) as writer:
+    with DecisionJournal.part_writer(part, decisions, scenario, cfg.universe.timeframe_s) as writer, \
+            CounterfactualJournal.part_writer(cf_part) as cf_sink:
         res = run_scenario(cfg, scenario, writer, lambda n: events.put(("advanced", scenario, n)),
-                           window=window)
+                           window=window, counterfactuals=cf_sink)
     events.put(("finished", scenario, res.bars))
     return res
 
@@ -606,7 +629,8 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
 
 
 def _run_parallel(cfg: DeskConfig, scenarios: list[str], journal: DecisionJournal, folder: Path, jobs: int,
-                  progress: ScenarioProgress | None, window: Window | None) -> list[ScenarioResult]:
+                  progress: ScenarioProgress | None, window: Window | None,
+                  cf_journal: CounterfactualJournal | None = None) -> list[ScenarioResult]:
     """Run ``scenarios`` in ``jobs`` spawned worker processes; each writes its decisions to
     a part file in ``folder``, appended to ``journal`` in scenario order as soon as it and
     the scenarios before it have finished. Returns the results in scenario order. On the
@@ -617,19 +641,24 @@ def _run_parallel(cfg: DeskConfig, scenarios: list[str], journal: DecisionJourna
     relay = threading.Thread(target=_relay, args=(events, progress, stop), name="backtest-progress", daemon=True)
     relay.start()
     parts = {scn: folder / f".decisions-{i}.part" for i, scn in enumerate(scenarios)}
+    cf_on = cf_journal is not None and cf_journal.on
+    cf_parts = {scn: folder / f".counterfactuals-{i}.part" for i, scn in enumerate(scenarios)}
     done: dict[str, ScenarioResult] = {}
     ok = False
     pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
                                initargs=(_strategy_modules(cfg), events))
     try:
         futures: dict[Future[ScenarioResult], str] = {
-            pool.submit(_scenario_worker, cfg, scn, journal.fmt, parts[scn], window): scn for scn in scenarios}
+            pool.submit(_scenario_worker, cfg, scn, journal.fmt, parts[scn], window,
+                        cf_parts[scn] if cf_on else None): scn for scn in scenarios}
         joined = 0
         for fut in as_completed(futures):
             done[futures[fut]] = fut.result()  # a worker's exception is raised here
             while joined < len(scenarios) and scenarios[joined] in done:
                 if journal.path is not None:
                     journal.append_part(parts[scenarios[joined]])
+                if cf_on and cf_journal is not None:
+                    cf_journal.append_part(cf_parts[scenarios[joined]])
                 joined += 1
         ok = True
     finally:

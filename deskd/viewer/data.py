@@ -230,7 +230,7 @@ def read_decision_journal(path: Path) -> pd.DataFrame:
     categories, ``decision_time`` replaced by ``ts`` (int64 UTC epoch seconds, the close of
     the decision bar). Raises OSError, ValueError or pyarrow's ArrowException when unreadable."""
     if path.suffix == ".parquet":
-        table = pq.read_table(path)
+        table = pq.read_table(path, read_dictionary=_string_columns(path))  # no string materialised
         col = table["decision_time"].combine_chunks()
         per_s = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[col.type.unit]
         ts = np.asarray(pc.cast(col, pa.int64()), dtype=np.int64) // per_s
@@ -242,8 +242,15 @@ def read_decision_journal(path: Path) -> pd.DataFrame:
         parsed = pc.strptime(table["decision_time"], format=TIME_FORMAT, unit="s")
         ts = np.asarray(pc.cast(parsed, pa.int64()), dtype=np.int64)
     df = table.drop_columns(["decision_time"]).to_pandas(strings_to_categorical=True)
+    del table
+    pa.default_memory_pool().release_unused()  # the Arrow buffers: the frame holds its own copy
     df.insert(1, "ts", ts)
     return df
+
+
+def _string_columns(path: Path) -> list[str]:
+    """The string columns of a Parquet file (read as dictionaries: categories in pandas)."""
+    return [f.name for f in pq.read_schema(path) if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
 
 
 def _read_trades(run_dir: Path, name: str) -> pd.DataFrame:
@@ -356,9 +363,10 @@ class Run:
         if not path.is_file() or self.decision_file() is None:
             return None
         try:  # the cf_ columns only: the decision's own are the journal's, row for row
-            names = pq.read_schema(path).names
-            cf = pq.read_table(path, columns=[c for c in names if c.startswith("cf_")]).to_pandas(
-                strings_to_categorical=True)
+            names = [c for c in pq.read_schema(path).names if c.startswith("cf_")]
+            strings = [c for c in _string_columns(path) if c in names]
+            cf = pq.read_table(path, columns=names, read_dictionary=strings).to_pandas(strings_to_categorical=True)
+            pa.default_memory_pool().release_unused()
         except (OSError, ValueError, pa.ArrowException) as e:
             self._loaded["cf_note"] = f"{path.name} cannot be read: {e}"
             return None

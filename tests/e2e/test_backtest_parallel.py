@@ -18,7 +18,7 @@ from tests.golden.make_fingerprint import fingerprint
 pytestmark = pytest.mark.e2e
 
 DONCHIAN = ROOT / "examples" / "strategies" / "donchian.yaml"
-OUTPUTS = ("trades.csv", "equity.csv", "report.json", "report.html", "config.yaml")
+OUTPUTS = ("trades.csv", "equity.csv", "report.json", "report.html", "config.yaml", "counterfactuals.parquet")
 #: the export (deskd.research.export): the same bytes whatever --jobs; run.json and the manifest
 #: name the decisions file, so they differ between --decisions formats; metadata.json (wall-clock) differs
 EXPORT = ("trades.parquet", "equity.parquet", "run.json", "manifest.json")
