@@ -202,6 +202,27 @@ def test_the_decision_chart_draws_the_api_s_bracket_and_the_real_trade(driver, u
     assert errors(driver) == []
 
 
+def test_bad_skips_only_pages_the_skips_whose_counterfactual_won(driver, url):
+    if not api(url, "/api/runs/0/facets")["counterfactuals"]:
+        pytest.skip("this deskd's backtest writes no counterfactuals.parquet")
+    open_page(driver, url)
+    tab(driver, "decisions")
+    wait(driver, lambda d: d.find_elements(By.ID, "dec-time"), "the first decision")
+    driver.find_element(By.ID, "d-bad").click()
+    page = api(url, "/api/runs/0/decisions?scenario=A&bad_skips=1&limit=1")
+    (rec,) = page["rows"]
+    assert rec["action"] == "SKIPPED" and rec["cf_result"] == "WIN"
+    wait(driver, lambda d: d.find_element(By.ID, "dec-pos").text == f"1 of {page['total']}", "bad skips only")
+    wait(driver, lambda d: d.find_element(By.ID, "dec-detail").get_attribute("data-row") == str(rec["row"]),
+         "the first bad skip")
+    names = driver.execute_script("return document.getElementById('dec-chart').data.map(t => t.name);")
+    assert any(n.startswith("counterfactual") for n in names) and not any(n.startswith("trade ") for n in names)
+    d = api(url, f"/api/runs/0/decisions/{rec['row']}")
+    assert d["bracket"]["source"] == "counterfactual"
+    assert chart_levels(driver) == pytest.approx({k: d["bracket"][k] for k in ("entry", "stop", "target")})
+    assert errors(driver) == []
+
+
 def test_two_runs_side_by_side_and_a_walk_forward_s_splits_and_trials(driver, sample, tmp_path):
     wf = write_walkforward(tmp_path / "wf", sample)
     with viewer(sample, wf) as u:

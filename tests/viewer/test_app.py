@@ -15,6 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from deskd.core.money import Instrument
 from deskd.viewer.app import ViewerApp
 from deskd.viewer.data import BARS_AFTER, BARS_BEFORE, MAX_PAGE, RunFolderError, open_runs
+from tests.conftest import EXAMPLE, run
+from tests.research.report_helpers import tiny_bar_files
 
 
 def ask(paths: list[Path], *requests: str | tuple[str, str], headers: dict | None = None) -> list[tuple[int, dict]]:
@@ -341,3 +343,15 @@ def test_a_report_json_of_an_odd_shape_lists_the_run_with_what_it_has(sample_run
     (run / "report.json").write_text(json.dumps({"scenarios": {"A": [], "B": {"overall": 3}}}))
     (r,) = get([run], "/api/runs")["runs"]
     assert r["scenarios"] == ["A", "B"] and r["by_scenario"]["A"]["headline"]["trades"] is None
+
+
+def test_a_run_without_trades_answers_empty_pages(tmp_path):
+    bars = tiny_bar_files(tmp_path / "bars")
+    out = tmp_path / "empty"
+    run("backtest", "--config", str(EXAMPLE), "--scenarios", "A", "--out", str(out), "--quiet",
+        *[a for sym, p in bars.items() for a in ("--data", f"{sym}={p}@UTC")])
+    assert get([out], "/api/runs")["runs"][0]["by_scenario"]["A"]["headline"]["trades"] == 0
+    assert get([out], "/api/runs/0/trades")["rows"] == [] and get([out], "/api/runs/0/trades")["total"] == 0
+    assert get([out], "/api/runs/0/decisions")["total"] == 0
+    assert get([out], "/api/runs/0/facets")["symbols"] == []
+    assert get([out], "/api/runs/0/equity")["marks"] >= 1
