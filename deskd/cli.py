@@ -602,10 +602,12 @@ def cmd_view(args) -> int:
     """``deskd view``: serve the read-only viewer of the run folders until Ctrl-C."""
     import asyncio
 
-    from deskd.viewer.app import serve
+    from deskd.viewer.app import exposure_warning, serve
     from deskd.viewer.data import open_runs
 
     runs = open_runs([Path(d) for d in args.run_dirs])
+    if warning := exposure_warning(args.host):
+        print(f"deskd: warning: {warning}", file=sys.stderr)
     for r in runs:
         print(f"deskd view: run {r.index} {r.id} ({r.kind}, scenarios {', '.join(r.scenarios) or 'none'}): {r.path}",
               file=sys.stderr)

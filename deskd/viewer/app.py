@@ -43,7 +43,7 @@ import structlog
 from aiohttp import web
 
 from deskd.core.text import shown
-from deskd.daemon.api import _host_name, allowed_hosts_for
+from deskd.daemon.api import _host_name, _is_loopback, allowed_hosts_for
 from deskd.viewer.data import (
     MAX_PAGE,
     DecisionFilter,
@@ -261,6 +261,18 @@ class ViewerApp:
         limit = q.number("limit", DEFAULT_TRIALS, 1, MAX_PAGE)
         assert limit is not None
         return _json(await asyncio.to_thread(run.trials, int(raw), limit))
+
+
+def exposure_warning(host: str) -> str | None:
+    """What to warn about when the viewer listens on ``host``: None on loopback; a specific
+    address lets anyone who reaches it read the runs (no login, no TLS); a wildcard (0.0.0.0,
+    ::) answers only requests that name a loopback host, as the control API."""
+    if _host_name(host) in ("", "0.0.0.0", "::"):
+        return (f"listening on {host or 'every interface'}: only requests naming a loopback host are answered "
+                f"(DNS-rebinding guard); give --host the address other machines use to serve them")
+    if _is_loopback(host):
+        return None
+    return f"listening on {host}: anyone who can reach it can read these runs (no login, no TLS)"
 
 
 def url_of(host: str, port: int) -> str:

@@ -355,3 +355,13 @@ def test_a_run_without_trades_answers_empty_pages(tmp_path):
     assert get([out], "/api/runs/0/decisions")["total"] == 0
     assert get([out], "/api/runs/0/facets")["symbols"] == []
     assert get([out], "/api/runs/0/equity")["marks"] >= 1
+
+
+@pytest.mark.parametrize("host, says", [("127.0.0.1", None), ("::1", None), ("localhost", None),
+                                        ("0.0.0.0", "only requests naming a loopback host"),
+                                        ("192.168.1.5", "anyone who can reach it")])
+def test_listening_beyond_loopback_is_warned_about(host, says):
+    from deskd.viewer.app import exposure_warning
+
+    got = exposure_warning(host)
+    assert got is None if says is None else says in (got or "")
