@@ -92,10 +92,13 @@ class Query:
                 raise QueryError(name, "given more than once")
 
     def text(self, name: str) -> str | None:
+        """The value of ``name`` as given, None when absent or empty."""
         v = self.q.get(name)
         return v if v else None
 
     def number(self, name: str, default: int | None, low: int, high: int) -> int | None:
+        """``name`` as a whole number in [low, high] (ASCII digits, an optional minus, at most
+        12 digits), ``default`` when absent; raises QueryError otherwise."""
         v = self.q.get(name)
         if not v:
             return default
@@ -107,6 +110,8 @@ class Query:
         return n
 
     def flag(self, name: str) -> bool:
+        """``name`` as a yes/no: 1 or true, 0 or false (absent: False); raises QueryError
+        for anything else."""
         v = (self.q.get(name) or "0").lower()
         if v not in ("0", "1", "true", "false"):
             raise QueryError(name, f"{shown(v)}: 1 or 0 (true or false)")
