@@ -201,7 +201,7 @@ def _subset_daily(trades: list[Trade], starts: list[int], equity: list[float]) -
     return [p / e for p, e in zip(pnl, equity)]
 
 
-def scenario_report(cfg: DeskConfig, res: ScenarioResult) -> dict:
+def scenario_report(cfg: DeskConfig, res: ScenarioResult, counterfactuals: Any = None) -> dict:
     start_eq = cfg.account.starting_equity_usd
     floor = cfg.account.equity_floor_frac * start_eq
     starts, equity, rets = _daily(res)
@@ -233,6 +233,10 @@ def scenario_report(cfg: DeskConfig, res: ScenarioResult) -> dict:
     out["state_transitions"] = [{"time": iso(e.bar_ts), "from": e.old, "to": e.new,
                                  "trigger": e.trigger, "reason": e.reason} for e in res.transitions]
     out["breakdowns"] = scenario_breakdowns(res)
+    if counterfactuals is not None:  # this scenario's rows of counterfactuals.parquet
+        from deskd.research.breakdowns import counterfactual_breakdowns
+
+        out["breakdowns"].update(counterfactual_breakdowns(counterfactuals))
     return out
 
 
@@ -252,7 +256,15 @@ def scenario_breakdowns(res: ScenarioResult) -> dict:
             "drawdown_duration": b.drawdown_duration(marks[:, 0].astype(np.int64), marks[:, 1])}
 
 
-def build_report(cfg: DeskConfig, feed_stats: dict, results: list[ScenarioResult]) -> dict:
+def build_report(cfg: DeskConfig, feed_stats: dict, results: list[ScenarioResult], cf_file: Path | None = None) -> dict:
+    """report.json's content: per scenario :func:`scenario_report`, with the breakdowns of the
+    counterfactuals in ``cf_file`` (counterfactuals.parquet) when given."""
+    cf = None
+    if cf_file is not None and cf_file.exists():
+        import pandas as pd
+
+        cf = pd.read_parquet(cf_file, columns=["scenario", "action", "reason", "cf_result", "cf_pnl_r",
+                                                "cf_mae_pips", "cf_mfe_pips", "cf_mae_atr", "cf_mfe_atr"])
     return {
         "deskd_version": __version__,
         "desk": cfg.desk,
@@ -260,7 +272,8 @@ def build_report(cfg: DeskConfig, feed_stats: dict, results: list[ScenarioResult
         "config_sha256": config_sha256(cfg),
         "data": feed_stats,
         "starting_equity_usd": cfg.account.starting_equity_usd,
-        "scenarios": {r.scenario: scenario_report(cfg, r) for r in results},
+        "scenarios": {r.scenario: scenario_report(cfg, r, None if cf is None else cf[cf["scenario"] == r.scenario])
+                      for r in results},
     }
 
 
@@ -458,7 +471,7 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
                 for ts, kind, eq, bal, n_open in r.equity_rows:
                     j.write([r.scenario, iso(ts), kind, round(eq, 2), round(bal, 2), n_open])
             j.flush()
-        report = build_report(cfg, feed_stats, results)
+        report = build_report(cfg, feed_stats, results, tmp / "counterfactuals.parquet")
         if window is not None:  # only then: a run over whole files reads as it always has
             report["window"] = {"from": iso(window.start_ts) if window.start_ts is not None else None,
                                 "to": iso(window.end_ts) if window.end_ts is not None else None,

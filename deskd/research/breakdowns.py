@@ -150,3 +150,18 @@ def skips(cf: pd.DataFrame) -> dict[str, Any]:
     out["skipped"] = {k: sum(v[k] for v in all_skips) for k in ("signals", "good", "bad", "unresolved")}
     out["skipped"].update({k: round(sum(v[k] for v in all_skips), 4) for k in ("saved_r", "cost_r", "net_r")})
     return out
+
+
+def counterfactual_breakdowns(cf: pd.DataFrame) -> dict[str, Any]:
+    """The breakdowns a run's counterfactuals give (one row per decision, counterfactuals.parquet's
+    columns): ``skips`` (:func:`skips`) and ``mae_mfe_by_cf_result``: for every decision whose
+    bracket resolved, by its result (WIN / LOSS), quartiles of its MAE and MFE in pips and in
+    ATR units (the decision's ATR)."""
+    out: dict[str, Any] = {"skips": skips(cf), "mae_mfe_by_cf_result": {}}
+    res = cf["cf_result"].astype(object)
+    for name in ("WIN", "LOSS"):
+        sel = (res == name).to_numpy()
+        out["mae_mfe_by_cf_result"][name] = {
+            c.removeprefix("cf_"): _quartiles(pd.to_numeric(cf.loc[sel, c], errors="coerce").to_numpy(float))
+            for c in ("cf_mae_pips", "cf_mfe_pips", "cf_mae_atr", "cf_mfe_atr")}
+    return out

@@ -58,6 +58,8 @@ def test_the_sample_report_opens_without_errors_and_shows_report_json_numbers(dr
         assert json.loads(el.get_attribute("data-value")) == want
     hours = driver.execute_script("const t = document.getElementById('s0-time').data[0]; return [t.x, t.y];")
     assert hours[0] == list(b["by_hour_utc"]) and hours[1] == [v["expectancy_r"] for v in b["by_hour_utc"].values()]
+    skip_rows = driver.find_elements(By.CSS_SELECTOR, 'table[data-group="skips"] tbody tr')
+    assert [r.find_element(By.TAG_NAME, "th").text for r in skip_rows] == list(b["skips"]["by_reason"])
     # the candles and this scenario's trades on them: entries, exits, both brackets
     legend = driver.find_element(By.ID, "s0-price").text
     for name in ("EURUSD", "stop-loss", "take-profit", "entry", "exit"):

@@ -74,3 +74,21 @@ def test_skips_count_good_and_bad_and_the_r_they_saved_or_cost():
     assert out["by_reason"]["position_open"]["unresolved"] == 1
     assert out["skipped"]["signals"] == 4 and out["skipped"]["good"] == 2
     assert out["traded"] == {"signals": 2, "won": 1, "lost": 1, "sum_cf_r": 0.0}
+
+
+def test_a_backtests_skip_table_accounts_for_every_decision(tmp_path):
+    import json
+
+    from tests.conftest import EXAMPLE, run
+
+    run("backtest", "--config", str(EXAMPLE), "--scenarios", "A", "--out", str(tmp_path / "bt"), "--quiet")
+    rep = json.loads((tmp_path / "bt" / "report.json").read_text())["scenarios"]["A"]
+    sk, dec = rep["breakdowns"]["skips"], rep["decisions"]
+    assert {k: v["signals"] for k, v in sk["by_reason"].items()} == dec["skipped"]
+    assert sk["traded"]["signals"] == dec["traded"]
+    for v in sk["by_reason"].values():
+        assert v["good"] + v["bad"] + v["unresolved"] == v["signals"]
+    # a traded decision's counterfactual is its trade: their R sums agree (the sample has no flatten)
+    assert sk["traded"]["sum_cf_r"] == pytest.approx(rep["overall"]["avg_r_multiple"] * rep["overall"]["trades"],
+                                                     abs=0.01 * rep["overall"]["trades"])
+    assert rep["breakdowns"]["mae_mfe_by_cf_result"]["WIN"]["mae_atr"]["n"] > 0
