@@ -126,7 +126,8 @@ def test_sample_backtest_outputs_are_byte_identical_to_the_recorded_ones(run1):
     Re-recorded (#13): report.json gained each scenario's breakdowns (the other files unchanged).
     Re-recorded (#13): decisions.csv gained the decision's context at its end (decision_price,
     atr_pips, reason_codes); its first 11 columns are byte for byte what they were, the other
-    files unchanged."""
+    files unchanged. Re-recorded (#13): report.json's breakdowns gained the skip table of the
+    counterfactuals (the other files unchanged)."""
     from tests.golden.make_fingerprint import fingerprint
 
     out, _ = run1
