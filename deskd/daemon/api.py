@@ -94,7 +94,9 @@ def check_token(token: str) -> None:
                          f"python -c 'import secrets; print(secrets.token_urlsafe(24))'")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or address, IPv6 brackets allowed) is this machine's loopback:
+    localhost, 127.0.0.0/8 or ::1."""
     host = host.strip("[]").lower()
     if host == "localhost":
         return True
@@ -107,7 +109,7 @@ def _is_loopback(host: str) -> bool:
 def bind_warning(host: str) -> str | None:
     """A warning to log when the API would listen on ``host``, a non-loopback address (e.g.
     0.0.0.0: every interface); None for a loopback address."""
-    if _is_loopback(host):
+    if is_loopback(host):
         return None
     return (f"the control API listens on {host or 'every interface'}, not loopback: anyone who "
             f"can reach it can read positions, and act with the token; the token travels unencrypted")
@@ -117,12 +119,12 @@ def allowed_hosts_for(bind_host: str) -> frozenset[str]:
     """The ``Host`` names the API answers to by default: the loopback names, plus ``bind_host``
     when it is a specific address or name (a wildcard such as 0.0.0.0 is no name a client
     uses: pass the names the clients use as ``allowed_hosts`` instead)."""
-    host = _host_name(bind_host)
+    host = host_name(bind_host)
     wildcard = host in ("", "0.0.0.0", "::")
     return LOOPBACK_HOSTS if wildcard else LOOPBACK_HOSTS | {host}
 
 
-def _host_name(host: str) -> str:
+def host_name(host: str) -> str:
     """The name in a ``Host`` value, without its port and IPv6 brackets, lower case; "" when
     the value is malformed (a bad port, junk after the brackets)."""
     host = host.strip().lower()
@@ -224,7 +226,7 @@ class ControlAPI:
         self.metrics = metrics  # DeskMetrics, or None: no /metrics
         self.health_monitor = health  # HealthMonitor, or None
         self.allowed_hosts = None if allowed_hosts is None else frozenset(
-            _host_name(h) for h in allowed_hosts) - {""}
+            host_name(h) for h in allowed_hosts) - {""}
         self.read_workers = read_workers
         self.read_queue = read_queue
         self._reads = asyncio.Semaphore(read_workers)
@@ -245,7 +247,7 @@ class ControlAPI:
 
         @web.middleware
         async def check_host(request: web.Request, handler):
-            if _host_name(request.headers.get("Host", "")) not in hosts:
+            if host_name(request.headers.get("Host", "")) not in hosts:
                 return _error(421, "this daemon does not answer to that Host")
             return await handler(request)
 

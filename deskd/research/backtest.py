@@ -232,11 +232,12 @@ def scenario_report(cfg: DeskConfig, res: ScenarioResult, counterfactuals: Any =
                         "skipped": {k: v for k, v in sorted(res.decisions.items()) if k != "traded"}}
     out["state_transitions"] = [{"time": iso(e.bar_ts), "from": e.old, "to": e.new,
                                  "trigger": e.trigger, "reason": e.reason} for e in res.transitions]
-    out["breakdowns"] = scenario_breakdowns(res)
+    breakdowns = scenario_breakdowns(res)
     if counterfactuals is not None:  # this scenario's rows of counterfactuals.parquet
         from deskd.research.breakdowns import counterfactual_breakdowns
 
-        out["breakdowns"].update(counterfactual_breakdowns(counterfactuals))
+        breakdowns.update(counterfactual_breakdowns(counterfactuals))
+    out["breakdowns"] = breakdowns
     return out
 
 

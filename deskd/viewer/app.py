@@ -43,7 +43,7 @@ import structlog
 from aiohttp import web
 
 from deskd.core.text import shown
-from deskd.daemon.api import _host_name, _is_loopback, allowed_hosts_for
+from deskd.daemon.api import allowed_hosts_for, host_name, is_loopback
 from deskd.viewer.data import (
     MAX_PAGE,
     DecisionFilter,
@@ -167,7 +167,7 @@ class ViewerApp:
 
         @web.middleware
         async def guard(request: web.Request, handler):
-            if _host_name(request.headers.get("Host", "")) not in hosts:
+            if host_name(request.headers.get("Host", "")) not in hosts:
                 return _error(421, "this viewer does not answer to that Host")
             try:
                 return await handler(request)
@@ -272,10 +272,10 @@ def exposure_warning(host: str) -> str | None:
     """What to warn about when the viewer listens on ``host``: None on loopback; a specific
     address lets anyone who reaches it read the runs (no login, no TLS); a wildcard (0.0.0.0,
     ::) answers only requests that name a loopback host, as the control API."""
-    if _host_name(host) in ("", "0.0.0.0", "::"):
+    if host_name(host) in ("", "0.0.0.0", "::"):
         return (f"listening on {host or 'every interface'}: only requests naming a loopback host are answered "
                 f"(DNS-rebinding guard); give --host the address other machines use to serve them")
-    if _is_loopback(host):
+    if is_loopback(host):
         return None
     return f"listening on {host}: anyone who can reach it can read these runs (no login, no TLS)"
 
