@@ -26,10 +26,11 @@ when the real trade was closed otherwise (an operator's FLATTEN, a broker close 
 trading): those differ by design. A decision on a symbol's last bar has no next open: its
 counterfactual has no entry (every cf_ field null).
 
-Work per bar of a symbol is O(1) plus O(log n) per bracket that fills, enters or exits: open
-brackets rest in heaps keyed on their stop, target and time-stop bar (stale entries of closed
-brackets are dropped when met, or compacted away), and MAE/MFE are read at the exit as the
-max/min over the bar highs/lows kept since its entry.
+Work per bar of a symbol is O(1) plus O(log n) per bracket that enters or exits: open
+brackets rest in heaps keyed on their stop and target (the entries of closed brackets are
+dropped when met, or compacted away) and in first-in first-out queues per time stop (they
+enter in bar order, so they expire in it); MAE/MFE are read at the exit as the max/min over
+the bar highs/lows kept since its entry.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import math
-from array import array
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,25 +79,38 @@ class Counterfactual:
     __slots__ = ("decision", "side", "sl_pips", "tp_pips", "max_hold", "entry_i", "entry_ts",
                  "entry_price", "sl_price", "tp_price", "outcome", "exit_ts", "exit_price",
                  "hold_bars", "mae_pips", "mfe_pips", "pnl_pips", "done")
+    entry_i: int
+    entry_ts: int | None
+    entry_price: float
+    sl_price: float
+    tp_price: float | None
+    outcome: str | None
+    exit_ts: int | None
+    exit_price: float
+    hold_bars: int | None
+    mae_pips: float
+    mfe_pips: float
+    pnl_pips: float
 
     def __init__(self, decision: Decision, max_hold: int):
+        # the fields of an entry and an exit are set when they happen (:meth:`no_entry` when
+        # none comes): a decision costs a few assignments, 1.6M of them in a 3-year M1 run
         self.decision = decision
         self.side = decision.side
-        self.sl_pips, self.tp_pips = bracket_pips(decision.sl_pips, decision.tp_pips)
+        sl = round(decision.sl_pips, 1)  # bracket_pips, inlined
+        self.sl_pips = sl if sl > 0.1 else 0.1
+        tp = decision.tp_pips
+        self.tp_pips = None if tp is None else round(tp, 1)
         self.max_hold = max_hold
-        self.entry_i = -1
-        self.entry_ts: int | None = None
-        self.entry_price = math.nan
-        self.sl_price = math.nan
-        self.tp_price: float | None = None
-        self.outcome: str | None = None
-        self.exit_ts: int | None = None
-        self.exit_price = math.nan
-        self.hold_bars: int | None = None
-        self.mae_pips = math.nan
-        self.mfe_pips = math.nan
-        self.pnl_pips = math.nan
         self.done = False
+
+    def no_entry(self) -> None:
+        """Resolved without an entry: no bar followed the decision (end of data)."""
+        self.entry_i = -1
+        self.entry_ts = self.exit_ts = self.hold_bars = self.outcome = self.tp_price = None
+        self.entry_price = self.sl_price = self.exit_price = math.nan
+        self.mae_pips = self.mfe_pips = self.pnl_pips = math.nan
+        self.done = True
 
     @property
     def result(self) -> str | None:
@@ -126,19 +140,21 @@ class _Symbol:
         self.pip = pip
         self.round_price = round_price
         self.atr = atr
-        self.highs = array("d")
-        self.lows = array("d")
+        self.highs: list[float] = []
+        self.lows: list[float] = []
         self.base = 0          # the symbol bar index of highs[0]
         self.n = 0             # bars of this symbol seen
         self.fresh: list[Counterfactual] = []    # decided at the close of the bar in progress
         self.pending: list[Counterfactual] = []  # decided at the last close: enter at the next open
         # heaps of (key, seq, cf): long stops by -sl (hit when low <= sl), short stops by sl,
-        # long targets by tp, short targets by -tp, time stops by the bar index they exit at
+        # long targets by tp, short targets by -tp
         self.sl_long: list = []
         self.sl_short: list = []
         self.tp_long: list = []
         self.tp_short: list = []
-        self.time: list = []
+        # time stops: max_hold -> the open brackets of that hold in entry order (a FIFO: they
+        # enter in bar order, so they expire in it)
+        self.time: dict[int, deque[Counterfactual]] = {}
         self.open_n = 0
         self.last_bar: BarClosed | None = None
         self.last_tr_atr = 0.0
@@ -212,48 +228,55 @@ class CounterfactualObserver:
         st.last_tr_atr = tr_atr
         if st.open_n:
             self._exits(st, bar, i, tr_atr)
-        if st.pending:
+        pending = st.pending
+        if pending:
             cost_pips = self.cost.side_cost(bar.symbol, tr_atr).pips
-            for cf in st.pending:
-                self._enter(st, cf, bar, i, cost_pips, tr_atr)
-        st.pending = st.fresh
-        st.fresh = []
-        if not st.open_n and not st.pending and st.n - st.base > 4096:
-            st.highs = array("d")  # nothing open: forget the bars
-            st.lows = array("d")
+            enter = self._enter
+            for cf in pending:
+                enter(st, cf, bar, i, cost_pips, tr_atr)
+            st.pending = st.fresh
+            st.fresh = []
+        elif st.fresh:
+            st.pending = st.fresh
+            st.fresh = []
+        elif not st.open_n and st.n - st.base > 4096:
+            st.highs = []  # nothing open, nothing waiting: forget the bars
+            st.lows = []
             st.base = st.n
 
     def _exits(self, st: _Symbol, bar: BarClosed, i: int, tr_atr: float) -> None:
         o, h, lo = bar.open, bar.high, bar.low
-        pop = heapq.heappop
-        t = st.time
-        while t and t[0][0] <= i:  # time stops decided at the last close fill at this open
-            cf = pop(t)[2]
-            if not cf.done:
-                self._close(st, cf, _TIME, o, bar.bar_ts, i, i - cf.entry_i, tr_atr)
-        hits = []
+        exit_cost: list[float] = []  # this bar's exit cost, computed once if anything exits
+        for q in st.time.values():  # time stops decided at the last close fill at this open
+            while q and q[0].entry_i + q[0].max_hold <= i:
+                cf = q.popleft()
+                if not cf.done:
+                    self._close(st, cf, _TIME, o, bar.bar_ts, i, i - cf.entry_i, tr_atr, exit_cost)
+        hits = None
         heap = st.sl_long
-        while heap and -heap[0][0] >= lo:
-            hits.append(pop(heap)[2])
+        if heap and -heap[0][0] >= lo:
+            hits = _pop_while(heap, lambda k: -k >= lo)
         heap = st.tp_short
-        while heap and -heap[0][0] >= lo:
-            hits.append(pop(heap)[2])
+        if heap and -heap[0][0] >= lo:
+            hits = (hits or []) + _pop_while(heap, lambda k: -k >= lo)
         heap = st.sl_short
-        while heap and heap[0][0] <= h:
-            hits.append(pop(heap)[2])
+        if heap and heap[0][0] <= h:
+            hits = (hits or []) + _pop_while(heap, lambda k: k <= h)
         heap = st.tp_long
-        while heap and heap[0][0] <= h:
-            hits.append(pop(heap)[2])
-        policy = self.policy
-        for cf in hits:
-            if cf.done:  # closed earlier, or met in both of its heaps in this bar
-                continue
-            hit = bracket_exit(cf.side, cf.sl_price, cf.tp_price, o, h, lo, policy)
-            assert hit is not None  # the heap said this bar touches one of its levels
-            self._close(st, cf, hit[0].value, hit[1], bar.bar_ts, i, i - cf.entry_i + 1, tr_atr)
-        stored = len(st.sl_long) + len(st.sl_short) + len(st.tp_long) + len(st.tp_short) + len(st.time)
-        if stored > 6 * st.open_n + 1024:
-            self._compact(st)
+        if heap and heap[0][0] <= h:
+            hits = (hits or []) + _pop_while(heap, lambda k: k <= h)
+        if hits is not None:
+            policy = self.policy
+            for cf in hits:
+                if cf.done:  # closed earlier, or met in both of its heaps in this bar
+                    continue
+                hit = bracket_exit(cf.side, cf.sl_price, cf.tp_price, o, h, lo, policy)
+                assert hit is not None  # the heap said this bar touches one of its levels
+                self._close(st, cf, hit[0].value, hit[1], bar.bar_ts, i, i - cf.entry_i + 1, tr_atr, exit_cost)
+        if not i & 255:  # now and then: drop what closed brackets left in the heaps
+            stored = len(st.sl_long) + len(st.sl_short) + len(st.tp_long) + len(st.tp_short)
+            if stored > 4 * st.open_n + 1024:
+                self._compact(st)
 
     def _enter(self, st: _Symbol, cf: Counterfactual, bar: BarClosed, i: int, cost_pips: float,
                tr_atr: float) -> None:
@@ -269,7 +292,7 @@ class CounterfactualObserver:
         cf.tp_price = tp
         hit = bracket_exit(side, sl, tp, bar.open, bar.high, bar.low, self.policy)
         if hit is not None:
-            self._close(st, cf, hit[0].value, hit[1], bar.bar_ts, i, 1, tr_atr, rested=False)
+            self._close(st, cf, hit[0].value, hit[1], bar.bar_ts, i, 1, tr_atr, [], rested=False)
             return
         self._seq += 1
         seq = self._seq
@@ -282,19 +305,24 @@ class CounterfactualObserver:
             push(st.sl_short, (sl, seq, cf))
             if tp is not None:
                 push(st.tp_short, (-tp, seq, cf))
-        push(st.time, (i + cf.max_hold, seq, cf))
+        q = st.time.get(cf.max_hold)
+        if q is None:
+            q = st.time[cf.max_hold] = deque()
+        q.append(cf)
         st.open_n += 1
 
     def _close(self, st: _Symbol, cf: Counterfactual, outcome: str, ref: float, exit_ts: int, x: int,
-               hold_bars: int, tr_atr: float, rested: bool = True) -> None:
+               hold_bars: int, tr_atr: float, exit_cost: list[float], rested: bool = True) -> None:
         """Exit ``cf`` at ``ref`` (before costs) in bar ``x`` (the symbol's bar index); its
         MAE/MFE are over the bars it was open at a close (entry .. x - 1) and the exit level,
-        from the entry fill price, as the ledger keeps them. ``rested``: it was in the heaps
-        (not closed in its entry bar)."""
+        from the entry fill price, as the ledger keeps them. ``exit_cost``: the bar's exit cost
+        in pips once known (filled here the first time). ``rested``: it was in the heaps (not
+        closed in its entry bar)."""
         side = cf.side
         pip = st.pip
-        cost_pips = self.cost.side_cost(cf.decision.symbol, tr_atr).pips
-        price = ref - side * cost_pips * pip
+        if not exit_cost:
+            exit_cost.append(self.cost.side_cost(cf.decision.symbol, tr_atr).pips)
+        price = ref - side * exit_cost[0] * pip
         p0 = cf.entry_price
         a, b = cf.entry_i - st.base, x - st.base
         mfe = mae = 0.0
@@ -320,26 +348,27 @@ class CounterfactualObserver:
         cf.pnl_pips = side * (price - p0) / pip
         if rested:
             st.open_n -= 1
-        self._resolved(cf)
-
-    def _resolved(self, cf: Counterfactual) -> None:
         cf.done = True
         if self.on_done is not None:
             self.on_done(cf)
 
     def _compact(self, st: _Symbol) -> None:
-        """Drop the heap entries of closed brackets (each bracket leaves up to two behind)."""
-        for name in ("sl_long", "sl_short", "tp_long", "tp_short", "time"):
+        """Drop the heap entries of closed brackets (each leaves one behind), and forget the
+        bars before the oldest open bracket's entry."""
+        for name in ("sl_long", "sl_short", "tp_long", "tp_short"):
             heap = [e for e in getattr(st, name) if not e[2].done]
             heapq.heapify(heap)
             setattr(st, name, heap)
-        if st.time:  # forget the bars before the oldest open bracket's entry
-            first = min(e[2].entry_i for e in st.time)
-            if first - st.base > 4096:
-                cut = first - st.base
-                del st.highs[:cut]
-                del st.lows[:cut]
-                st.base = first
+        for q in st.time.values():
+            while q and q[0].done:
+                q.popleft()
+        heads = [q[0].entry_i for q in st.time.values() if q]
+        first = min(heads) if heads else st.n
+        if first - st.base > 4096:
+            cut = first - st.base
+            del st.highs[:cut]
+            del st.lows[:cut]
+            st.base = first
 
     # -- the end ----------------------------------------------------------------------------
     def finish(self) -> None:
@@ -349,11 +378,15 @@ class CounterfactualObserver:
         for st in self.books.values():
             bar = st.last_bar
             if bar is not None and st.open_n:
-                x = st.n  # the last bar (n - 1) counts; each open bracket has one time-stop entry
-                for _, _, cf in sorted((e for e in st.time if not e[2].done), key=lambda e: e[1]):
-                    self._close(st, cf, _EOD, bar.close, bar.close_ts, x, x - cf.entry_i, st.last_tr_atr)
+                x = st.n  # the last bar (n - 1) counts; every open bracket is in a time-stop queue
+                still = sorted((cf for q in st.time.values() for cf in q if not cf.done), key=lambda c: c.entry_i)
+                cost: list[float] = []
+                for cf in still:
+                    self._close(st, cf, _EOD, bar.close, bar.close_ts, x, x - cf.entry_i, st.last_tr_atr, cost)
             for cf in (*st.pending, *st.fresh):
-                self._resolved(cf)
+                cf.no_entry()
+                if self.on_done is not None:
+                    self.on_done(cf)
             st.pending, st.fresh = [], []
         if self.sink is not None:
             self._drain(True)
@@ -372,6 +405,15 @@ class CounterfactualObserver:
             self.sink.write_batch(counterfactual_batch(rows[start:min(k, start + size)], self.scenario, self.tf_s))
         del rows[:k]
         self._check_at = len(rows) + size
+
+
+def _pop_while(heap: list, hit: Callable[[float], bool]) -> list[Counterfactual]:
+    """Pop every entry of ``heap`` whose key ``hit`` accepts (they come first), their brackets."""
+    out = []
+    pop = heapq.heappop
+    while heap and hit(heap[0][0]):
+        out.append(pop(heap)[2])
+    return out
 
 
 #: counterfactuals.parquet's columns: the decision's (as decisions.parquet has them, so the two
