@@ -17,6 +17,7 @@ import asyncio
 import inspect
 import signal
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -34,9 +35,13 @@ from deskd.core.time import iso
 from deskd.desk.desk import Desk
 from deskd.persistence.recovery import load_snapshot, restore, unknown_symbols
 from deskd.persistence.store import StoreError, StoreWriter, WalCheckpoint, open_store, state_transitions
+from deskd.research.counterfactuals import Counterfactual, CounterfactualObserver, counterfactual_record
 from deskd.risk.guard import TradingCalendar
 
 log = structlog.get_logger("deskd.run")
+
+#: resolved counterfactuals a runner keeps for the control API (the newest)
+COUNTERFACTUALS_KEPT = 1000
 
 
 class BarGate:
@@ -134,13 +139,17 @@ class DeskRunner:
     ``feed(bar)`` for every bar from the start of the data: bars the store has processed are
     warm-up; :meth:`ensure_restored` (called by the first later bar at the latest) restores the
     snapshot and trading resumes. Each live bar commits on its own; nothing commits before the
-    snapshot is restored (NotRestoredError). Raises StoreError when the store cannot be opened,
+    snapshot is restored (NotRestoredError). With ``counterfactuals`` (the default) an observer
+    of the journal (:mod:`deskd.research.counterfactuals`) follows each decision of this process
+    on the bars after it; when its bracket resolves the counterfactual is logged
+    (``counterfactual``) and kept in :attr:`counterfactuals` (the newest COUNTERFACTUALS_KEPT,
+    as JSON-able dicts). Raises StoreError when the store cannot be opened,
     is an in-memory SQLite database (a daemon's store must outlive the process), or holds
     positions or orders on symbols the config does not trade.
     """
 
     def __init__(self, cfg: DeskConfig, store_url: str, scenario: str = "A", make_broker=None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, counterfactuals: bool = True):
         self.cfg = cfg
         if _in_memory(store_url):
             raise StoreError(f"store {store_url} is an in-memory SQLite database, gone when the process "
@@ -170,11 +179,33 @@ class DeskRunner:
         self.bar_started: float | None = None  # perf_counter() while a bar is in the pipeline
         self.ended = False  # the end of replayed data was closed out (end_of_data)
         self.clock = clock
+        #: the counterfactuals of this process's decisions, each logged and kept here (newest
+        #: last) when its bracket resolves; decisions before a restart are not followed
+        self.counterfactuals: deque[dict] = deque(maxlen=COUNTERFACTUALS_KEPT)
+        self.cf_observer: CounterfactualObserver | None = (
+            CounterfactualObserver(self.desk, on_done=self._on_counterfactual) if counterfactuals else None)
         if self.snapshot is None:
             self.writer.commit()  # the desk exists in the store from its first moment
 
     def _on_state_changed(self, e: StateChanged) -> None:
         self.last_change = e
+
+    def _on_counterfactual(self, cf: Counterfactual) -> None:
+        rec = counterfactual_record(cf, self.desk.tf_s)
+        self.counterfactuals.append(rec)
+        log.info("counterfactual", **rec)
+
+    def _observe(self, bar: BarClosed) -> None:
+        """Hand a traded bar to the counterfactual observer, after the desk and the store: an
+        error there is logged and turns the observer off, never stops the desk."""
+        if self.cf_observer is None:
+            return
+        try:
+            self.cf_observer.end_bar(bar)
+        except Exception:
+            log.exception("counterfactuals failed; turned off for this process")
+            self.cf_observer.stop()
+            self.cf_observer = None
 
     def is_warm_up(self, bar: BarClosed) -> bool:
         return bar.bar_ts <= self.cursor.get(bar.symbol, -1)
@@ -194,6 +225,7 @@ class DeskRunner:
         try:
             self.desk.on_bar(bar, entries_blocked)
             self.writer.end_bar(bar)
+            self._observe(bar)
         finally:
             self.bar_started = None
         self.stats.live += 1
@@ -219,6 +251,8 @@ class DeskRunner:
         self.ensure_restored()
         close_out(self.desk)
         self.writer.commit()
+        if self.cf_observer is not None:
+            self.cf_observer.finish()
         self.ended = True
 
     def close(self) -> None:
