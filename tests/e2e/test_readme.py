@@ -151,3 +151,35 @@ def test_the_regime_filters_block_tunes_filters_as_written(clone):
     meta = json.loads((cwd / "runs" / "filters-s1" / "filters.json").read_text())
     assert meta["candidates"] > 1 and len(meta["splits"]) >= 2
     assert "no filter (baseline): rank" in p.stdout
+
+
+def test_the_viewer_line_serves_both_runs_and_stops_on_ctrl_c(clone):
+    import json
+    import urllib.request
+
+    cwd, env = clone
+    # the two folders the line names, made by the README's own lines
+    quick = block_with("deskd backtest --config deskd/configs/examples/desk.yaml --out runs/sample")[0]
+    research = next(b for b in BLOCKS if "--out runs/wf-s1" in b).replace("\\\n", " ")
+    wf = next(ln for ln in research.splitlines() if "--out runs/wf-s1" in ln)
+    for line in (quick.split("&&")[-1], wf):
+        p = subprocess.run(["bash", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-2000:]
+    line = block_with("deskd view runs/sample runs/wf-s1")[0].split("  #")[0]
+    p = subprocess.Popen(["bash", "-c", f"exec {line}"], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, runs = time.monotonic() + 90, None
+        while time.monotonic() < deadline and runs is None:
+            assert p.poll() is None, p.communicate()[1]
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:8050/api/runs", timeout=5) as r:
+                    runs = json.loads(r.read())
+            except OSError:
+                time.sleep(0.5)
+        assert runs is not None, "the viewer did not answer on 127.0.0.1:8050"
+        assert len(runs["runs"] if isinstance(runs, dict) else runs) == 2
+    finally:
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
