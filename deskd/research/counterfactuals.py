@@ -363,7 +363,8 @@ class CounterfactualObserver:
             while q and q[0].done:
                 q.popleft()
         heads = [q[0].entry_i for q in st.time.values() if q]
-        first = min(heads) if heads else st.n
+        # keep the current bar always: decisions waiting for their entry enter in it, after this
+        first = min([*heads, st.n - 1])
         if first - st.base > 4096:
             cut = first - st.base
             del st.highs[:cut]

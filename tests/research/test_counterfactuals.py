@@ -357,3 +357,35 @@ def test_many_overlapping_brackets_resolve_as_each_would_alone(policy):
         assert have == want[id(cf.decision)]
         outcomes.add(cf.outcome)
     assert outcomes == {"SL", "TP", "TIME", "EOD", None}
+
+
+def test_brackets_entering_on_a_compaction_bar_keep_their_bars():
+    """Every bracket closes in a bar where the observer compacts its bar history, while a
+    decision waits to enter in that very bar: its MAE/MFE must still read its own bars (this
+    crashed, or read only the last bar, when compaction dropped the current bar)."""
+    from deskd.adapters.paper import paper_desk
+    from deskd.configs.loader import load_config
+    from deskd.core.events import BarClosed, Decision, DecisionAction
+    from deskd.research.counterfactuals import CounterfactualObserver
+    from tests.conftest import EXAMPLE
+
+    obs = CounterfactualObserver(paper_desk(load_config(EXAMPLE), "A"))
+    obs.default_hold = 100_000
+    done: list = []
+    obs.on_done = done.append
+    tf, p = 900, 1.1
+    n = 5125
+    for i in range(n):
+        ts = i * tf
+        spike = i > 0 and i % 256 == 0  # every long's 2-pip target fills in these bars
+        high = p + (0.0005 if spike else 0.00001) + (0.02 if i == 5123 else 0.0)
+        if i == 5119:  # a short whose stop is 100 pips away: stopped by the 200-pip spike at bar 5123
+            obs.on_decision(Decision(ts, "EURUSD", "X", -1, DecisionAction.SKIPPED, "r", 100.0, 100.0, "R"))
+        elif i < 5119:
+            obs.on_decision(Decision(ts, "EURUSD", "X", 1, DecisionAction.SKIPPED, "r", 100.0, 2.0, "R"))
+        obs.end_bar(BarClosed("EURUSD", tf, ts, p, high, p - 0.00001, p, 0))
+    obs.finish()
+    short = done[-1]
+    assert short.side == -1 and short.outcome == "SL" and short.exit_ts == 5123 * tf
+    # its excursion is read over its own bars up to the stop (at least the 100 pips to it)
+    assert short.mae_pips >= 100 and short.hold_bars == 5123 - 5120 + 1
