@@ -1053,6 +1053,17 @@ def _add_split_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
                    help=f"{prefix}every train window starts at the first bar (grows)")
 
 
+def _port(text: str) -> int:
+    """A TCP port for argparse: a whole number 0..65535 (0: any free port)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number 0 to 65535") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port}: a port is 0 to 65535")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deskd", description="Event-driven trading daemon for a systematic FX desk.")
     p.add_argument("--version", action="version", version=f"deskd {__version__}")
@@ -1216,7 +1227,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "demand; charts use the plotly.js bundled with the plotly package (no "
                                     "network). Stop with Ctrl-C.")
     vw.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="deskd backtest or walkforward output folders")
-    vw.add_argument("--port", type=int, default=8050, help="TCP port (default 8050; 0: any free port)")
+    vw.add_argument("--port", type=_port, default=8050, help="TCP port (default 8050; 0: any free port)")
     vw.add_argument("--host", default="127.0.0.1",
                     help="address to listen on (default 127.0.0.1: this machine only)")
     vw.set_defaults(func=cmd_view)

@@ -252,7 +252,11 @@ class DeskRunner:
         close_out(self.desk)
         self.writer.commit()
         if self.cf_observer is not None:
-            self.cf_observer.finish()
+            try:
+                self.cf_observer.finish()
+            except Exception:  # as in _observe: counterfactuals never stop the desk
+                log.exception("counterfactuals failed at the end of data")
+            self.cf_observer = None
         self.ended = True
 
     def close(self) -> None:

@@ -7,9 +7,9 @@ All of it goes into report.json per scenario under ``breakdowns`` (and report.ht
 * ``by_hour_utc``, ``by_hour_new_york``, ``by_weekday``: per hour of the decision bar's close
   (UTC, and New York time with its daylight saving, the FX day's clock) and per UTC weekday of
   it: trades, win rate, expectancy (R per trade), net P&L (USD);
-* ``mae_mfe_by_outcome``: for winners and losers, the mean and quartiles of MAE and MFE in
-  pips, and in ATR units where the trade's decision ATR is known (the counterfactual of a
-  TRADED decision carries it);
+* ``mae_mfe_by_outcome``: for winning and losing trades, the mean and quartiles of MAE and
+  MFE in pips; ``mae_mfe_by_cf_result`` (with counterfactuals): the same for every decision's
+  bracket by its result, in pips and in ATR units (the decision's ATR);
 * ``drawdown_duration``: the longest stretch below a running peak of the marked equity (days,
   from the last peak to the first mark back at it, or to the end while still under water);
 * ``skips`` (when the run has counterfactuals): per skip reason, the skipped signals, how many

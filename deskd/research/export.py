@@ -320,8 +320,11 @@ class Verification:
 
 
 def _read_json(path: Path) -> dict:
+    def no_constants(name: str) -> Any:  # NaN / Infinity: not JSON, and not in a file deskd wrote
+        raise ValueError(f"{name} is not a JSON number")
+
     try:
-        obj = json.loads(path.read_bytes())
+        obj = json.loads(path.read_bytes(), parse_constant=no_constants)
     except FileNotFoundError:
         raise RunFolderError(f"{path.parent}: not a run folder (no {path.name}): give a folder deskd backtest "
                              f"wrote (folders written before deskd exported runs have none)") from None
@@ -448,7 +451,10 @@ def _check_fingerprint(v: Verification, run: dict) -> None:
     if not _inside(run_dir, cfg_rel) or not cfg_path.is_file():
         v.failures.append((cfg_rel, "missing: the resolved config the run's fingerprint is taken of"))
     else:
-        got = file_sha256(cfg_path)
+        try:
+            got = file_sha256(cfg_path)
+        except OSError as e:
+            raise RunFolderError(f"{cfg_path}: cannot read: {e.strerror or e}") from None
         if got != run["config"]["sha256"]:
             v.failures.append((cfg_rel, f"SHA-256 {got[:16]}... is not run.json's config fingerprint "
                                         f"{run['config']['sha256'][:16]}... (edited after the run)"))

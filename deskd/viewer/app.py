@@ -185,6 +185,9 @@ class ViewerApp:
                 if e.status < 400:
                     raise
                 return _error(e.status, e.reason)
+            except Exception as e:  # a run file of a shape no check foresaw: said, logged, never a bare 500
+                log.exception("viewer request failed", path=request.path)
+                return _error(500, f"{type(e).__name__}: {e}"[:300])
 
         app = web.Application(middlewares=[guard])
         app.add_routes([

@@ -503,6 +503,8 @@ class Run:
         _check_value("strategy", f.strategy_id, fac["strategies"])
         _check_value("exit_reason", f.exit_reason, fac["exit_reasons"])
         _check_value("outcome", f.outcome, OUTCOMES)
+        if f.split is not None and self.kind != WALKFORWARD:
+            raise QueryError("split", "only a walk-forward's trades have splits")
 
     def trade_rows(self, f: TradeFilter) -> np.ndarray:
         """Positions in :meth:`trades` of the trades ``f`` selects, in file order."""

@@ -86,3 +86,10 @@ def test_a_folder_that_is_no_run_exits_2(tmp_path):
     r = verify(tmp_path)
     assert r.returncode == 2 and r.stderr.startswith("deskd: error:") and "not a run folder" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_run_json_holding_nan_is_damage_exit_2(copy):
+    doc = (copy / "run.json").read_text().replace('"window": null', '"window": {"from": NaN}', 1)
+    (copy / "run.json").write_text(doc if "NaN" in doc else doc.replace("{", '{"x": NaN, ', 1))
+    r = verify(copy)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "NaN is not a JSON number" in r.stderr

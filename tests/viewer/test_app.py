@@ -117,7 +117,7 @@ def test_trade_filters_count_what_trades_csv_holds(sample_run):
     ("limit=0", "limit"), (f"limit={MAX_PAGE + 1}", "limit"), ("offset=-1", "offset"), ("offset=x", "offset"),
     ("limit=1e3", "limit"), ("offset=--5", "offset"), ("limit=%EF%BC%91", "limit"), ("symbol=XAUUSD", "symbol"), ("outcome=DRAW", "outcome"), ("scenario=Z", "scenario"),
     ("exit_reason=..%2F", "exit_reason"), ("color=red", "'color'"), ("symbol=EURUSD&symbol=GBPUSD", "symbol"),
-    ("strategy=S9", "strategy"), ("split=x", "split")])
+    ("strategy=S9", "strategy"), ("split=x", "split"), ("split=1", "split")])
 def test_a_bad_trades_parameter_is_a_400_naming_it(sample_run, query, param):
     ((status, body),) = ask([sample_run], f"/api/runs/0/trades?{query}")
     assert status == 400 and body["param"] == param and body["error"].startswith(param)
@@ -365,3 +365,22 @@ def test_listening_beyond_loopback_is_warned_about(host, says):
 
     got = exposure_warning(host)
     assert got is None if says is None else says in (got or "")
+
+
+def test_a_run_file_of_an_unforeseen_shape_is_a_json_500_naming_the_error(sample_run, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(sample_run, bad)
+    (bad / "equity.csv").write_text("time,equity_usd\n2026-01-01T00:00:00Z,1\n")  # no scenario column
+    ((status, body),) = ask([bad], "/api/runs/0/equity?scenario=A")
+    assert status == 500 and body["error"]
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_port_outside_0_to_65535_is_a_usage_error(sample_run, port, capsys):
+    from deskd.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["view", str(sample_run), "--port", port])
+    assert e.value.code == 2 and "--port" in capsys.readouterr().err
