@@ -48,7 +48,7 @@ from deskd.core.events import (
 from deskd.core.money import Instrument, QuoteConverter
 from deskd.desk.broker import Broker, Position
 from deskd.desk.ledger import Ledger, LedgerSnapshot
-from deskd.desk.orders import OrderBook, OrderStatus
+from deskd.desk.orders import OrderBook, OrderStatus, bracket_pips
 from deskd.desk.state import MachineSnapshot, StateMachine, TransitionRefused, Trigger
 from deskd.risk.allocator import Allocator
 from deskd.risk.conflict import ConflictResolver
@@ -295,9 +295,7 @@ class Desk:
         if not self.state.allows_entries:
             self._record(winner, SKIPPED, f"state:{self.state.state.value}")
             return
-        # stops go to the broker as whole tenths of a pip
-        sl_pips = max(round(winner.sl_pips, 1), 0.1)
-        tp_pips = None if winner.tp_pips is None else round(winner.tp_pips, 1)
+        sl_pips, tp_pips = bracket_pips(winner.sl_pips, winner.tp_pips)  # whole tenths of a pip
         alloc = self.allocator.size(sym, winner.strategy_id, sl_pips, bar.close,
                                     self.ledger.equity_usd, self.state.risk_scale)
         if alloc.skip is not None:

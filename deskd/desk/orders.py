@@ -24,6 +24,14 @@ from deskd.core.events import Intent, OrderIntent
 from deskd.risk.allocator import Allocator
 
 
+def bracket_pips(sl_pips: float, tp_pips: float | None) -> tuple[float, float | None]:
+    """The bracket distances (pips) an entry order carries for a signal's ``sl_pips`` /
+    ``tp_pips``: whole tenths of a pip, as brokers take them, and a stop of at least 0.1 pip;
+    the target None when the signal has none. The desk sends these, and a decision's
+    counterfactual (deskd.research.counterfactuals) simulates the same."""
+    return max(round(sl_pips, 1), 0.1), None if tp_pips is None else round(tp_pips, 1)
+
+
 class OrderStatus(StrEnum):
     SUBMITTED = "SUBMITTED"
     FILLED = "FILLED"

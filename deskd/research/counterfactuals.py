@@ -48,6 +48,8 @@ import numpy as np
 from deskd.adapters.paper import CostModel, bracket_exit
 from deskd.core.events import SIDE_NAME, BarClosed, Decision, ExitReason
 from deskd.desk.desk import Desk
+from deskd.desk.orders import bracket_pips
+from deskd.research.outputs import append_ipc_part
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -58,12 +60,6 @@ CF_BATCH_ROWS = 100_000
 CF_OUTCOMES = ("TP", "SL", "TIME", "EOD")
 
 _SL, _TP, _TIME, _EOD = ExitReason.SL.value, ExitReason.TP.value, ExitReason.TIME.value, ExitReason.EOD.value
-
-
-def bracket_pips(sl_pips: float, tp_pips: float | None) -> tuple[float, float | None]:
-    """The bracket distances (pips) the desk sends for a signal's ``sl_pips`` / ``tp_pips``:
-    whole tenths of a pip, the stop at least 0.1 (as :meth:`deskd.desk.desk.Desk._decide`)."""
-    return max(round(sl_pips, 1), 0.1), None if tp_pips is None else round(tp_pips, 1)
 
 
 class Counterfactual:
@@ -97,10 +93,7 @@ class Counterfactual:
         # none comes): a decision costs a few assignments, 1.6M of them in a 3-year M1 run
         self.decision = decision
         self.side = decision.side
-        sl = round(decision.sl_pips, 1)  # bracket_pips, inlined
-        self.sl_pips = sl if sl > 0.1 else 0.1
-        tp = decision.tp_pips
-        self.tp_pips = None if tp is None else round(tp, 1)
+        self.sl_pips, self.tp_pips = bracket_pips(decision.sl_pips, decision.tp_pips)  # what the desk sends
         self.max_hold = max_hold
         self.done = False
 
@@ -559,13 +552,7 @@ class CounterfactualJournal:
     def append_part(self, part: Path) -> None:
         """Append a part file written by :meth:`part_writer`, then delete it."""
         if self._parquet is not None:
-            import pyarrow as pa
-            import pyarrow.ipc as ipc
-
-            with pa.memory_map(str(part)) as src:
-                reader = ipc.open_file(src)
-                for i in range(reader.num_record_batches):
-                    self._parquet.write_batch(reader.get_batch(i))
+            append_ipc_part(self._parquet, part)
         part.unlink(missing_ok=True)
 
     def close(self) -> None:

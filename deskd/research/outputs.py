@@ -380,13 +380,7 @@ class DecisionJournal:
             with open(part, "rb") as src:
                 shutil.copyfileobj(src, self._csv.buffer, 1 << 20)
         elif self._parquet is not None:
-            import pyarrow as pa
-            import pyarrow.ipc as ipc
-
-            with pa.memory_map(str(part)) as src:
-                reader = ipc.open_file(src)
-                for i in range(reader.num_record_batches):
-                    self._parquet.write_batch(reader.get_batch(i))
+            append_ipc_part(self._parquet, part)
         part.unlink(missing_ok=True)
 
     def close(self) -> None:
@@ -395,6 +389,18 @@ class DecisionJournal:
         if self._parquet is not None:
             self._parquet.close()
         self._csv = self._parquet = None
+
+
+def append_ipc_part(writer: Any, part: Path) -> None:
+    """Write every record batch of the Arrow IPC file ``part`` (a worker's part of a journal)
+    to the Parquet ``writer``, in order, without reading the file into memory at once."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    with pa.memory_map(str(part)) as src:
+        reader = ipc.open_file(src)
+        for i in range(reader.num_record_batches):
+            writer.write_batch(reader.get_batch(i))
 
 
 def decision_csv_rows(table: pa.Table) -> list[list[str]]:

@@ -62,13 +62,13 @@ from deskd.configs.loader import load_config
 from deskd.configs.models import DeskConfig, StopsConfig
 from deskd.core.time import iso, parse_iso
 from deskd.research.backtest import file_sha256, inputs_fingerprint
+from deskd.research.metrics import ratio_stats
 from deskd.research.outputs import write_folder
 from deskd.research.progress import RunProgress
 from deskd.research.tuning.space import InvalidPoint, SearchSpace
 from deskd.research.tuning.tune import _ignore_sigint, jsonable
 
 DEFAULT_MULTIPLES = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
-ANNUALISATION_DAYS = 252
 PF_CAP = 100.0  # profit factor with no losing trade (JSON has no infinity)
 PERCENTILES = (5, 25, 50, 75, 95)
 
@@ -344,16 +344,15 @@ class Outcome:
 
     def metrics(self) -> dict[str, float]:
         """trades, expectancy_r (R per trade), net_usd, profit_factor (capped at PF_CAP),
-        sharpe_daily_ann (mean / std (ddof 1) of day-on-day returns x sqrt(252)), max_dd_frac,
+        sharpe_daily_ann (:func:`deskd.research.metrics.ratio_stats` of the day-on-day returns), max_dd_frac,
         final_equity_usd. NaN where undefined."""
         r, pnl, m = self.r, self.pnl_usd, self.marks_usd
         wins, losses = pnl[pnl > 0].sum(), -pnl[pnl < 0].sum()
         pf = (min(wins / losses, PF_CAP) if losses > 0 else (PF_CAP if wins > 0 else math.nan))
-        rets = m[1:] / m[:-1] - 1.0 if len(m) >= 2 else np.array([])
-        sd = float(rets.std(ddof=1)) if len(rets) >= 2 else 0.0
-        sharpe = float(rets.mean()) / sd * math.sqrt(ANNUALISATION_DAYS) if sd > 0 else math.nan
+        sharpe = ratio_stats((m[1:] / m[:-1] - 1.0).tolist() if len(m) >= 2 else [])[0]
         return {"trades": int(len(r)), "expectancy_r": float(r.mean()) if len(r) else math.nan,
-                "net_usd": float(pnl.sum()), "profit_factor": float(pf), "sharpe_daily_ann": sharpe,
+                "net_usd": float(pnl.sum()), "profit_factor": float(pf),
+                "sharpe_daily_ann": math.nan if sharpe is None else sharpe,
                 "max_dd_frac": self.max_dd_frac, "final_equity_usd": self.final_equity_usd}
 
 
