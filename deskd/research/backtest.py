@@ -483,7 +483,7 @@ def run_backtest(cfg: DeskConfig, scenarios: list[str], out: Path, force: bool =
         write_report_html(tmp, cfg, report)
         from deskd.research.export import export_run  # run.json, Parquet copies, manifest.json: last
 
-        export_run(tmp, cfg, results, report, decisions)
+        export_run(tmp, cfg, results, report, decisions, counterfactuals)
         if conn is not None:
             conn.commit()
         _publish_out(tmp, out)

@@ -4,15 +4,17 @@ manifest.json (the size and SHA-256 of every file), and ``deskd verify``, which 
 
 What is hashed, and what is not:
 
-* ``run_id`` (run.json) is the first 16 hex digits of the SHA-256 of the run's identity: the
-  deskd version, the resolved config's SHA-256 (config.yaml's bytes,
-  :func:`deskd.research.backtest.config_sha256`; it holds the data files' absolute paths, so the
-  same bars at another path are another config),
-  each data file's SHA-256, the scenarios in order and the window (``--from``/``--to`` and the
-  warm-up; null for whole files). ``config_fingerprint`` is the SHA-256 of the config's and the
-  data files' SHA-256s alone, equal for runs of the same config and data whatever the
-  scenarios or version. Both are re-derived by :func:`verify_run`. The
-  output folder's path, the host, the time and ``--jobs`` are not part of either.
+* ``config_fingerprint`` (run.json) is the SHA-256 of the resolved config (config.yaml's
+  document) with each data file's path replaced by the file's SHA-256
+  (:func:`config_identity`): the same bars at another path, or another checkout, give the same
+  fingerprint; another setting or other bars another. Strategy code a config names by
+  ``class:`` is named, not hashed.
+* ``run_id`` is the first 16 hex digits of the SHA-256 of the deskd version, the config
+  fingerprint, the scenarios in order, the window (``--from``/``--to`` and the warm-up; null
+  for whole files) and the optional outputs (decisions format, counterfactuals on/off). Both
+  are re-derived by :func:`verify_run`. The output folder's path, the host, the time and
+  ``--jobs`` are not part of either. ``config.sha256`` is config.yaml's bytes (its paths
+  included), checked by verify like any file.
 * manifest.json lists every file of the folder at publish time (computed from the folder, not
   from a list of names), except itself and metadata.json, with its size and the plain SHA-256
   of its bytes (``sha256sum`` agrees), and ``content_sha256``, one hash of that listing.
@@ -185,47 +187,65 @@ def _sha256(obj: Any) -> str:
     return hashlib.sha256(_canonical(obj)).hexdigest()
 
 
-def config_fingerprint(config_sha256: str, data_sha256: Mapping[str, str]) -> str:
+def config_identity(config_doc: Mapping[str, Any], data_sha256: Mapping[str, str]) -> dict:
+    """The resolved config as the fingerprint sees it: ``config_doc`` (config.yaml's document,
+    as :func:`deskd.configs.loader.dump_config` writes it) with ``data.files`` holding, for each
+    symbol of ``data_sha256``, ``"sha256:<hex>"`` of its bar file in place of the file's path,
+    and no entry for a file the run did not read. The same bars at another path, or a file of a
+    symbol outside the universe, leave it unchanged; any other setting changes it. Raises
+    TypeError when ``config_doc`` is not a mapping."""
+    doc = json.loads(json.dumps(dict(config_doc)))  # a deep copy, JSON's types
+    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    doc["data"] = {**data, "files": {s: f"sha256:{h}" for s, h in sorted(data_sha256.items())}}
+    return doc
+
+
+def config_fingerprint(config_doc: Mapping[str, Any], data_sha256: Mapping[str, str]) -> str:
     """The config fingerprint (the run's inputs: the resolved config and its data), hex:
-    SHA-256 of the canonical JSON of ``{"config_sha256": ..., "data_sha256": {symbol: sha256}}``."""
-    return _sha256({"config_sha256": config_sha256, "data_sha256": dict(data_sha256)})
+    SHA-256 of the canonical JSON (sorted keys, no spaces) of :func:`config_identity`."""
+    return _sha256(config_identity(config_doc, data_sha256))
 
 
-def run_id_of(deskd_version: str, config_sha256: str, data_sha256: Mapping[str, str],
-              scenarios: list[str], window: Mapping[str, Any] | None) -> str:
+def run_id_of(deskd_version: str, fingerprint: str, scenarios: list[str], window: Mapping[str, Any] | None,
+              outputs: Mapping[str, str]) -> str:
     """The run's id: the first :data:`RUN_ID_HEX` hex digits of the SHA-256 of the canonical
-    JSON of ``{"deskd_version", "config_sha256", "data_sha256": {symbol: sha256},
-    "scenarios": [...] (in order), "window": {"from", "to", "warmup_bars"} or null}``."""
-    ident = {"deskd_version": deskd_version, "config_sha256": config_sha256, "data_sha256": dict(data_sha256),
-             "scenarios": list(scenarios), "window": None if window is None else dict(window)}
+    JSON of ``{"deskd_version", "config_fingerprint", "scenarios": [...] (in order), "window":
+    {"from", "to", "warmup_bars"} or null, "outputs": {"decisions", "counterfactuals"}}``:
+    what was run on what, and which optional files the folder holds."""
+    ident = {"deskd_version": deskd_version, "config_fingerprint": fingerprint, "scenarios": list(scenarios),
+             "window": None if window is None else dict(window), "outputs": dict(outputs)}
     return _sha256(ident)[:RUN_ID_HEX]
 
 
-def run_record(inputs: Mapping[str, Any], scenarios: list[str], window: Mapping[str, Any] | None, *,
-               desk: str, timeframe: str, decisions: str, deskd_version: str = __version__) -> dict:
+def run_record(inputs: Mapping[str, Any], config_doc: Mapping[str, Any], scenarios: list[str],
+               window: Mapping[str, Any] | None, *, desk: str, timeframe: str, decisions: str,
+               counterfactuals: bool, deskd_version: str = __version__) -> dict:
     """run.json's content: ``inputs`` as :func:`deskd.research.backtest.inputs_fingerprint`
-    returns them (``{"data": {symbol: {"path", "sha256"}}, "config_sha256"}``), the
-    scenarios, the window (report.json's ``window``; None for whole files), and the run's
-    id (:func:`run_id_of`) and config fingerprint (:func:`config_fingerprint`) derived from
-    them. No wall-clock time."""
+    returns them (``{"data": {symbol: {"path", "sha256"}}, "config_sha256"}``: config.yaml's
+    bytes), ``config_doc`` (config.yaml's document), the scenarios, the window (report.json's
+    ``window``; None for whole files), the optional outputs (``decisions`` format,
+    counterfactuals ``on``/``off``), and the config fingerprint (:func:`config_fingerprint`)
+    and run id (:func:`run_id_of`) derived from them. No wall-clock time."""
     data_sha = {s: d["sha256"] for s, d in sorted(inputs["data"].items())}
-    cfg_sha = inputs["config_sha256"]
+    outputs = {"decisions": decisions, "counterfactuals": "on" if counterfactuals else "off"}
+    fingerprint = config_fingerprint(config_doc, data_sha)
     return {
         "format": RUN_FORMAT,
         "kind": "backtest",
-        "run_id": run_id_of(deskd_version, cfg_sha, data_sha, scenarios, window),
-        "config_fingerprint": config_fingerprint(cfg_sha, data_sha),
+        "run_id": run_id_of(deskd_version, fingerprint, scenarios, window, outputs),
+        "config_fingerprint": fingerprint,
         "deskd_version": deskd_version,
         "desk": desk,
         "timeframe": timeframe,
-        "config": {"file": "config.yaml", "sha256": cfg_sha},
+        "config": {"file": "config.yaml", "sha256": inputs["config_sha256"]},
         "data": {s: {"path": d["path"], "sha256": d["sha256"]} for s, d in sorted(inputs["data"].items())},
         "scenarios": list(scenarios),
         "window": None if window is None else dict(window),
-        "decisions": decisions,
-        "hashed": "run_id = sha256(canonical JSON of deskd_version, config.sha256 as config_sha256, "
-                  "data sha256s as data_sha256, scenarios, window)[:16]; config_fingerprint = sha256(canonical "
-                  "JSON of config_sha256, data_sha256); wall-clock time is in metadata.json, never hashed",
+        "outputs": outputs,
+        "hashed": "config_fingerprint = sha256(canonical JSON of config.yaml with data.files' paths replaced by "
+                  "the files' sha256); run_id = sha256(canonical JSON of deskd_version, config_fingerprint, "
+                  "scenarios, window, outputs)[:16]; config.sha256 is config.yaml's bytes; wall-clock time is "
+                  "in metadata.json, never hashed",
     }
 
 
@@ -276,7 +296,7 @@ def write_metadata(folder: Path, now: datetime | None = None) -> None:
 
 
 def export_run(folder: Path, cfg: DeskConfig, results: list[ScenarioResult], report: Mapping[str, Any],
-               decisions: str) -> dict:
+               decisions: str, counterfactuals: bool) -> dict:
     """The export of a backtest folder, called when every other output is in ``folder`` and
     before it is published: trades.parquet and equity.parquet from ``results``, run.json
     (:func:`run_record`, inputs from :func:`inputs_fingerprint`, window from ``report``),
@@ -286,8 +306,13 @@ def export_run(folder: Path, cfg: DeskConfig, results: list[ScenarioResult], rep
 
     write_parquet(trades_table((r.scenario, r.trades) for r in results), folder / TRADES_PARQUET)
     write_parquet(equity_table((r.scenario, r.equity_rows) for r in results), folder / EQUITY_PARQUET)
-    record = run_record(inputs_fingerprint(cfg), [r.scenario for r in results], report.get("window"),
-                        desk=cfg.desk, timeframe=cfg.universe.timeframe, decisions=decisions)
+    import yaml
+
+    from deskd.configs.loader import dump_config
+
+    record = run_record(inputs_fingerprint(cfg), yaml.safe_load(dump_config(cfg)), [r.scenario for r in results],
+                        report.get("window"), desk=cfg.desk, timeframe=cfg.universe.timeframe, decisions=decisions,
+                        counterfactuals=counterfactuals)
     _write_json(folder / RUN_FILE, record)
     write_metadata(folder)
     write_manifest(folder, record["run_id"])
@@ -354,10 +379,11 @@ def _read_run(path: Path) -> dict:
           and all(isinstance(d, dict) and _is_hex(d.get("sha256"), 64) and isinstance(d.get("path"), str)
                   for d in data.values())
           and isinstance(run.get("scenarios"), list) and all(isinstance(s, str) for s in run["scenarios"])
-          and (run.get("window") is None or isinstance(run.get("window"), dict)))
+          and (run.get("window") is None or isinstance(run.get("window"), dict))
+          and isinstance(run.get("outputs"), dict) and all(isinstance(v, str) for v in run["outputs"].values()))
     if not ok:
-        raise RunFolderError(f"{path}: damaged: run_id, config_fingerprint, deskd_version, config, data, scenarios "
-                             f"or window missing or malformed")
+        raise RunFolderError(f"{path}: damaged: run_id, config_fingerprint, deskd_version, config, data, scenarios, "
+                             f"window or outputs missing or malformed")
     return run
 
 
@@ -448,6 +474,7 @@ def _check_fingerprint(v: Verification, run: dict) -> None:
     cfg_rel = run["config"]["file"]
     cfg_path = run_dir / cfg_rel
     data_paths: dict[str, str] = {s: d["path"] for s, d in run["data"].items()}
+    config_doc: dict | None = None
     if not _inside(run_dir, cfg_rel) or not cfg_path.is_file():
         v.failures.append((cfg_rel, "missing: the resolved config the run's fingerprint is taken of"))
     else:
@@ -456,14 +483,19 @@ def _check_fingerprint(v: Verification, run: dict) -> None:
         except OSError as e:
             raise RunFolderError(f"{cfg_path}: cannot read: {e.strerror or e}") from None
         if got != run["config"]["sha256"]:
-            v.failures.append((cfg_rel, f"SHA-256 {got[:16]}... is not run.json's config fingerprint "
+            v.failures.append((cfg_rel, f"SHA-256 {got[:16]}... is not the recorded "
                                         f"{run['config']['sha256'][:16]}... (edited after the run)"))
         try:
-            named = (yaml.safe_load(cfg_path.read_text()) or {}).get("data", {}).get("files", {})
+            doc = yaml.safe_load(cfg_path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError, OSError):
+            doc = None
+        if not isinstance(doc, dict):
+            v.failures.append((cfg_rel, "not a YAML mapping: the config fingerprint cannot be re-derived"))
+        else:
+            config_doc = doc
+            named = (doc.get("data") or {}).get("files", {}) if isinstance(doc.get("data"), dict) else {}
             if isinstance(named, dict):
                 data_paths.update({s: str(p) for s, p in named.items() if s in data_paths and isinstance(p, str)})
-        except (yaml.YAMLError, UnicodeDecodeError, AttributeError, OSError):
-            pass  # already a failure above: the config's hash differs
     for sym, rec in sorted(run["data"].items()):
         path = Path(data_paths[sym])
         if not path.is_absolute():
@@ -480,11 +512,10 @@ def _check_fingerprint(v: Verification, run: dict) -> None:
             v.failures.append((str(path), f"{sym}'s data file changed: SHA-256 {got[:16]}... is not the "
                                           f"recorded {rec['sha256'][:16]}..."))
     data_sha = {s: d["sha256"] for s, d in run["data"].items()}
-    fp = config_fingerprint(run["config"]["sha256"], data_sha)
-    if fp != run["config_fingerprint"]:
-        v.failures.append((RUN_FILE, f"config_fingerprint {run['config_fingerprint'][:16]}... is not the one its recorded "
-                                     f"inputs give ({fp[:16]}...)"))
-    rid = run_id_of(run["deskd_version"], run["config"]["sha256"], data_sha, run["scenarios"], run["window"])
+    if config_doc is not None and (fp := config_fingerprint(config_doc, data_sha)) != run["config_fingerprint"]:
+        v.failures.append((RUN_FILE, f"config_fingerprint {run['config_fingerprint'][:16]}... is not the one "
+                                     f"{cfg_rel} and the recorded data give ({fp[:16]}...)"))
+    rid = run_id_of(run["deskd_version"], run["config_fingerprint"], run["scenarios"], run["window"], run["outputs"])
     if rid != run["run_id"]:
         v.failures.append((RUN_FILE, f"run_id {run['run_id']} is not the one its recorded inputs give ({rid})"))
 

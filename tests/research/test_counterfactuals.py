@@ -124,6 +124,10 @@ def test_turning_counterfactuals_on_or_off_changes_no_output_of_the_desk(tmp_pat
             assert on[scn][key] == off[scn][key], (scn, key)
     assert (tmp_path / "on" / "counterfactuals.parquet").exists()
     assert not (tmp_path / "off" / "counterfactuals.parquet").exists()
+    runs = {r: json.loads((tmp_path / r / "run.json").read_text()) for r in ("on", "off")}
+    assert [runs[r]["outputs"]["counterfactuals"] for r in ("on", "off")] == ["on", "off"]
+    assert runs["on"]["config_fingerprint"] == runs["off"]["config_fingerprint"]
+    assert runs["on"]["run_id"] != runs["off"]["run_id"]  # the folders hold different files
 
 
 def test_counterfactuals_parquet_has_one_row_per_decision_in_decisions_order(tmp_path: Path):

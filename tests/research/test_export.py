@@ -9,8 +9,9 @@ import shutil
 
 import pandas as pd
 import pytest
+import yaml
 
-from deskd.configs.loader import load_config
+from deskd.configs.loader import dump_config, load_config
 from deskd.research import export as ex
 from deskd.research.backtest import config_sha256, run_backtest
 from tests.conftest import EXAMPLE
@@ -50,7 +51,8 @@ def test_two_runs_on_the_same_inputs_have_identical_run_json_and_manifest(two_ru
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     run = json.loads((first / "run.json").read_text())
     assert len(run["run_id"]) == 16 and run["config"]["sha256"] == config_sha256(cfg)
-    assert run["scenarios"] == ["A"] and run["window"] is None and run["decisions"] == "parquet"
+    assert run["scenarios"] == ["A"] and run["window"] is None
+    assert run["outputs"] == {"decisions": "parquet", "counterfactuals": "on"}
     meta = json.loads((first / "metadata.json").read_text())
     assert set(meta) >= {"created_utc", "host"} and "created_utc" not in (first / "run.json").read_text()
 
@@ -77,17 +79,43 @@ def test_the_manifest_is_computed_from_the_folder_not_from_a_list_of_names(tmp_p
 
 
 def test_the_run_id_follows_the_inputs_and_nothing_else():
-    cfg_sha, data = "a" * 64, {"EURUSD": "b" * 64}
-    base = ex.run_id_of("0.1.0", cfg_sha, data, ["A"], None)
-    assert ex.run_id_of("0.1.0", cfg_sha, dict(data), ["A"], None) == base
-    changed = [ex.run_id_of("0.1.1", cfg_sha, data, ["A"], None),
-               ex.run_id_of("0.1.0", "c" * 64, data, ["A"], None),
-               ex.run_id_of("0.1.0", cfg_sha, {"EURUSD": "d" * 64}, ["A"], None),
-               ex.run_id_of("0.1.0", cfg_sha, data, ["A", "B"], None),
-               ex.run_id_of("0.1.0", cfg_sha, data, ["B", "A"], None),
-               ex.run_id_of("0.1.0", cfg_sha, data, ["A"], {"from": "2019-01-01T00:00:00Z", "to": None,
-                                                             "warmup_bars": 200})]
-    assert len({base, *changed}) == 7
+    fp, out = "a" * 64, {"decisions": "parquet", "counterfactuals": "on"}
+    base = ex.run_id_of("0.1.0", fp, ["A"], None, out)
+    assert ex.run_id_of("0.1.0", fp, ["A"], None, dict(out)) == base
+    changed = [ex.run_id_of("0.1.1", fp, ["A"], None, out),
+               ex.run_id_of("0.1.0", "c" * 64, ["A"], None, out),
+               ex.run_id_of("0.1.0", fp, ["A", "B"], None, out),
+               ex.run_id_of("0.1.0", fp, ["B", "A"], None, out),
+               ex.run_id_of("0.1.0", fp, ["A"], {"from": "2019-01-01T00:00:00Z", "to": None, "warmup_bars": 200},
+                            out),
+               ex.run_id_of("0.1.0", fp, ["A"], None, {**out, "counterfactuals": "off"}),
+               ex.run_id_of("0.1.0", fp, ["A"], None, {**out, "decisions": "csv"})]
+    assert len({base, *changed}) == 8
+
+
+def test_the_config_fingerprint_takes_the_bars_content_not_their_path(example, tmp_path):
+    """The same bars at another path give the same fingerprint; other bars, another setting,
+    or a path left in place of a hash do not; a file of a symbol the run does not read is left
+    out."""
+    data = {s: ex.file_sha256(p) for s, p in example.data.files.items()}
+    moved = {}
+    for sym, path in example.data.files.items():
+        moved[sym] = str(tmp_path / f"{sym}-copy.csv.gz")
+        shutil.copyfile(path, moved[sym])
+    doc = yaml.safe_load(dump_config(example))
+    moved_doc = yaml.safe_load(dump_config(example.model_copy(
+        update={"data": example.data.model_copy(update={"files": moved})})))
+    assert doc["data"]["files"] != moved_doc["data"]["files"]
+    base = ex.config_fingerprint(doc, data)
+    assert ex.config_fingerprint(moved_doc, data) == base
+    assert ex.config_fingerprint(moved_doc, {**data, "EURUSD": "0" * 64}) != base
+    extra = yaml.safe_load(dump_config(example))
+    extra["data"]["files"]["AUDUSD"] = "/elsewhere/AUDUSD.csv"
+    assert ex.config_fingerprint(extra, data) == base
+    edited = yaml.safe_load(dump_config(example))
+    edited["risk"]["r_base"] = 0.006
+    assert ex.config_fingerprint(edited, data) != base
+    assert ex.config_identity(doc, data)["data"]["files"] == {s: f"sha256:{h}" for s, h in sorted(data.items())}
 
 
 def test_trades_parquet_holds_trades_csv_rows_typed_with_each_fill(two_runs):
@@ -143,8 +171,14 @@ def test_an_edited_config_fails_the_manifest_and_the_fingerprint(run_copy):
     p = run_copy / "config.yaml"
     p.write_text(p.read_text().replace("r_base: 0.005", "r_base: 0.006"))
     v = ex.verify_run(run_copy)
-    assert [f for f, _ in v.failures] == ["config.yaml", "config.yaml"]
-    assert "config fingerprint" in v.failures[1][1]
+    assert [f for f, _ in v.failures] == ["config.yaml", "config.yaml", "run.json"]
+    assert "edited after the run" in v.failures[1][1] and "config_fingerprint" in v.failures[2][1]
+
+
+def test_a_config_yaml_that_is_not_a_mapping_fails_naming_it(run_copy):
+    (run_copy / "config.yaml").write_text("- just\n- a list\n")
+    v = ex.verify_run(run_copy)
+    assert ("config.yaml", "not a YAML mapping: the config fingerprint cannot be re-derived") in v.failures
 
 
 def test_a_deleted_file_fails_and_an_added_one_is_reported(run_copy):
