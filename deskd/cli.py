@@ -396,7 +396,7 @@ def cmd_tune(args) -> int:
 
         print(tune_summary(res))
         print(f"outputs: {out}/ (report.html, top_k.csv, trials.csv, trials.parquet, stage2.csv, "
-              f"equity_top_k.csv, invalid.csv, tune.json, study.db)")
+              f"equity_top_k.csv, invalid.csv, tune.json, manifest.json, study.db)")
     return EXIT_OK
 
 
@@ -463,7 +463,7 @@ def cmd_tune_filters(args) -> int:
         print(as_json(res.meta))
     elif not args.quiet:
         print(summary(res.meta, res.ranking))
-        print(f"outputs: {out}/ (filters.csv, filters.json)")
+        print(f"outputs: {out}/ (filters.csv, filters.json, manifest.json)")
     return EXIT_OK
 
 
@@ -492,7 +492,7 @@ def cmd_walkforward(args) -> int:
 
         print(summary(meta))
         print(f"outputs: {out}/ (report.html, splits.csv, oos_trades.csv, oos_equity.csv, walkforward.json, "
-              f"splits/NN/ per split's tune, study.db)")
+              f"splits/NN/ per split's tune, manifest.json, study.db)")
     return EXIT_OK
 
 
@@ -530,7 +530,7 @@ def cmd_montecarlo(args) -> int:
         print((out / "montecarlo.json").read_text().strip())
     elif not args.quiet:
         print(summary(mc.meta))
-        print(f"outputs: {out}/ (report.html, montecarlo.json, paths.parquet)")
+        print(f"outputs: {out}/ (report.html, montecarlo.json, paths.parquet, manifest.json)")
     return EXIT_OK
 
 
@@ -574,7 +574,7 @@ def cmd_stress(args) -> int:
         print((out / "stress.json").read_text().strip())
     elif not args.quiet:
         print(summary(st.meta))
-        print(f"outputs: {out}/ (report.html, stress.json, cost.csv, neighbours.csv)")
+        print(f"outputs: {out}/ (report.html, stress.json, cost.csv, neighbours.csv, manifest.json)")
     return EXIT_OK
 
 
@@ -594,7 +594,7 @@ def cmd_verdict(args) -> int:
     elif not args.quiet:
         print(table(verdicts))
         if out is not None:
-            print(f"outputs: {out}/ (report.html, verdict.json)")
+            print(f"outputs: {out}/ (report.html, verdict.json, manifest.json)")
     return EXIT_OK if all(v.passed for v in verdicts) else EXIT_GATE_FAILED
 
 
@@ -639,8 +639,10 @@ def cmd_verify(args) -> int:
         for name, why in v.failures:
             print(f"deskd verify: FAILED {printable(name)}: {printable(why)}", file=sys.stderr)
         if not args.quiet:
-            print(f"{args.run_dir}: run {v.run_id}: " + (f"OK, {v.checked} files match manifest.json and the "
-                  f"fingerprint" if v.ok else f"FAILED ({len(v.failures)} problem(s))"))
+            what = "run" if v.kind == "backtest" else f"{v.kind} folder"
+            held = "manifest.json and the fingerprint" if v.kind == "backtest" else "manifest.json"
+            print(f"{args.run_dir}: {what} {v.run_id}: " + (f"OK, {v.checked} files match {held}" if v.ok
+                                                            else f"FAILED ({len(v.failures)} problem(s))"))
     return EXIT_OK if v.ok else EXIT_VERIFY_FAILED
 
 
@@ -1205,15 +1207,17 @@ def build_parser() -> argparse.ArgumentParser:
     vd.add_argument("--json", action="store_true", help="print the gates as JSON")
     vd.set_defaults(func=cmd_verdict)
 
-    vf = sub.add_parser("verify", help="check a backtest folder against its manifest.json and run.json",
+    vf = sub.add_parser("verify", help="check a result folder against its manifest.json (and run.json)",
                         description="Check a deskd backtest folder: every file manifest.json lists is there "
-                                    "with its SHA-256 (files added since are reported), config.yaml is the "
-                                    "config run.json's fingerprint was taken of, the data files config.yaml "
-                                    "names still hash as recorded (a missing one is a warning), and run.json's "
-                                    "run_id is the one its recorded inputs give. Exit 0 when all holds, 1 "
-                                    "naming each file that does not, 2 for a folder that is not a run folder "
-                                    "or a damaged run.json or manifest.json.")
-    vf.add_argument("run_dir", metavar="RUN_DIR", help="a deskd backtest output folder")
+                                    "with its SHA-256 (files added since are reported), config.yaml has its "
+                                    "recorded SHA-256, the data files config.yaml names still hash as recorded "
+                                    "(a missing one is a warning), and run.json's config_fingerprint and run_id "
+                                    "are the ones config.yaml and its recorded inputs give. A walkforward, tune, "
+                                    "montecarlo, stress or verdict folder (manifest.json, no run.json) is "
+                                    "checked against its manifest. Exit 0 when all holds, 1 naming each file "
+                                    "that does not, 2 for a folder that is not a result folder or a damaged "
+                                    "run.json or manifest.json.")
+    vf.add_argument("run_dir", metavar="RUN_DIR", help="a deskd backtest (or other result) folder")
     vf.add_argument("--quiet", action="store_true", help="print only problems (the exit code says it)")
     vf.add_argument("--json", action="store_true", help="print the result as JSON")
     vf.set_defaults(func=cmd_verify)

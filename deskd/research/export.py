@@ -273,15 +273,28 @@ def folder_files(folder: Path, skip: Iterable[str] = NOT_LISTED) -> dict[str, di
     return dict(sorted(out.items()))
 
 
-def write_manifest(folder: Path, run_id: str | None = None) -> dict:
+def write_manifest(folder: Path, run_id: str | None = None, names: Iterable[str] | None = None,
+                   kind: str = "backtest", state: Iterable[str] = ()) -> dict:
     """Write ``folder``/manifest.json listing every file in the folder now
-    (:func:`folder_files`), and return it: ``{"format", "run_id" (or null), "algorithm":
-    "sha256", "files": {path: {"size", "sha256"}}, "content_sha256": SHA-256 of the
-    canonical JSON of "files", "not_listed": [...]}``. Call it last, when every other file
-    is written. Raises OSError."""
+    (:func:`folder_files`), or only the top-level files and folders ``names`` (a command
+    writing into a folder that also holds other state, such as a walk-forward's study), and
+    return it:
+    ``{"format", "kind", "run_id" (or null), "algorithm": "sha256", "files": {path: {"size",
+    "sha256"}}, "content_sha256": SHA-256 of the canonical JSON of "files", "not_listed":
+    [...]}``. ``kind`` names the command's output (backtest, walkforward, tune, montecarlo,
+    stress, verdict, filters); ``state``: top-level names of working state the folder holds
+    and the manifest leaves out on purpose (a study a resumed tune keeps changing), added to
+    ``not_listed`` so that verify does not warn about them. Call it last, when every other file is written. Raises OSError
+    (FileNotFoundError for a name not in the folder)."""
     files = folder_files(folder)
-    manifest = {"format": MANIFEST_FORMAT, "run_id": run_id, "algorithm": "sha256", "files": files,
-                "content_sha256": _sha256(files), "not_listed": list(NOT_LISTED)}
+    if names is not None:
+        keep = set(names) - set(NOT_LISTED)
+        missing = [n for n in sorted(keep) if not (folder / n).exists()]
+        if missing:
+            raise FileNotFoundError(f"{folder / missing[0]}: not written, cannot be listed in {MANIFEST_FILE}")
+        files = {rel: f for rel, f in files.items() if rel.split("/", 1)[0] in keep}
+    manifest = {"format": MANIFEST_FORMAT, "kind": kind, "run_id": run_id, "algorithm": "sha256", "files": files,
+                "content_sha256": _sha256(files), "not_listed": [*NOT_LISTED, *sorted(set(state) - set(NOT_LISTED))]}
     _write_json(folder / MANIFEST_FILE, manifest)
     return manifest
 
@@ -326,10 +339,13 @@ def export_run(folder: Path, cfg: DeskConfig, results: list[ScenarioResult], rep
 class Verification:
     """What :func:`verify_run` found. ``failures``: (file, what differs), each making the
     folder fail; ``warnings``: (file, why) that do not (a data file no longer there, files
-    added after publishing); ``checked``: files whose SHA-256 was compared."""
+    added after publishing); ``checked``: files whose SHA-256 was compared; ``kind``: the
+    manifest's (a backtest has run.json and a fingerprint; other commands' folders their files
+    only)."""
 
     run_dir: Path
     run_id: str
+    kind: str = "backtest"
     checked: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
@@ -339,7 +355,8 @@ class Verification:
         return not self.failures
 
     def as_dict(self) -> dict:
-        return {"run_dir": str(self.run_dir), "run_id": self.run_id, "ok": self.ok, "files_checked": self.checked,
+        return {"run_dir": str(self.run_dir), "kind": self.kind, "run_id": self.run_id, "ok": self.ok,
+                "files_checked": self.checked,
                 "failures": [{"file": f, "problem": w} for f, w in self.failures],
                 "warnings": [{"file": f, "problem": w} for f, w in self.warnings]}
 
@@ -404,7 +421,9 @@ def _inside(folder: Path, rel: str) -> bool:
 
 
 def verify_run(run_dir: Path) -> Verification:
-    """Check a backtest folder against its manifest.json and run.json.
+    """Check a backtest folder against its manifest.json and run.json; a folder with
+    manifest.json and no run.json (a walk-forward's, a tune's, a Monte Carlo's, a stress's, a
+    verdict's) against its manifest only.
 
     Fails (``failures``, each naming the file) when a listed file is missing or its size or
     SHA-256 differs; run.json is not listed; config.yaml's SHA-256 is not run.json's config
@@ -418,6 +437,11 @@ def verify_run(run_dir: Path) -> Verification:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir}: {'not a folder' if run_dir.exists() else 'no such folder'}")
+    if not (run_dir / RUN_FILE).exists() and (run_dir / MANIFEST_FILE).exists():  # files only
+        man = _read_manifest(run_dir / MANIFEST_FILE)
+        v = Verification(run_dir, str(man.get("run_id") or "-"), kind=str(man.get("kind") or "?"))
+        _check_manifest(v, man, None)
+        return v
     run = _read_run(run_dir / RUN_FILE)
     man = _read_manifest(run_dir / MANIFEST_FILE)
     v = Verification(run_dir, run["run_id"])
@@ -426,8 +450,9 @@ def verify_run(run_dir: Path) -> Verification:
     return v
 
 
-def _check_manifest(v: Verification, man: dict, run: dict) -> None:
-    """Every file ``man`` lists, byte for byte; its own hash and run_id; unlisted files."""
+def _check_manifest(v: Verification, man: dict, run: dict | None) -> None:
+    """Every file ``man`` lists, byte for byte; its own hash; run.json listed and its run_id
+    the manifest's (``run`` None: a folder without run.json); unlisted files."""
     run_dir = v.run_dir
     listed: dict[str, dict] = man["files"]
     for rel, want in listed.items():
@@ -452,13 +477,14 @@ def _check_manifest(v: Verification, man: dict, run: dict) -> None:
             v.failures.append((rel, f"size {size:,} bytes differs from the manifest's {want['size']:,}"))
     if man.get("content_sha256") != _sha256(listed):
         v.failures.append((MANIFEST_FILE, "content_sha256 is not the SHA-256 of its files listing (edited)"))
-    if RUN_FILE not in listed:
+    if run is not None and RUN_FILE not in listed:
         v.failures.append((RUN_FILE, "not listed in manifest.json"))
-    if man.get("run_id") != run["run_id"]:
+    if run is not None and man.get("run_id") != run["run_id"]:
         v.failures.append((MANIFEST_FILE, f"names run_id {man.get('run_id')}, run.json {run['run_id']}"))
     unlisted: dict[str, int] = {}
+    left_out = {*NOT_LISTED, *(n for n in man.get("not_listed") or () if isinstance(n, str))}
     for rel in folder_files_names(run_dir):
-        if rel not in listed and rel not in NOT_LISTED:
+        if rel not in listed and rel.split("/", 1)[0] not in left_out:
             top = rel.split("/", 1)[0] + ("/" if "/" in rel else "")
             unlisted[top] = unlisted.get(top, 0) + 1
     for top, n in unlisted.items():

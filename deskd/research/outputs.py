@@ -440,7 +440,9 @@ def check_result_folder(out: Path, marker: str, what: str) -> None:
 
 def write_folder(out: Path, files: Mapping[str, Callable[[Path], object]], marker: str) -> Path:
     """Write a result folder whole or not at all: each ``files[name](path)`` writes one file
-    into a hidden sibling folder, in order, which is then renamed to ``out``. An ``out`` holding
+    into a hidden sibling folder, in order, then manifest.json lists them with their SHA-256
+    (:func:`deskd.research.export.write_manifest`, its kind the marker's stem: montecarlo ...;
+    ``deskd verify`` checks it), and the folder is renamed to ``out``. An ``out`` holding
     ``marker`` (an earlier result of the same command) is replaced; any other non-empty
     ``out``, or a file there, raises FileExistsError before anything is written. On any error
     the partial folder is removed and ``out`` is as it was."""
@@ -454,6 +456,9 @@ def write_folder(out: Path, files: Mapping[str, Callable[[Path], object]], marke
     try:
         for name, write in files.items():
             write(tmp / name)
+        from deskd.research.export import write_manifest
+
+        write_manifest(tmp, kind=marker.split(".")[0])
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)

@@ -32,6 +32,7 @@ from deskd.configs.loader import dump_config
 from deskd.configs.models import DeskConfig
 from deskd.core.time import iso
 from deskd.research.backtest import inputs_fingerprint, run_scenario
+from deskd.research.export import write_manifest
 from deskd.research.outputs import TRADE_COLUMNS, trade_row
 from deskd.research.splits import Split
 from deskd.research.tuning.space import SearchSpace
@@ -117,6 +118,7 @@ def walkforward(cfg: DeskConfig, opts: WalkForwardOptions, quiet: bool = False) 
     from deskd.research.tuning.report import write_walkforward_html
 
     write_walkforward_html(opts.out_dir)
+    write_manifest(opts.out_dir, names=WALKFORWARD_FILES, kind="walkforward", state=("study.db",))
     return meta
 
 
@@ -159,6 +161,12 @@ def _summary(cfg: DeskConfig, opts: WalkForwardOptions, rows: list[dict[str, Any
         "out_of_sample": oos,
         **inputs_fingerprint(cfg),
     }
+
+
+#: the files a walk-forward writes, which its manifest.json lists: its own, and each split's tune
+#: (splits/NN/, each with its own manifest), not the study a resumed walk-forward keeps changing
+WALKFORWARD_FILES = ("splits.csv", "oos_trades.csv", "oos_equity.csv", "config.yaml", "walkforward.json",
+                     "report.html", "splits")
 
 
 def _write(out: Path, cfg: DeskConfig, meta: dict[str, Any], rows: list[dict[str, Any]],

@@ -41,7 +41,7 @@ def mc(tmp_path_factory) -> tuple[Path, str]:
 
 def test_montecarlo_writes_its_outputs_and_a_summary(mc):
     out, stdout = mc
-    assert {p.name for p in out.iterdir()} == {"montecarlo.json", "paths.parquet", "report.html"}
+    assert {p.name for p in out.iterdir()} == {"montecarlo.json", "paths.parquet", "report.html", "manifest.json"}
     meta = json.loads((out / "montecarlo.json").read_text())
     assert meta["inputs"]["scenario"] == "A" and meta["inputs"]["sims"] == 500
     assert meta["inputs"]["kind"] == "backtest"

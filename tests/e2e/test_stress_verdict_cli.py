@@ -49,12 +49,36 @@ def wf(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 def test_stress_writes_its_outputs_and_an_80_column_summary(wf):
     folder, out = wf
     st = folder / "stress-A"
-    assert {p.name for p in st.iterdir()} == {"stress.json", "cost.csv", "neighbours.csv", "report.html"}
+    assert {p.name for p in st.iterdir()} == {"stress.json", "cost.csv", "neighbours.csv", "report.html",
+                                              "manifest.json"}
     meta = json.loads((st / "stress.json").read_text())
     assert [r["multiple"] for r in meta["cost"]["curve"]] == [1.0, 1.25, 1.5, 2.0, 2.5, 3.0]
     assert meta["params"]["neighbours_run"] == 12 and meta["inputs"]["path"] == "fast"
     assert "break-even cost multiple" in out["stress"]
     assert all(len(line) <= 80 for line in out["stress"].splitlines() if not line.startswith("outputs: "))
+
+
+def test_every_folder_of_the_chain_verifies_and_a_changed_byte_fails_naming_it(wf, tmp_path):
+    """walkforward (with each split's tune), montecarlo, stress and verdict folders each carry a
+    manifest.json that deskd verify checks; the walk-forward's lists its splits' folders and
+    leaves out the study and the later commands' folders (warnings, not failures)."""
+    import shutil
+
+    folder, _ = wf
+    for sub, kind in (("", "walkforward"), ("splits/01", "tune"), ("montecarlo-A", "montecarlo"),
+                      ("stress-A", "stress"), ("verdict", "verdict")):
+        p = run("verify", str(folder / sub), "--json", check=False)
+        got = json.loads(p.stdout)
+        assert p.returncode == 0 and got["ok"] and got["kind"] == kind and got["files_checked"] >= 2, (sub, p.stdout)
+    wf_manifest = json.loads((folder / "manifest.json").read_text())
+    assert "splits/01/trials.parquet" in wf_manifest["files"] and "study.db" not in wf_manifest["files"]
+    warned = {w["file"] for w in json.loads(run("verify", str(folder), "--json").stdout)["warnings"]}
+    assert warned == {"montecarlo-A/", "stress-A/", "verdict/"}
+    copy = shutil.copytree(folder, tmp_path / "wf")
+    trades = copy / "oos_trades.csv"
+    trades.write_text(trades.read_text().replace(",", ";", 1))
+    p = run("verify", str(copy), check=False)
+    assert p.returncode == 1 and "deskd verify: FAILED oos_trades.csv: SHA-256" in p.stderr, p.stderr
 
 
 def test_the_same_seed_gives_the_same_stress(wf, tmp_path):

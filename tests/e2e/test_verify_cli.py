@@ -64,7 +64,8 @@ def test_an_edited_config_exits_1_naming_it(copy):
     cfg = copy / "config.yaml"
     cfg.write_text(cfg.read_text().replace("starting_equity_usd: 100000", "starting_equity_usd: 100001"))
     r = verify(copy)
-    assert r.returncode == 1 and "FAILED config.yaml" in r.stderr and "config fingerprint" in r.stderr
+    assert r.returncode == 1 and "FAILED config.yaml" in r.stderr and "edited after the run" in r.stderr
+    assert "FAILED run.json: config_fingerprint" in r.stderr
 
 
 def test_a_deleted_file_exits_1_naming_it(copy):

@@ -78,6 +78,22 @@ def test_the_manifest_is_computed_from_the_folder_not_from_a_list_of_names(tmp_p
     assert json.loads((tmp_path / "manifest.json").read_text()) == man
 
 
+def test_a_manifest_of_named_files_lists_them_and_their_folders_and_leaves_out_state(tmp_path):
+    (tmp_path / "walkforward.json").write_text("{}")
+    (tmp_path / "splits" / "01").mkdir(parents=True)
+    (tmp_path / "splits" / "01" / "tune.json").write_text("{}")
+    (tmp_path / "study.db").write_bytes(b"SQLite")
+    man = ex.write_manifest(tmp_path, names=["walkforward.json", "splits"], kind="walkforward", state=["study.db"])
+    assert list(man["files"]) == ["splits/01/tune.json", "walkforward.json"] and man["kind"] == "walkforward"
+    assert "study.db" in man["not_listed"]
+    v = ex.verify_run(tmp_path)  # no run.json: the files alone, and no warning for the study
+    assert v.ok and v.kind == "walkforward" and v.checked == 2 and v.warnings == []
+    (tmp_path / "splits" / "01" / "tune.json").write_text("{ }")
+    assert [f for f, _ in ex.verify_run(tmp_path).failures] == ["splits/01/tune.json"]
+    with pytest.raises(FileNotFoundError, match="report.html"):
+        ex.write_manifest(tmp_path, names=["report.html"])
+
+
 def test_the_run_id_follows_the_inputs_and_nothing_else():
     fp, out = "a" * 64, {"decisions": "parquet", "counterfactuals": "on"}
     base = ex.run_id_of("0.1.0", fp, ["A"], None, out)

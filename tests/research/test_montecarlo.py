@@ -305,7 +305,7 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path: Path, run_dir
 def test_outputs_replace_an_earlier_montecarlo_but_not_a_foreign_folder(run_dir: Path, tmp_path: Path):
     mc = run_montecarlo(run_dir, Options(sims=50))
     out = write_outputs(mc, run_dir / "montecarlo-A")
-    assert {p.name for p in out.iterdir()} == {"montecarlo.json", "paths.parquet", "report.html"}
+    assert {p.name for p in out.iterdir()} == {"montecarlo.json", "paths.parquet", "report.html", "manifest.json"}
     paths = pd.read_parquet(out / "paths.parquet")
     assert set(paths["method"]) == {"trades", "days"}
     t = paths[paths["method"] == "trades"]

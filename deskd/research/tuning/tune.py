@@ -40,6 +40,7 @@ from deskd.configs.loader import dump_config
 from deskd.configs.models import DeskConfig
 from deskd.core.text import duration_text
 from deskd.core.time import iso
+from deskd.research.export import write_manifest
 from deskd.research.tuning.evaluate import Job, Task, TrialResult, evaluate, evaluator
 from deskd.research.tuning.objective import OBJECTIVE_UNITS, rank_order
 from deskd.research.tuning.space import InvalidPoint, SearchSpace
@@ -283,6 +284,7 @@ def tune(cfg: DeskConfig, opts: TuneOptions, quiet: bool = False) -> TuneOutcome
     from deskd.research.tuning.report import write_tune_html
 
     write_tune_html(opts.out_dir)
+    write_manifest(opts.out_dir, names=TUNE_FILES, kind="tune", state=("study.db",))  # last: the outputs as published
     return TuneOutcome(opts.out_dir, meta, trials, s2, top_table, t.ran, len(t.invalid))
 
 
@@ -594,6 +596,12 @@ def trials_frame(results: list[TrialResult], n_splits: int) -> pd.DataFrame:
         row.update({f"p.{k}": v for k, v in r.point.items()})
         rows.append(row)
     return _ranked(rows, "score")
+
+
+#: the files a tune writes, which its manifest.json lists (not the study, which a resumed tune
+#: keeps changing)
+TUNE_FILES = ("trials.csv", "trials.parquet", "stage2.csv", "stage2.parquet", "top_k.csv", "invalid.csv",
+              "equity_top_k.csv", "config.yaml", "tune.json", "report.html")
 
 
 def write_outputs(out: Path, cfg: DeskConfig, meta: dict[str, Any], stage1: list[TrialResult],
