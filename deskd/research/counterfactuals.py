@@ -39,7 +39,7 @@ import contextlib
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,7 @@ import numpy as np
 
 from deskd.adapters.paper import CostModel, bracket_exit
 from deskd.core.events import SIDE_NAME, BarClosed, Decision, ExitReason
+from deskd.core.time import iso
 from deskd.desk.desk import Desk
 from deskd.desk.orders import bracket_pips
 from deskd.research.outputs import append_ipc_part
@@ -491,27 +492,69 @@ def counterfactual_batch(rows: list[Counterfactual], scenario: str, timeframe_s:
     return pa.RecordBatch.from_arrays(arrays, schema=counterfactual_schema())
 
 
+#: the counterfactual's own columns of counterfactuals.parquet (after the decision's)
+CF_FIELDS = CF_COLUMNS[len(CF_DECISION_COLUMNS):]
+#: its times: timestamps in Parquet, ISO 8601 UTC in JSON, UTC epoch seconds in the store
+CF_TIMES = ("cf_entry_time", "cf_exit_time")
+
+
+def cf_store_name(column: str) -> str:
+    """The store's name of a counterfactuals.parquet column: a time (CF_TIMES, epoch seconds
+    there) ends in ``_ts`` as the store's times do (``cf_entry_ts``); the others keep theirs."""
+    return column.removesuffix("_time") + "_ts" if column in CF_TIMES else column
+
+
+def counterfactual_rows(rows: list[Counterfactual], timeframe_s: int) -> list[dict[str, Any]]:
+    """``rows`` (resolved) as the store keeps them, one dict each: the decision's ``bar_ts``,
+    ``symbol``, ``strategy_id`` (its natural key in the decisions table), ``side`` (+1 / -1),
+    ``action`` and ``reason``, then the CF_FIELDS under their store names
+    (:func:`cf_store_name`) with the values :func:`counterfactual_batch` writes to
+    counterfactuals.parquet (rounded there, and only there), None where it writes null, times
+    as UTC epoch seconds. ``timeframe_s`` is the desk's bar length in seconds."""
+    import pyarrow as pa
+
+    batch = counterfactual_batch(rows, "", timeframe_s)
+    cols: dict[str, list] = {}
+    for name in CF_FIELDS:
+        col = batch.column(name)
+        if name in CF_TIMES:
+            cols[cf_store_name(name)] = [None if v is None else v // 1000 for v in col.cast(pa.int64()).to_pylist()]
+        else:
+            cols[name] = col.to_pylist()
+    names = list(cols)
+    out = []
+    for i, cf in enumerate(rows):
+        d = cf.decision
+        row: dict[str, Any] = {"bar_ts": d.bar_ts, "symbol": d.symbol, "strategy_id": d.strategy_id,
+                               "side": d.side, "action": str(d.action), "reason": d.reason}
+        for n in names:
+            row[n] = cols[n][i]
+        out.append(row)
+    return out
+
+
+def counterfactual_json(row: Mapping[str, Any], timeframe_s: int) -> dict[str, Any]:
+    """A counterfactual as the store keeps it (:func:`counterfactual_rows`' dict, or a stored
+    row joined with its decision: ``decision_id`` and ``scenario`` are passed on when present)
+    as a JSON-able dict under counterfactuals.parquet's names: ``decision_time`` the decision
+    bar's close (``bar_ts`` + ``timeframe_s``), side LONG / SHORT, times ISO 8601 UTC, null for
+    what it lacks. The live daemon's log line and the control API's rows. Raises KeyError for a
+    row without those fields."""
+    out: dict[str, Any] = {k: row[k] for k in ("decision_id", "scenario") if k in row}
+    out.update({"decision_time": iso(row["bar_ts"] + timeframe_s), "symbol": row["symbol"],
+                "strategy_id": row["strategy_id"], "side": SIDE_NAME[row["side"]], "action": row["action"],
+                "reason": row["reason"]})
+    for name in CF_FIELDS:
+        v = row[cf_store_name(name)]
+        out[name] = iso(v) if name in CF_TIMES and v is not None else v
+    return out
+
+
 def counterfactual_record(cf: Counterfactual, timeframe_s: int) -> dict[str, Any]:
-    """One resolved counterfactual as a JSON-able dict (the live daemon's log line and API
-    rows): counterfactuals.parquet's columns but the scenario, times ISO 8601 UTC, floats
-    rounded as there, None for what it lacks."""
-    from deskd.core.time import iso
-
-    d = cf.decision
-
-    def r(x: float, n: int) -> float | None:
-        return None if x != x else round(x, n)
-
-    return {"decision_time": iso(d.bar_ts + timeframe_s), "symbol": d.symbol, "strategy_id": d.strategy_id,
-            "side": SIDE_NAME[d.side], "action": str(d.action), "reason": d.reason,
-            "cf_outcome": cf.outcome, "cf_result": cf.result, "cf_pnl_pips": r(cf.pnl_pips, 2),
-            "cf_pnl_r": r(cf.pnl_r, 4), "cf_mae_pips": r(cf.mae_pips, 2), "cf_mfe_pips": r(cf.mfe_pips, 2),
-            "cf_mae_atr": r(cf.in_atr(cf.mae_pips), 4), "cf_mfe_atr": r(cf.in_atr(cf.mfe_pips), 4),
-            "cf_hold_bars": cf.hold_bars,
-            "cf_entry_time": None if cf.entry_ts is None else iso(cf.entry_ts),
-            "cf_entry_price": r(cf.entry_price, 6), "cf_sl_price": r(cf.sl_price, 6),
-            "cf_tp_price": None if cf.tp_price is None else round(cf.tp_price, 6),
-            "cf_exit_time": None if cf.exit_ts is None else iso(cf.exit_ts), "cf_exit_price": r(cf.exit_price, 6)}
+    """One resolved counterfactual as a JSON-able dict: :func:`counterfactual_json` of its
+    :func:`counterfactual_rows` (counterfactuals.parquet's columns but the scenario, values
+    as that file has them)."""
+    return counterfactual_json(counterfactual_rows([cf], timeframe_s)[0], timeframe_s)
 
 
 class CounterfactualJournal:
