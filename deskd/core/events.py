@@ -216,8 +216,9 @@ class Decision(NamedTuple):
     blocked it: ``position_open``, ``conflict:...``, ``guard:...``, ``filter:...``...).
 
     Its context, as the strategy decided (fields at the end, with defaults, so a Decision
-    built positionally without them still is one): ``price`` the decision bar's close (quote
-    currency; NaN: not known), ``atr_pips`` the ATR the strategy sized its stops with
+    built positionally without them still is one): ``decision_price`` the decision bar's close
+    (quote currency; NaN: not known; the store's decisions column and decisions.parquet's
+    column have the same name), ``atr_pips`` the ATR the strategy sized its stops with
     (SignalIntent.atr_pips), ``score_name`` / ``score`` its deciding metric (SignalIntent's;
     :attr:`why` formats them as the trade log's reason code).
     """
@@ -232,7 +233,7 @@ class Decision(NamedTuple):
     tp_pips: float | None
     regime: str
     client_order_id: str | None = None
-    price: float = NAN
+    decision_price: float = NAN
     atr_pips: float = NAN
     score_name: str = ""
     score: float = NAN

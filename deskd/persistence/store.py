@@ -6,7 +6,8 @@ scenario, so several runs can share a store. Tables:
 
 * append-only: ``orders`` (status as :mod:`deskd.desk.orders` says: SUBMITTED -> FILLED | CANCELLED
   | REJECTED | UNKNOWN, UNKNOWN -> FILLED | CANCELLED | REJECTED), ``fills``, ``trades``,
-  ``decisions``, ``state_transitions``;
+  ``decisions``, ``state_transitions``, ``counterfactuals`` (at most one per decision, keyed to
+  its row: :func:`insert_counterfactuals`);
 * snapshots, replaced whole at each commit: ``positions`` (open positions with hold_bars and
   MAE/MFE so far), ``dd_guard`` (trading day, anchors, halt), ``desk_state`` (state machine,
   balance, equity, peak, drawdown, next trade id), ``bar_cursor`` (last bar processed per
@@ -178,12 +179,43 @@ decisions = Table(
     Column("tp_pips", Float),
     Column("regime", String(24), nullable=False),
     Column("client_order_id", String(128)),
-    # the decision's context (migration 0005); NULL in rows written before it
-    Column("price", Float),
+    # the decision's context (migration 0005; price renamed decision_price in 0006); NULL in
+    # rows written before it
+    Column("decision_price", Float),
     Column("atr_pips", Float),
     Column("score_name", String(64)),
     Column("score", Float),
 )
+
+#: what each decision's bracket would have done (deskd.research.counterfactuals), written by the
+#: daemon when it resolves: one row per decision at most, keyed to the decision's row
+#: (``decision_id`` = decisions.id; no FOREIGN KEY, as nowhere in this schema: SQLite's batch
+#: migrations rebuild a table by dropping it, which a key would refuse or cascade). The
+#: values are counterfactuals.parquet's (rounded as there), under the same names but the
+#: times: ``cf_entry_ts`` / ``cf_exit_ts`` are UTC epoch seconds, as every time here. NULL
+#: where that file has null (every cf_ field when the decision had no next open).
+counterfactuals = Table(
+    "counterfactuals", metadata, *_keys(),
+    Column("decision_id", Integer, primary_key=True, autoincrement=False),
+    Column("cf_outcome", String(4)),
+    Column("cf_result", String(4)),
+    Column("cf_pnl_pips", Float),
+    Column("cf_pnl_r", Float),
+    Column("cf_mae_pips", Float),
+    Column("cf_mfe_pips", Float),
+    Column("cf_mae_atr", Float),
+    Column("cf_mfe_atr", Float),
+    Column("cf_hold_bars", Integer),
+    Column("cf_entry_ts", BigInteger),
+    Column("cf_entry_price", Float),
+    Column("cf_sl_price", Float),
+    Column("cf_tp_price", Float),
+    Column("cf_exit_ts", BigInteger),
+    Column("cf_exit_price", Float),
+)
+#: the counterfactuals columns a row of :func:`insert_counterfactuals` gives
+COUNTERFACTUAL_FIELDS = tuple(c.name for c in counterfactuals.columns
+                              if c.name not in ("desk", "scenario", "decision_id"))
 
 state_transitions = Table(
     "state_transitions", metadata, *_serial(),

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 
 #: the Decision fields before its context (price, atr_pips, score_name, score)
-_N_DECISION_CORE = Decision._fields.index("price")
+_N_DECISION_CORE = Decision._fields.index("decision_price")
 
 
 def _opt(x: float | None, nd: int) -> str:
@@ -165,7 +165,7 @@ def decision_record(row: Mapping[str, Any], timeframe_s: int) -> dict[str, Any]:
     (bar_ts + ``timeframe_s``), side a name, pips to 2 decimals, no take-profit null; the
     context (DECISION_CONTEXT_COLUMNS) null where not known (rows stored before it was)."""
     tp = row["tp_pips"]
-    price, atr = _known(row.get("price")), _known(row.get("atr_pips"))
+    price, atr = _known(row.get("decision_price")), _known(row.get("atr_pips"))
     name, score = row.get("score_name") or "", row.get("score")
     return {"decision_time": iso(row["bar_ts"] + timeframe_s), "symbol": row["symbol"],
             "strategy_id": row["strategy_id"], "side": SIDE_NAME[row["side"]], "action": row["action"],

@@ -188,3 +188,34 @@ def test_a_store_killed_during_its_first_migration_opens_cleanly_next_time(tmp_p
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     engine.dispose()
+
+
+def test_migration_0006_renames_decisions_price_to_decision_price_keeping_its_values(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, inspect
+
+    url = sqlite_url(tmp_path / "old.db")
+    cfg = Config()
+    cfg.set_main_option("script_location", "deskd.persistence:migrations")
+    old = create_engine(url)
+    with old.begin() as conn:  # a store of deskd before 0006, holding a decision with its price
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0005")
+        conn.exec_driver_sql(
+            "INSERT INTO decisions (desk, scenario, bar_ts, symbol, strategy_id, side, action, reason, sl_pips, "
+            "regime, price, atr_pips) VALUES ('d', 'A', 900, 'EURUSD', 'S1', 1, 'SKIPPED', 'position_open', "
+            "12.5, 'R', 1.23456, 7.5)")
+    old.dispose()
+    engine = open_store(url)
+    with engine.connect() as conn:
+        assert conn.execute(select(decisions.c.id, decisions.c.decision_price, decisions.c.atr_pips)).all() == \
+            [(1, 1.23456, 7.5)]
+        assert "counterfactuals" in inspect(conn).get_table_names()
+    with engine.begin() as conn:  # and back
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT price FROM decisions").all() == [(1.23456,)]
+        assert "counterfactuals" not in inspect(conn).get_table_names()
+    engine.dispose()

@@ -45,6 +45,6 @@ def test_each_decision_carries_the_bar_close_and_the_strategys_atr_score_and_reg
     assert {"traded", "position_open", "filter:adx"} <= reasons
     for d in got:
         sig = intents[(d.symbol, d.bar_ts)]
-        assert d.price == closes[(d.symbol, d.bar_ts)]
+        assert d.decision_price == closes[(d.symbol, d.bar_ts)]
         assert (d.atr_pips, d.score_name, d.score, d.regime) == (sig.atr_pips, "adx", sig.score, sig.regime)
         assert d.why == sig.why and d.atr_pips > 0
