@@ -14,17 +14,17 @@ time on a clock running at ``speed`` x real time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import signal
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from deskd.adapters.paper import paper_broker
 from deskd.adapters.replay import ReplayFeed, close_out, replay_bars
@@ -33,15 +33,33 @@ from deskd.core.bus import Bus
 from deskd.core.events import BarClosed, StateChanged
 from deskd.core.time import iso
 from deskd.desk.desk import Desk
-from deskd.persistence.recovery import load_snapshot, restore, unknown_symbols
-from deskd.persistence.store import StoreError, StoreWriter, WalCheckpoint, open_store, state_transitions
-from deskd.research.counterfactuals import Counterfactual, CounterfactualObserver, counterfactual_record
+from deskd.persistence.recovery import (
+    decisions_without_counterfactual,
+    load_snapshot,
+    restore,
+    unknown_symbols,
+)
+from deskd.persistence.store import (
+    StoreError,
+    StoreWriter,
+    WalCheckpoint,
+    insert_counterfactuals,
+    open_store,
+    state_transitions,
+)
+from deskd.research.counterfactuals import (
+    Counterfactual,
+    CounterfactualObserver,
+    counterfactual_json,
+    counterfactual_rows,
+)
 from deskd.risk.guard import TradingCalendar
 
 log = structlog.get_logger("deskd.run")
 
-#: resolved counterfactuals a runner keeps for the control API (the newest)
-COUNTERFACTUALS_KEPT = 1000
+#: resolved counterfactuals a runner holds while the store refuses them (retried at each bar);
+#: past that the oldest are dropped (a restart whose warm-up reaches them derives them again)
+CF_UNSAVED_MAX = 10_000
 
 
 class BarGate:
@@ -139,11 +157,25 @@ class DeskRunner:
     ``feed(bar)`` for every bar from the start of the data: bars the store has processed are
     warm-up; :meth:`ensure_restored` (called by the first later bar at the latest) restores the
     snapshot and trading resumes. Each live bar commits on its own; nothing commits before the
-    snapshot is restored (NotRestoredError). With ``counterfactuals`` (the default) an observer
-    of the journal (:mod:`deskd.research.counterfactuals`) follows each decision of this process
-    on the bars after it; when its bracket resolves the counterfactual is logged
-    (``counterfactual``) and kept in :attr:`counterfactuals` (the newest COUNTERFACTUALS_KEPT,
-    as JSON-able dicts). Raises StoreError when the store cannot be opened,
+    snapshot is restored (NotRestoredError).
+
+    With ``counterfactuals`` (the default) an observer of the journal
+    (:mod:`deskd.research.counterfactuals`) follows each decision on the bars after it; when its
+    bracket resolves, its counterfactual goes to the store's ``counterfactuals`` table (keyed
+    to the decision's row; :func:`~deskd.persistence.store.insert_counterfactuals`) and is
+    logged (``counterfactual``, counterfactuals.parquet's fields). It is committed in a
+    transaction of its own right after the bar's commit, never inside it: the observer is
+    handed a bar only once the desk has finished and committed it, so a counterfactual can
+    never delay, change or roll back the desk's record (a write the store refuses is logged and
+    retried at the next bar, CF_UNSAVED_MAX at most waiting); and a crash between the two
+    commits loses nothing for good. After a restart, at the first warm-up bar of each symbol,
+    the decisions the store holds on it from that bar on without a counterfactual are re-armed
+    (:meth:`CounterfactualObserver.rearm`) and followed over the warm-up bars from their own
+    bar, so the store ends with what an uninterrupted run stores; those are written once the
+    snapshot is restored. A decision whose bar the warm-up does not replay stays without one.
+    Turning counterfactuals off changes no decision, order or trade.
+
+    Raises StoreError when the store cannot be opened,
     is an in-memory SQLite database (a daemon's store must outlive the process), or holds
     positions or orders on symbols the config does not trade.
     """
@@ -179,9 +211,8 @@ class DeskRunner:
         self.bar_started: float | None = None  # perf_counter() while a bar is in the pipeline
         self.ended = False  # the end of replayed data was closed out (end_of_data)
         self.clock = clock
-        #: the counterfactuals of this process's decisions, each logged and kept here (newest
-        #: last) when its bracket resolves; decisions before a restart are not followed
-        self.counterfactuals: deque[dict] = deque(maxlen=COUNTERFACTUALS_KEPT)
+        self._cf_done: list[Counterfactual] = []  # resolved, not yet in the store (oldest first)
+        self._cf_rearmed: set[str] = set()  # symbols whose stored decisions were re-armed
         self.cf_observer: CounterfactualObserver | None = (
             CounterfactualObserver(self.desk, on_done=self._on_counterfactual) if counterfactuals else None)
         if self.snapshot is None:
@@ -191,9 +222,60 @@ class DeskRunner:
         self.last_change = e
 
     def _on_counterfactual(self, cf: Counterfactual) -> None:
-        rec = counterfactual_record(cf, self.desk.tf_s)
-        self.counterfactuals.append(rec)
-        log.info("counterfactual", **rec)
+        self._cf_done.append(cf)
+
+    def _rearm(self, bar: BarClosed) -> None:
+        """At the first warm-up bar of a symbol: the observer follows again the decisions the
+        store holds on it from that bar on without a counterfactual (those before it are out
+        of reach: their bars are not replayed)."""
+        self._cf_rearmed.add(bar.symbol)
+        obs = self.cf_observer
+        assert obs is not None
+        try:
+            stored = decisions_without_counterfactual(self.conn, self.cfg.desk, self.desk.scenario, bar.symbol,
+                                                      bar.bar_ts)
+        except SQLAlchemyError as e:  # they stay without one; a later restart tries again
+            log.error("decisions without a counterfactual could not be read; not followed",
+                      symbol=bar.symbol, error=f"{type(e).__name__}: {e}")
+            return
+        n = obs.rearm(stored)
+        if n:
+            log.info("counterfactuals re-armed: decisions before the restart followed again",
+                     symbol=bar.symbol, decisions=n, since=iso(bar.bar_ts))
+
+    def _store_counterfactuals(self) -> None:
+        """Write the counterfactuals resolved since the last call and commit them, then log
+        each. Called right after the bar's commit (and at restore and the end of data), so the
+        transaction holds nothing of the desk's: a failure rolls back only these, which are
+        logged and kept for the next call (the oldest dropped past CF_UNSAVED_MAX). Never
+        before the snapshot is restored."""
+        done = self._cf_done
+        if not done or not self._restored:
+            return
+        tf = self.desk.tf_s
+        try:
+            rows = counterfactual_rows(done, tf)
+        except Exception:  # a defect in the formatting: these are lost, the desk goes on
+            log.exception("counterfactuals could not be formatted; dropped", count=len(done))
+            done.clear()
+            return
+        try:
+            written = insert_counterfactuals(self.conn, self.cfg.desk, self.desk.scenario, rows)
+            self.conn.commit()
+        except SQLAlchemyError as e:
+            with contextlib.suppress(SQLAlchemyError):
+                self.conn.rollback()
+            if len(done) > CF_UNSAVED_MAX:
+                del done[:len(done) - CF_UNSAVED_MAX]
+            log.error("counterfactuals could not be stored; retried at the next bar", waiting=len(done),
+                      error=f"{type(e).__name__}: {e}")
+            return
+        done.clear()
+        for row in rows:
+            log.info("counterfactual", **counterfactual_json(row, tf))
+        if written < len(rows):
+            log.warning("counterfactuals not stored: their decision has one already or is not in the store",
+                        count=len(rows) - written)
 
     def _observe(self, bar: BarClosed) -> None:
         """Hand a traded bar to the counterfactual observer, after the desk and the store: an
@@ -217,6 +299,12 @@ class DeskRunner:
         if self.is_warm_up(bar):
             self.desk.warm_up(bar)
             self.stats.warmed += 1
+            obs = self.cf_observer
+            if obs is not None:
+                if bar.symbol not in self._cf_rearmed:
+                    self._rearm(bar)
+                if obs.following(bar.symbol):
+                    self._observe(bar)
             return
         self.ensure_restored()
         if not self.gate.admit(bar, now_ts):
@@ -226,6 +314,7 @@ class DeskRunner:
             self.desk.on_bar(bar, entries_blocked)
             self.writer.end_bar(bar)
             self._observe(bar)
+            self._store_counterfactuals()
         finally:
             self.bar_started = None
         self.stats.live += 1
@@ -238,13 +327,15 @@ class DeskRunner:
 
     def ensure_restored(self) -> None:
         """Put the store's snapshot back into the desk, once, after warm-up (the bars the
-        store has processed); bars warmed up later only reach the indicators."""
+        store has processed); bars warmed up later only reach the indicators. The
+        counterfactuals resolved in the warm-up are stored then."""
         if not self._restored:
             assert self.snapshot is not None  # _restored starts True without one
             restore(self.desk, self.snapshot)
             self._restored = True
             log.info("recovered from the store", warm_up_bars=self.stats.warmed,
                      open_positions=len(self.desk.ledger.open), state=self.desk.state.state.value)
+            self._store_counterfactuals()
 
     def end_of_data(self) -> None:
         """Close out as a backtest does at the end of replayed data, and commit."""
@@ -257,6 +348,7 @@ class DeskRunner:
             except Exception:  # as in _observe: counterfactuals never stop the desk
                 log.exception("counterfactuals failed at the end of data")
             self.cf_observer = None
+        self._store_counterfactuals()
         self.ended = True
 
     def close(self) -> None:

@@ -7,6 +7,9 @@
 3. :func:`restore` hands the snapshot to :meth:`Desk.restore`: ledger, guard, state machine
    and order book each restore their own part; open positions and orders go back to the
    broker. Bars after the cursor then go through the normal pipeline.
+4. Decisions the store holds without their counterfactual
+   (:func:`decisions_without_counterfactual`) are followed again by the daemon's observer,
+   over the warm-up bars from each one's own bar on (:meth:`deskd.daemon.runner.DeskRunner.feed`).
 
 Every bar commits whole (see :mod:`deskd.persistence.store`), so the snapshot is always the state
 at the end of some bar: nothing of a half-processed bar can survive a crash.
@@ -18,19 +21,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, and_, exists, or_, select
 
-from deskd.core.events import ExitReason, Intent, OrderIntent, Trade
+from deskd.core.events import Decision, DecisionAction, ExitReason, Intent, OrderIntent, Trade
 from deskd.desk.desk import Desk, DeskSnapshot
 from deskd.desk.ledger import LedgerSnapshot
 from deskd.desk.orders import OrderStatus
 from deskd.desk.state import DeskState, MachineSnapshot, Trigger
 from deskd.persistence.store import (
+    DECISION_FIELDS,
     LEDGER_FIELDS,
     ORDER_FIELDS,
     POSITION_FIELDS,
     bar_cursor,
+    counterfactuals,
     dd_guard,
+    decisions,
     desk_state,
     fields_of,
     orders,
@@ -38,6 +44,7 @@ from deskd.persistence.store import (
 )
 from deskd.risk.guard import GuardSnapshot
 
+_NAN = float("nan")
 
 @dataclass
 class Snapshot:
@@ -86,6 +93,32 @@ def _order(row) -> OrderIntent:
 
 def _trade(row) -> Trade:
     return Trade(**{f: row[f] for f in POSITION_FIELDS})
+
+
+def decisions_without_counterfactual(conn: Connection, desk_name: str, scenario: str, symbol: str,
+                                     since_ts: int) -> list[Decision]:
+    """The decisions of (``desk_name``, ``scenario``) on ``symbol`` taken at the close of a bar
+    opening at or after ``since_ts`` (UTC epoch seconds) whose counterfactual the store does not
+    hold, in journal order, rebuilt as the Decision events they were stored from: every field
+    is the stored row's (action a DecisionAction; a context stored NULL, before migration
+    0005, is NaN for decision_price, atr_pips and score and "" for score_name, as a Decision
+    without it has). Raises SQLAlchemyError."""
+    d, c = decisions, counterfactuals
+    q = (select(*[d.c[f] for f in DECISION_FIELDS])
+         .where(d.c.desk == desk_name, d.c.scenario == scenario, d.c.symbol == symbol, d.c.bar_ts >= since_ts)
+         .where(~exists().where(c.c.desk == d.c.desk, c.c.scenario == d.c.scenario, c.c.decision_id == d.c.id))
+         .order_by(d.c.id))
+    return [_decision(r) for r in conn.execute(q).mappings()]
+
+
+def _decision(row) -> Decision:
+    values = dict(row)
+    values["action"] = DecisionAction(values["action"])
+    for f in ("decision_price", "atr_pips", "score"):
+        if values[f] is None:
+            values[f] = _NAN
+    values["score_name"] = values["score_name"] or ""
+    return Decision(**values)
 
 
 def unknown_symbols(snap: Snapshot, symbols: Iterable[str]) -> list[str]:

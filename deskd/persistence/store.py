@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import structlog
@@ -42,6 +43,8 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    exists,
+    select,
 )
 
 from deskd.core.events import (
@@ -548,6 +551,43 @@ class StoreWriter:
         if self._cursor:
             x(bar_cursor.delete().filter_by(**k).where(bar_cursor.c.symbol.in_(list(self._cursor))))
             x(bar_cursor.insert(), [{**k, "symbol": s, "last_bar_ts": ts} for s, ts in self._cursor.items()])
+
+
+#: decisions' natural key in a row of :func:`insert_counterfactuals` (a strategy signals at most
+#: once per symbol and bar, so it names one decision of a (desk, scenario))
+DECISION_KEY = ("symbol", "bar_ts", "strategy_id")
+_IN_CHUNK = 500  # bar times per IN (...) list of :func:`insert_counterfactuals`
+
+
+def insert_counterfactuals(conn: Connection, desk: str, scenario: str, rows: Sequence[Mapping]) -> int:
+    """Store resolved counterfactuals of (``desk``, ``scenario``) on ``conn``'s open transaction
+    (the caller commits), each keyed to its decision's row. A row is a mapping with the
+    decision's natural key (DECISION_KEY: symbol, bar_ts in UTC epoch seconds of the bar's
+    open, strategy_id) and COUNTERFACTUAL_FIELDS (extra keys are ignored). Idempotent: a
+    decision whose counterfactual the store holds already is left as it is (a replay after
+    a restart writes nothing twice), as is a row whose decision the store does not hold.
+    Returns how many rows were written. Raises SQLAlchemyError, KeyError for a row without
+    those fields."""
+    d, c = decisions, counterfactuals
+    wanted: dict[tuple, Mapping] = {}
+    for r in rows:
+        wanted.setdefault(tuple(r[k] for k in DECISION_KEY), r)
+    if not wanted:
+        return 0
+    times = sorted({k[1] for k in wanted})
+    found: list = []
+    for i in range(0, len(times), _IN_CHUNK):
+        q = (select(d.c.id, d.c.symbol, d.c.bar_ts, d.c.strategy_id)
+             .where(d.c.desk == desk, d.c.scenario == scenario, d.c.bar_ts.in_(times[i:i + _IN_CHUNK]))
+             .where(~exists().where(c.c.desk == d.c.desk, c.c.scenario == d.c.scenario,
+                                    c.c.decision_id == d.c.id))
+             .order_by(d.c.id))
+        found += conn.execute(q).all()
+    new = [{"desk": desk, "scenario": scenario, "decision_id": i, **{f: row[f] for f in COUNTERFACTUAL_FIELDS}}
+           for i, *key in found if (row := wanted.get(tuple(key))) is not None]
+    if new:
+        conn.execute(counterfactuals.insert(), new)
+    return len(new)
 
 
 def fields_of(record: type) -> tuple[str, ...]:

@@ -26,6 +26,10 @@ when the real trade was closed otherwise (an operator's FLATTEN, a broker close 
 trading): those differ by design. A decision on a symbol's last bar has no next open: its
 counterfactual has no entry (every cf_ field null).
 
+A restarted daemon follows again the decisions its store holds without a counterfactual
+(:meth:`CounterfactualObserver.rearm`): each joins when its own bar comes by in the warm-up
+replay, so the bars after it give the counterfactual an uninterrupted run found.
+
 Work per bar of a symbol is O(1) plus O(log n) per bracket that enters or exits: open
 brackets rest in heaps keyed on their stop and target (the entries of closed brackets are
 dropped when met, or compacted away) and in first-in first-out queues per time stop (they
@@ -39,7 +43,7 @@ import contextlib
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +54,7 @@ from deskd.core.events import SIDE_NAME, BarClosed, Decision, ExitReason
 from deskd.core.time import iso
 from deskd.desk.desk import Desk
 from deskd.desk.orders import bracket_pips
+from deskd.persistence.store import COUNTERFACTUAL_FIELDS
 from deskd.research.outputs import append_ipc_part
 
 if TYPE_CHECKING:
@@ -128,7 +133,8 @@ class _Symbol:
     """One symbol's open brackets and the bar highs/lows since the oldest one entered."""
 
     __slots__ = ("pip", "round_price", "atr", "highs", "lows", "base", "n", "fresh", "pending",
-                 "sl_long", "sl_short", "tp_long", "tp_short", "time", "open_n", "last_bar", "last_tr_atr")
+                 "sl_long", "sl_short", "tp_long", "tp_short", "time", "open_n", "last_bar", "last_tr_atr",
+                 "rearmed")
 
     def __init__(self, pip: float, round_price: Callable[[float], float], atr: Any):
         self.pip = pip
@@ -152,6 +158,8 @@ class _Symbol:
         self.open_n = 0
         self.last_bar: BarClosed | None = None
         self.last_tr_atr = 0.0
+        # decisions of an earlier process waiting for their own bar (:meth:`rearm`), by bar time
+        self.rearmed: deque[Decision] = deque()
 
 
 class CounterfactualObserver:
@@ -185,12 +193,53 @@ class CounterfactualObserver:
         self._check_at = batch_rows
         self._seq = 0
         self.decisions = 0
+        self.unreached = 0  # re-armed decisions whose bar never came (:meth:`rearm`)
         self.active = True  # False: decisions are no longer followed (:meth:`stop`)
         desk.bus.subscribe(Decision, self.on_decision)
 
     def stop(self) -> None:
         """Follow no new decision (the bus keeps calling :meth:`on_decision`, which returns)."""
         self.active = False
+
+    def rearm(self, decisions: Iterable[Decision]) -> int:
+        """Follow again decisions journaled before this process (a restarted daemon's, rebuilt
+        from the store; in journal order). Each joins as if the desk had just published it when
+        :meth:`end_bar` is handed its own bar (the same symbol and ``bar_ts``), so fed the bars
+        an uninterrupted observer saw from there on, it resolves exactly as it would have; its
+        ``on_done`` comes the same way. Only a decision within reach is followed: one whose bar
+        this observer has already passed, or whose bar never comes (the feed starts later, or
+        lacks it), never resolves (an outcome not seen is unknown, never assumed). Returns how
+        many joined the wait. Raises KeyError for a symbol outside the desk's universe."""
+        n = 0
+        touched = set()
+        for d in decisions:
+            st = self.books[d.symbol]
+            if st.last_bar is not None and d.bar_ts <= st.last_bar.bar_ts:
+                continue
+            st.rearmed.append(d)
+            touched.add(d.symbol)
+            n += 1
+        for sym in touched:  # by bar time, journal order kept within a bar (a stable sort)
+            st = self.books[sym]
+            st.rearmed = deque(sorted(st.rearmed, key=lambda d: d.bar_ts))
+        return n
+
+    def following(self, symbol: str) -> bool:
+        """Whether a bar of ``symbol`` matters to this observer now: a decision waits for its
+        bar (:meth:`rearm`) or for its entry, or a bracket is open. A restarted daemon hands
+        it only such warm-up bars. Raises KeyError for a symbol outside the desk's universe."""
+        st = self.books[symbol]
+        return bool(st.rearmed or st.fresh or st.pending or st.open_n)
+
+    def _release(self, st: _Symbol, bar_ts: int) -> None:
+        """Re-armed decisions of the bar ``bar_ts`` join (published at its close); those of an
+        earlier bar, which never came, are dropped."""
+        q = st.rearmed
+        while q and q[0].bar_ts < bar_ts:
+            q.popleft()
+            self.unreached += 1
+        while q and q[0].bar_ts == bar_ts:
+            self.on_decision(q.popleft())
 
     # -- the journal ------------------------------------------------------------------------
     def on_decision(self, d: Decision) -> None:
@@ -211,6 +260,8 @@ class CounterfactualObserver:
         """``bar`` has been traded by the desk: time stops fill at its open, brackets inside
         it, the last close's decisions enter at its open (their entry bar counts)."""
         st = self.books[bar.symbol]
+        if st.rearmed:
+            self._release(st, bar.bar_ts)
         i = st.n
         st.n = i + 1
         st.highs.append(bar.high)
@@ -371,6 +422,8 @@ class CounterfactualObserver:
         exit cost of that bar); decisions still waiting for an entry have none. Then the rows
         left are written (with a sink)."""
         for st in self.books.values():
+            self.unreached += len(st.rearmed)  # their bars never came
+            st.rearmed.clear()
             bar = st.last_bar
             if bar is not None and st.open_n:
                 x = st.n  # the last bar (n - 1) counts; every open bracket is in a time-stop queue
@@ -502,6 +555,12 @@ def cf_store_name(column: str) -> str:
     """The store's name of a counterfactuals.parquet column: a time (CF_TIMES, epoch seconds
     there) ends in ``_ts`` as the store's times do (``cf_entry_ts``); the others keep theirs."""
     return column.removesuffix("_time") + "_ts" if column in CF_TIMES else column
+
+
+# the store keeps counterfactuals.parquet's fields: checked at import, so the two cannot drift apart
+if tuple(cf_store_name(c) for c in CF_FIELDS) != COUNTERFACTUAL_FIELDS:
+    raise RuntimeError(f"the store's counterfactuals columns {COUNTERFACTUAL_FIELDS} are not "
+                       f"counterfactuals.parquet's {CF_FIELDS}")
 
 
 def counterfactual_rows(rows: list[Counterfactual], timeframe_s: int) -> list[dict[str, Any]]:

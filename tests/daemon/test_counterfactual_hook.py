@@ -1,19 +1,45 @@
 """The daemon's counterfactual hook: the runner completes a decision's counterfactual when its
-bracket resolves (logged, and kept for the control API), the same as the real trade for a
-TRADED one; an error in the observer never stops the desk."""
+bracket resolves (stored, committed and logged), the same as the real trade for a TRADED one;
+an error in the observer never stops the desk."""
+
+from sqlalchemy import create_engine, select
+from structlog.testing import capture_logs
 
 from deskd.core.events import ExitReason
-from tests.daemon.helpers import bar, runner
+from deskd.persistence.store import counterfactuals, decisions
+from deskd.research.counterfactuals import counterfactual_json
+from tests.daemon.helpers import TF, bar, runner
+
+
+def stored(url: str) -> list[dict]:
+    """The store's counterfactuals as the control API gives them, in decision order (read on a
+    connection of its own: only what is committed)."""
+    d, c = decisions, counterfactuals
+    q = (select(c.c.decision_id, c.c.scenario, d.c.bar_ts, d.c.symbol, d.c.strategy_id, d.c.side, d.c.action,
+                d.c.reason, *[col for col in c.c if col.name.startswith("cf_")])
+         .join_from(c, d, d.c.id == c.c.decision_id).order_by(c.c.decision_id))
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [counterfactual_json(row, TF) for row in conn.execute(q).mappings()]
+    finally:
+        engine.dispose()
 
 
 def test_the_runner_completes_each_decisions_counterfactual_when_its_bracket_resolves(tmp_path):
     r = runner(tmp_path, signals=(0, 1))  # bar 0: traded; bar 1: skipped, its position open
+    url = str(r.engine.url)
     try:
         r.feed(bar(0))
         r.feed(bar(1))
-        assert list(r.counterfactuals) == []  # both brackets rest (stops 20 pips below 1.1000)
-        r.feed(bar(2, lo=1.0970))
-        traded, skipped = r.counterfactuals
+        assert stored(url) == []  # both brackets rest (stops 20 pips below 1.1000)
+        with capture_logs() as logs:
+            r.feed(bar(2, lo=1.0970))
+        traded, skipped = stored(url)  # committed right after the bar that resolved them
+        logged = [{k: v for k, v in e.items() if k not in ("event", "log_level")}
+                  for e in logs if e["event"] == "counterfactual"]
+        assert logged == [{k: v for k, v in row.items() if k not in ("decision_id", "scenario")}
+                          for row in (traded, skipped)]  # and logged, one line each
         assert (traded["action"], skipped["action"], skipped["reason"]) == ("TRADED", "SKIPPED", "position_open")
         (t,) = r.desk.ledger.closed
         assert t.exit_reason == ExitReason.SL == traded["cf_outcome"] == skipped["cf_outcome"]

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, func, select, text
 
 from deskd.adapters.paper import paper_desk
 from deskd.adapters.replay import ReplayFeed, close_out, replay_bars
 from deskd.daemon.runner import DeskRunner
-from deskd.persistence.store import metadata, open_store, trades
+from deskd.persistence.store import counterfactuals, decisions, metadata, open_store, trades
 from tests.conftest import TRADE_KEY as KEY
 from tests.conftest import require_tool
 
@@ -96,8 +96,12 @@ def test_crash_and_restart_on_postgres_reproduce_the_uninterrupted_trades(cfg, p
     engine = create_engine(pg_url)
     with engine.connect() as c:
         rows = c.execute(select(trades).order_by(trades.c.trade_id)).mappings().all()
+        n_decisions, n_counterfactuals = (c.execute(select(func.count()).select_from(t)).scalar()
+                                          for t in (decisions, counterfactuals))
     engine.dispose()
     assert sorted(tuple(r[k] for k in KEY) for r in rows) == want
+    # each decision's counterfactual stored once, those open at a restart followed again
+    assert n_counterfactuals == n_decisions > 1000
 
 
 def test_every_exit_reason_fits_its_column_on_postgres(pg_url):
