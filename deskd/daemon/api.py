@@ -9,6 +9,12 @@ GET  /positions  open positions
 GET  /trades     closed trades, newest first (?limit=100, at most 10000; ?symbol=EURUSD), in
                  trades.csv's format (its column names, ISO times, LONG/SHORT)
 GET  /decisions  decisions, newest first (same query), in decisions.csv's format
+GET  /counterfactuals
+                 what each decision's bracket would have done, as the daemon stored it when it
+                 resolved: newest decision first (same query), counterfactuals.parquet's fields
+                 (scenario, decision_time, symbol, strategy_id, side, action, reason, cf_outcome
+                 ... cf_exit_price; times ISO, null where that file has null) and the decision's
+                 row id, decision_id; a decision whose bracket is still open has no row yet
 POST /halt       {"reason": "..."}                  stop new entries
 POST /resume     {"reason": "...", "force": false}  back to RUNNING (force lifts a DD halt)
 POST /flatten    {"reason": "...", "keep_trading": false}
@@ -38,7 +44,7 @@ the daemon has begun to stop ``{"error": "shutting down"}``, or a store read ref
 too many wait (with ``Retry-After``). Actions run between bars (the bar pipeline does not
 yield), and every action is committed to the store before the reply.
 
-Store reads (/trades, /decisions) never run on the event loop: each runs in one of
+Store reads (/trades, /decisions, /counterfactuals) never run on the event loop: each runs in one of
 ``read_workers`` threads (default 2) on a connection of its own from the runner's engine
 (never the runner's writer connection; SQLite in WAL mode lets readers run beside the
 writer), rows encoded to JSON there too. Up to ``read_queue`` more (default 32) wait their
@@ -63,14 +69,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import Select, select
+from sqlalchemy import Column, Select, Table, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from deskd.core.events import SIDE_NAME
 from deskd.core.time import iso
 from deskd.daemon.runner import DeskRunner
 from deskd.desk.state import TransitionRefused
-from deskd.persistence.store import decisions, trades
+from deskd.persistence.store import COUNTERFACTUAL_FIELDS, counterfactuals, decisions, trades
+from deskd.research.counterfactuals import counterfactual_json
 from deskd.research.outputs import decision_record, trade_record
 
 log = structlog.get_logger("deskd.api")
@@ -258,7 +265,8 @@ class ControlAPI:
             web.get("/health", self.health), web.get("/status", self.status),
             web.get("/metrics", self.prometheus),
             web.get("/positions", self.positions), web.get("/trades", self.trades),
-            web.get("/decisions", self.decisions), web.post("/halt", self.halt),
+            web.get("/decisions", self.decisions), web.get("/counterfactuals", self.counterfactuals),
+            web.post("/halt", self.halt),
             web.post("/resume", self.resume), web.post("/flatten", self.flatten),
             web.post("/reconcile", self.reconcile), web.post("/poll", self.poll),
         ])
@@ -341,24 +349,39 @@ class ControlAPI:
     async def positions(self, request: web.Request) -> web.Response:
         return web.json_response(self._positions())
 
-    async def _rows(self, request: web.Request, table) -> web.Response:
-        """Rows of ``table`` (trades or decisions) for this desk and scenario, newest first:
-        ``?limit=`` (1-10000, default 100), ``?symbol=``. 400 for a bad limit; the read
-        itself goes through :meth:`_read`."""
+    async def _rows(self, request: web.Request, table: Table) -> web.Response:
+        """Rows of ``table`` (trades, decisions or counterfactuals) for this desk and scenario,
+        newest first: ``?limit=`` (1-10000, default 100), ``?symbol=``. 400 for a bad limit; the
+        read itself goes through :meth:`_read`."""
         try:
             limit = int(request.query.get("limit", "100"))
         except ValueError:
             return _error(400, "limit must be an integer")
         if not 1 <= limit <= 10_000:
             return _error(400, "limit must be between 1 and 10000")
+        q, symbol, order, record = self._journal(table)
+        if "symbol" in request.query:
+            q = q.where(symbol == request.query["symbol"].upper())
+        return await self._read(functools.partial(self._rows_json, q.order_by(order.desc()).limit(limit), record))
+
+    def _journal(self, table: Table) -> tuple[Select, Column, Column, Callable[[dict], dict]]:
+        """The query of ``table``'s rows for this desk and scenario, the column ``?symbol=``
+        filters, the column that orders them (newest last), and how a row goes out: trades.csv's
+        and decisions.csv's formats, or a counterfactual joined with its decision
+        (:func:`~deskd.research.counterfactuals.counterfactual_json`), in decision order."""
         d = self.runner.desk
+        if table is counterfactuals:
+            c, dc = counterfactuals, decisions
+            q = (select(c.c.decision_id, c.c.scenario, dc.c.bar_ts, dc.c.symbol, dc.c.strategy_id, dc.c.side,
+                        dc.c.action, dc.c.reason, *[c.c[f] for f in COUNTERFACTUAL_FIELDS])
+                 .join_from(c, dc, dc.c.id == c.c.decision_id)
+                 .where(c.c.desk == d.cfg.desk, c.c.scenario == d.scenario))
+            return q, dc.c.symbol, c.c.decision_id, functools.partial(counterfactual_json, timeframe_s=d.tf_s)
         q = select(*[c for c in table.c if c.name not in ("desk", "scenario")]).where(
             table.c.desk == d.cfg.desk, table.c.scenario == d.scenario)
-        if "symbol" in request.query:
-            q = q.where(table.c.symbol == request.query["symbol"].upper())
-        order = table.c.trade_id if table is trades else table.c.id
-        record = trade_record if table is trades else functools.partial(decision_record, timeframe_s=d.tf_s)
-        return await self._read(functools.partial(self._rows_json, q.order_by(order.desc()).limit(limit), record))
+        if table is trades:
+            return q, table.c.symbol, table.c.trade_id, trade_record
+        return q, table.c.symbol, table.c.id, functools.partial(decision_record, timeframe_s=d.tf_s)
 
     def _rows_json(self, q: Select, record: Callable[[dict], dict]) -> bytes:
         """Run ``q`` on a connection of its own from the engine (this runs in a read thread,
@@ -367,7 +390,8 @@ class ControlAPI:
         time, so no single C call holds the GIL away from the event loop for long, as the
         DBAPI cursor's plain tuples (the columns need no result processing): SQLAlchemy Row
         objects make the garbage collector run far more often. Each row goes out as ``record``
-        makes it: the format of trades.csv / decisions.csv (ISO times, side names). Raises
+        makes it: the format of trades.csv / decisions.csv / counterfactuals.parquet (ISO
+        times, side names). Raises
         SQLAlchemyError, or the DBAPI's Error while fetching."""
         parts = []
         with self.runner.engine.connect() as conn:
@@ -417,6 +441,9 @@ class ControlAPI:
 
     async def decisions(self, request: web.Request) -> web.Response:
         return await self._rows(request, decisions)
+
+    async def counterfactuals(self, request: web.Request) -> web.Response:
+        return await self._rows(request, counterfactuals)
 
     # -- actions ----------------------------------------------------------------------------
     async def _authorized_body(self, request: web.Request, model: type[BaseModel]):
