@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
-#: the Decision fields before its context (price, atr_pips, score_name, score)
+#: the Decision fields before its context (decision_price, atr_pips, score_name, score)
 _N_DECISION_CORE = Decision._fields.index("decision_price")
 
 

@@ -91,7 +91,7 @@ def test_a_parquet_batch_holds_the_csv_rows_and_the_schema():
     assert set(table.column("client_order_id").to_pylist()) >= {""}
     # the context: unknown is null (empty in the CSV); reason codes as trades.csv writes them
     assert table.column("decision_price").null_count == table.column("atr_pips").null_count == \
-        sum(d.price != d.price for d in ds) > 0
+        sum(d.decision_price != d.decision_price for d in ds) > 0
     assert set(table.column("reason_codes").to_pylist()) >= {"", "z=-2.35"}
     assert [r for r in rows[1:] if r[-1] == "z=-2.35"][0][-3:] == ["1.10505", "2.67", "z=-2.35"]
 

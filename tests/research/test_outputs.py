@@ -72,7 +72,7 @@ def test_the_api_records_are_the_csv_rows_one_format():
     assert {k: "" if v is None else str(v) for k, v in rec.items()} == {k: v for k, v in line.items() if k != "scenario"}
 
     # with its context (the decision bar's close, the strategy's ATR and score), as the store keeps it
-    d = d._replace(price=1.10234, atr_pips=7.891, score_name="adx", score=31.419)
+    d = d._replace(decision_price=1.10234, atr_pips=7.891, score_name="adx", score=31.419)
     fh = io.StringIO()
     write_decision_header(fh)
     w = DecisionWriter(fh, "A", 900)
