@@ -264,7 +264,7 @@ def build_report(cfg: DeskConfig, feed_stats: dict, results: list[ScenarioResult
     if cf_file is not None and cf_file.exists():
         import pandas as pd
 
-        cf = pd.read_parquet(cf_file, columns=["scenario", "action", "reason", "cf_result", "cf_pnl_r",
+        cf = pd.read_parquet(cf_file, columns=["scenario", "action", "reason", "regime", "cf_result", "cf_pnl_r",
                                                 "cf_mae_pips", "cf_mfe_pips", "cf_mae_atr", "cf_mfe_atr"])
     return {
         "deskd_version": __version__,

@@ -7,15 +7,19 @@ All of it goes into report.json per scenario under ``breakdowns`` (and report.ht
 * ``by_hour_utc``, ``by_hour_new_york``, ``by_weekday``: per hour of the decision bar's close
   (UTC, and New York time with its daylight saving, the FX day's clock) and per UTC weekday of
   it: trades, win rate, expectancy (R per trade), net P&L (USD);
-* ``mae_mfe_by_outcome``: for winning and losing trades, the mean and quartiles of MAE and
-  MFE in pips; ``mae_mfe_by_cf_result`` (with counterfactuals): the same for every decision's
+* ``mae_mfe_by_outcome``: for winning and losing trades, the mean and the 10th-90th
+  percentiles of MAE and MFE in pips; ``mae_mfe_by_cf_result`` (with counterfactuals): the same for every decision's
   bracket by its result, in pips and in ATR units (the decision's ATR);
 * ``drawdown_duration``: the longest stretch below a running peak of the marked equity (days,
   from the last peak to the first mark back at it, or to the end while still under water);
 * ``skips`` (when the run has counterfactuals): per skip reason, the skipped signals, how many
   were good skips (their counterfactual lost: the skip saved money) and bad skips (it won: the
   skip cost money), and the R saved and cost (sum of -cf_pnl_r over good skips, of cf_pnl_r
-  over bad ones); and the same for TRADED decisions for comparison.
+  over bad ones); and the same for TRADED decisions for comparison;
+* ``signals_by_regime`` (with counterfactuals): per regime tag of the decision (TREND / RANGE / ...),
+  every signal's bracket whatever the desk did with it: signals, traded, resolved, the
+  counterfactual win rate and expectancy (R per signal), and the good and bad skips. The
+  trades' own by-regime metrics are report.json's ``by_regime``.
 
 Inputs are plain columns (DataFrames), so a backtest, a walk-forward's out-of-sample trades or
 a stored run can all be broken down the same way.
@@ -78,11 +82,14 @@ def payoff(trades: pd.DataFrame) -> dict[str, Any]:
 
 
 def _quartiles(x: np.ndarray) -> dict[str, Any]:
+    """``n``, ``mean`` and the 10th, 25th, 50th, 75th and 90th percentiles (linear
+    interpolation, numpy's default) of the finite values of ``x``; ``{"n": 0}`` without any."""
     x = x[np.isfinite(x)]
     if not len(x):
         return {"n": 0}
-    q = np.percentile(x, [25, 50, 75])
-    return {"n": int(len(x)), "mean": _r(x.mean(), 3), "p25": _r(q[0], 3), "p50": _r(q[1], 3), "p75": _r(q[2], 3)}
+    q = np.percentile(x, [10, 25, 50, 75, 90])
+    return {"n": int(len(x)), "mean": _r(x.mean(), 3),
+            **{f"p{k}": _r(v, 3) for k, v in zip((10, 25, 50, 75, 90), q)}}
 
 
 def mae_mfe_by_outcome(trades: pd.DataFrame, atr_pips: np.ndarray | None = None) -> dict[str, Any]:
@@ -152,12 +159,36 @@ def skips(cf: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def signals_by_regime(cf: pd.DataFrame) -> dict[str, Any]:
+    """Per ``regime`` of ``cf`` (one row per decision: ``regime``, ``action``, ``cf_result``,
+    ``cf_pnl_r``), sorted by name: ``signals``, ``traded``, ``resolved`` (brackets that reached
+    an exit), ``cf_win_rate`` and ``cf_expectancy_r`` (mean cf_pnl_r) over the resolved ones
+    (None without any), ``good_skips`` and ``bad_skips`` (skipped, and the bracket lost / won)."""
+    res = cf["cf_result"].astype(object)
+    r = pd.to_numeric(cf["cf_pnl_r"], errors="coerce")
+    skipped = (cf["action"].astype(str) == "SKIPPED").to_numpy()
+    out: dict[str, Any] = {}
+    for regime, idx in cf.groupby(cf["regime"].astype(str), sort=True).indices.items():
+        won, lost = (res.iloc[idx] == "WIN").to_numpy(), (res.iloc[idx] == "LOSS").to_numpy()
+        resolved = won | lost
+        rr = r.iloc[idx].to_numpy(float)[resolved]
+        sk = skipped[idx]
+        out[str(regime)] = {"signals": int(len(idx)), "traded": int((~sk).sum()), "resolved": int(resolved.sum()),
+                            "cf_win_rate": _r(won.sum() / resolved.sum(), 4) if resolved.any() else None,
+                            "cf_expectancy_r": _r(rr.mean(), 4) if len(rr) else None,
+                            "good_skips": int((sk & lost).sum()), "bad_skips": int((sk & won).sum())}
+    return out
+
+
 def counterfactual_breakdowns(cf: pd.DataFrame) -> dict[str, Any]:
     """The breakdowns a run's counterfactuals give (one row per decision, counterfactuals.parquet's
-    columns): ``skips`` (:func:`skips`) and ``mae_mfe_by_cf_result``: for every decision whose
-    bracket resolved, by its result (WIN / LOSS), quartiles of its MAE and MFE in pips and in
-    ATR units (the decision's ATR)."""
+    columns): ``skips`` (:func:`skips`), ``by_regime`` (:func:`signals_by_regime`; when ``cf``
+    has a ``regime`` column) and ``mae_mfe_by_cf_result``: for every decision whose bracket
+    resolved, by its result (WIN / LOSS), the mean and 10th-90th percentiles of its MAE and MFE
+    in pips and in ATR units (the decision's ATR)."""
     out: dict[str, Any] = {"skips": skips(cf), "mae_mfe_by_cf_result": {}}
+    if "regime" in cf.columns:
+        out["signals_by_regime"] = signals_by_regime(cf)
     res = cf["cf_result"].astype(object)
     for name in ("WIN", "LOSS"):
         sel = (res == name).to_numpy()

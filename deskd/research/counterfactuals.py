@@ -466,7 +466,7 @@ def _pop_while(heap: list, hit: Callable[[float], bool]) -> list[Counterfactual]
 
 #: counterfactuals.parquet's columns: the decision's (as decisions.parquet has them, so the two
 #: join 1:1 in row order), then the counterfactual's
-CF_DECISION_COLUMNS = ["scenario", "decision_time", "symbol", "strategy_id", "side", "action", "reason"]
+CF_DECISION_COLUMNS = ["scenario", "decision_time", "symbol", "strategy_id", "side", "action", "reason", "regime"]
 CF_COLUMNS = [*CF_DECISION_COLUMNS, "cf_outcome", "cf_result", "cf_pnl_pips", "cf_pnl_r", "cf_mae_pips",
               "cf_mfe_pips", "cf_mae_atr", "cf_mfe_atr", "cf_hold_bars", "cf_entry_time", "cf_entry_price",
               "cf_sl_price", "cf_tp_price", "cf_exit_time", "cf_exit_price"]
@@ -475,7 +475,8 @@ CF_FILE = "counterfactuals.parquet"
 
 def counterfactual_schema() -> pa.Schema:
     """counterfactuals.parquet's columns (CF_COLUMNS). Times are timestamp[ms, tz=UTC]
-    (``decision_time`` the decision bar's close, as in decisions.parquet; ``cf_entry_time``
+    (``decision_time`` the decision bar's close, as in decisions.parquet, ``regime`` its regime
+    tag, as there; ``cf_entry_time``
     the entry bar's open; ``cf_exit_time`` the exit fill's time as trades.csv's exit_time);
     prices float64 to 6 decimals, pips to 2, R and ATR multiples to 4; ``cf_hold_bars`` int32;
     ``cf_outcome`` TP / SL / TIME / EOD and ``cf_result`` WIN / LOSS; every cf_ column null when
@@ -486,7 +487,7 @@ def counterfactual_schema() -> pa.Schema:
     ts = pa.timestamp("ms", tz="UTC")
     types: dict[str, Any] = {"decision_time": ts, "cf_entry_time": ts, "cf_exit_time": ts,
                              "cf_hold_bars": pa.int32()}
-    for c in CF_COLUMNS[9:]:
+    for c in CF_COLUMNS[CF_COLUMNS.index("cf_pnl_pips"):]:
         types.setdefault(c, pa.float64())
     return pa.schema([pa.field(c, types.get(c, pa.string()), nullable=c.startswith("cf_"))
                       for c in CF_COLUMNS])
@@ -531,7 +532,7 @@ def counterfactual_batch(rows: list[Counterfactual], scenario: str, timeframe_s:
                  pa.timestamp("ms", tz="UTC")),
         pa.array([d.symbol for d in ds], pa.string()), pa.array([d.strategy_id for d in ds], pa.string()),
         pa.array([side[d.side] for d in ds], pa.string()), pa.array([str(d.action) for d in ds], pa.string()),
-        pa.array([d.reason for d in ds], pa.string()),
+        pa.array([d.reason for d in ds], pa.string()), pa.array([d.regime for d in ds], pa.string()),
         pa.array(outcome, pa.string()),
         pa.array(result, pa.string()),
         _floats(pnl, 2), _floats(pnl_r, 4), _floats(mae, 2), _floats(mfe, 2), _floats(mae_atr, 4),

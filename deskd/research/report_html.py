@@ -589,6 +589,54 @@ def time_figure(sc: ScenarioData, div_id: str) -> str:
     return _fig_html(fig, div_id, 360)
 
 
+def excursion_figure(sc: ScenarioData, div_id: str) -> str:
+    """MAE and MFE by outcome (WIN / LOSS) as boxes (10th, 25th, 50th, 75th, 90th percentile and
+    the mean), in pips and in ATR units: of every decision's counterfactual bracket when the run
+    has counterfactuals (report.json's breakdowns.mae_mfe_by_cf_result), else of the trades, in
+    pips (breakdowns.mae_mfe_by_outcome). Where a winner's MAE stops tells where a stop could go;
+    a loser's MFE, what a target left on the table."""
+    b = sc.report.get("breakdowns") or {}
+    by, what = b.get("mae_mfe_by_cf_result"), "every decision's bracket (counterfactual)"
+    if not by or not any((v.get("mae_pips") or {}).get("n") for v in by.values()):
+        by, what = b.get("mae_mfe_by_outcome"), "the trades"
+    if not by or not any((v.get("mae_pips") or {}).get("n") for v in by.values()):
+        return _empty(f"No closed trade or resolved bracket in scenario {sc.name}: no excursions to show.")
+    panels = [k for k in ("mae_pips", "mfe_pips", "mae_atr", "mfe_atr")
+              if any((v.get(k) or {}).get("n") for v in by.values())]
+    titles = {"mae_pips": "MAE (pips)", "mfe_pips": "MFE (pips)", "mae_atr": "MAE (ATR)", "mfe_atr": "MFE (ATR)"}
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[titles[k] for k in panels])
+    for col, key in enumerate(panels, start=1):
+        for outcome, color in (("WIN", GREEN), ("LOSS", RED)):
+            q = (by.get(outcome) or {}).get(key) or {}
+            if not q.get("n"):
+                continue
+            fig.add_trace(go.Box(
+                x=[outcome], q1=[q["p25"]], median=[q["p50"]], q3=[q["p75"]], lowerfence=[q["p10"]],
+                upperfence=[q["p90"]], mean=[q["mean"]], name=outcome, marker_color=color, showlegend=False,
+                hovertemplate=f"{outcome}: %{{y}} ({q['n']:,})<extra>{titles[key]}</extra>"), row=1, col=col)
+    fig.update_layout(title=f"Excursions by outcome: {what}")
+    return (_fig_html(fig, div_id, 380) + '<p class="note">Box: 25th to 75th percentile and the median; '
+            'dashed: the mean; whiskers: 10th to 90th percentile. ATR: the decision\'s ATR.</p>')
+
+
+def _regime_signals_table(sc: ScenarioData) -> str:
+    """Every signal by the decision's regime (report.json's breakdowns.signals_by_regime)."""
+    by = (sc.report.get("breakdowns") or {}).get("signals_by_regime")
+    if not by:
+        return ""
+    rows = "".join(
+        f'<tr><th>{_e(regime)}</th><td>{_int(v["signals"])}</td><td>{_int(v["traded"])}</td>'
+        f'<td>{_int(v["resolved"])}</td><td>{_pct(v["cf_win_rate"], 1)}</td>'
+        f'<td class="{_sign_class(v["cf_expectancy_r"])}">{_num(v["cf_expectancy_r"], 3)}</td>'
+        f'<td>{_int(v["good_skips"])}</td><td>{_int(v["bad_skips"])}</td></tr>' for regime, v in by.items())
+    return ('<h4>Signals by regime</h4><div class="scroll"><table class="metrics group" data-group="signals_by_regime">'
+            '<thead><tr><th>regime</th><th>signals</th><th>traded</th><th>resolved</th><th>win rate</th>'
+            '<th>expectancy (R)</th><th>good skips</th><th>bad skips</th></tr></thead>'
+            f'<tbody>{rows}</tbody></table></div><p class="note">Every signal\'s bracket, traded or not '
+            '(counterfactuals), by the regime at the decision: where the strategy\'s signals pay before '
+            'the desk\'s gates. The trades\' own figures by regime are in the metrics below.</p>')
+
+
 def _breakdown_kpis(sc: ScenarioData) -> str:
     b = sc.report.get("breakdowns") or {}
     p, dd = b.get("payoff") or {}, b.get("drawdown_duration") or {}
@@ -900,7 +948,9 @@ def scenario_section(run: RunData, sc: ScenarioData, k: int) -> str:
 <h3>When it works, and were the skips right</h3>
 {_breakdown_kpis(sc)}
 {time_figure(sc, f"{pid}-time")}
+{excursion_figure(sc, f"{pid}-excursions")}
 {_skips_table(sc)}
+{_regime_signals_table(sc)}
 <h3>Price and trades</h3>
 {price_figure(run, sc, f"{pid}-price")}
 <h3>Metrics</h3>

@@ -35,7 +35,7 @@ def test_the_sample_report_opens_without_errors_and_shows_report_json_numbers(dr
     assert open_report(driver, sample_a / "report.html") == []
     report = json.loads((sample_a / "report.json").read_text())["scenarios"]["A"]
     plots = driver.find_elements(By.CSS_SELECTOR, ".plotly-graph-div")
-    assert len(plots) == 8
+    assert len(plots) == 9
     for p in plots:
         assert p.find_elements(By.CSS_SELECTOR, "svg.main-svg"), p.get_attribute("id")
     for key in ("net_pnl_usd", "trades"):
@@ -58,6 +58,17 @@ def test_the_sample_report_opens_without_errors_and_shows_report_json_numbers(dr
         assert json.loads(el.get_attribute("data-value")) == want
     hours = driver.execute_script("const t = document.getElementById('s0-time').data[0]; return [t.x, t.y];")
     assert hours[0] == list(b["by_hour_utc"]) and hours[1] == [v["expectancy_r"] for v in b["by_hour_utc"].values()]
+    # the excursion boxes are report.json's percentiles of every decision's bracket, by outcome
+    boxes = driver.execute_script("return document.getElementById('s0-excursions').data.map("
+                                  "t => [t.xaxis, t.x[0], t.lowerfence[0], t.q1[0], t.median[0], t.q3[0], "
+                                  "t.upperfence[0], t.mean[0]]);")
+    panels = ("mae_pips", "mfe_pips", "mae_atr", "mfe_atr")
+    want = [[f"x{i + 1}" if i else "x", outcome, *(b["mae_mfe_by_cf_result"][outcome][key][k]
+                                                   for k in ("p10", "p25", "p50", "p75", "p90", "mean"))]
+            for i, key in enumerate(panels) for outcome in ("WIN", "LOSS")]
+    assert boxes == want
+    regime_rows = driver.find_elements(By.CSS_SELECTOR, 'table[data-group="signals_by_regime"] tbody tr')
+    assert [r.find_element(By.TAG_NAME, "th").text for r in regime_rows] == list(b["signals_by_regime"])
     skip_rows = driver.find_elements(By.CSS_SELECTOR, 'table[data-group="skips"] tbody tr')
     assert [r.find_element(By.TAG_NAME, "th").text for r in skip_rows] == list(b["skips"]["by_reason"])
     # the candles and this scenario's trades on them: entries, exits, both brackets

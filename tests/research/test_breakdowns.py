@@ -7,7 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deskd.research.breakdowns import by_time, drawdown_duration, mae_mfe_by_outcome, payoff, skips
+from deskd.research.breakdowns import (
+    by_time,
+    counterfactual_breakdowns,
+    drawdown_duration,
+    mae_mfe_by_outcome,
+    payoff,
+    signals_by_regime,
+    skips,
+)
 
 
 def _ts(text: str) -> int:
@@ -49,6 +57,13 @@ def test_mae_and_mfe_by_outcome_in_pips_and_atr():
     assert out["LOSS"]["mae_atr"] == {"n": 0} and out["LOSS"]["mae_pips"]["n"] == 1
 
 
+def test_excursion_percentiles_are_the_10th_to_90th_linearly_interpolated():
+    # 11 winners with MAE 0..10 pips: the k-th percentile is k/10 pips; NaN is left out
+    tr = pd.DataFrame({"pnl_usd": [1.0] * 12, "mae_pips": [*range(11), np.nan], "mfe_pips": [5.0] * 12})
+    q = mae_mfe_by_outcome(tr)["WIN"]["mae_pips"]
+    assert q == {"n": 11, "mean": 5.0, "p10": 1.0, "p25": 2.5, "p50": 5.0, "p75": 7.5, "p90": 9.0}
+
+
 def test_drawdown_duration_is_the_longest_time_under_a_peak():
     day = 86400
     ts = np.array([0, 1, 2, 3, 4, 5, 6]) * day
@@ -76,6 +91,24 @@ def test_skips_count_good_and_bad_and_the_r_they_saved_or_cost():
     assert out["traded"] == {"signals": 2, "won": 1, "lost": 1, "sum_cf_r": 0.0}
 
 
+def test_signals_by_regime_count_every_decision_and_average_the_resolved_brackets():
+    cf = pd.DataFrame({
+        "regime": ["TREND", "TREND", "TREND", "RANGE", "RANGE"],
+        "action": ["TRADED", "SKIPPED", "SKIPPED", "SKIPPED", "TRADED"],
+        "cf_result": ["WIN", "LOSS", None, "WIN", "LOSS"],
+        "cf_pnl_r": [1.5, -1.0, np.nan, 2.0, -1.0]})
+    out = signals_by_regime(cf)
+    assert list(out) == ["RANGE", "TREND"]
+    assert out["TREND"] == {"signals": 3, "traded": 1, "resolved": 2, "cf_win_rate": 0.5, "cf_expectancy_r": 0.25,
+                            "good_skips": 1, "bad_skips": 0}
+    assert out["RANGE"]["bad_skips"] == 1 and out["RANGE"]["cf_expectancy_r"] == 0.5
+    unresolved = signals_by_regime(cf.iloc[2:3])
+    assert unresolved["TREND"]["cf_win_rate"] is None and unresolved["TREND"]["cf_expectancy_r"] is None
+    # without a regime column (an older counterfactuals file) there is no regime breakdown
+    assert "signals_by_regime" not in counterfactual_breakdowns(cf.drop(columns="regime").assign(
+        reason="x", cf_mae_pips=1.0, cf_mfe_pips=1.0, cf_mae_atr=0.1, cf_mfe_atr=0.1))
+
+
 def test_a_backtests_skip_table_accounts_for_every_decision(tmp_path):
     import json
 
@@ -92,3 +125,7 @@ def test_a_backtests_skip_table_accounts_for_every_decision(tmp_path):
     assert sk["traded"]["sum_cf_r"] == pytest.approx(rep["overall"]["avg_r_multiple"] * rep["overall"]["trades"],
                                                      abs=0.01 * rep["overall"]["trades"])
     assert rep["breakdowns"]["mae_mfe_by_cf_result"]["WIN"]["mae_atr"]["n"] > 0
+    by_regime = rep["breakdowns"]["signals_by_regime"]
+    assert sum(v["signals"] for v in by_regime.values()) == dec["signals"]
+    assert sum(v["traded"] for v in by_regime.values()) == dec["traded"]
+    assert sum(v["good_skips"] for v in by_regime.values()) == sk["skipped"]["good"]

@@ -58,7 +58,7 @@ def test_the_page_is_offline_with_plotly_js_embedded_once(sample_run):
     page = (sample_run[0] / "report.html").read_text()
     assert not re.search(r"<script[^>]+src=", page) and "<link" not in page
     assert page.count("<script") == 1 + page.count('class="plotly-graph-div"')
-    assert len(re.findall(r"Plotly\.newPlot\(", page)) == page.count('class="plotly-graph-div"') == 8  # with the breakdowns by hour and weekday
+    assert len(re.findall(r"Plotly\.newPlot\(", page)) == page.count('class="plotly-graph-div"') == 9  # with hours, weekdays, excursions
     assert 5 <= len(page) / 1e6 < 8  # plotly.js is ~4.7 MB of it
 
 
