@@ -679,7 +679,8 @@ def cmd_run(args) -> int:
         poll_interval_s=args.poll_interval, broker_timeout_s=args.broker_timeout,
         reconcile_every_s=args.reconcile_every, adopt=args.adopt, serve_api=not args.no_api,
         api_host=args.api_host, api_port=args.api_port, api_allowed_hosts=tuple(args.api_allowed_host),
-        api_token=_token(args), health_file=args.health_file, broker=args.broker)
+        api_token=_token(args), health_file=args.health_file, broker=args.broker,
+        counterfactuals=args.counterfactuals == "on")
     if args.broker == "http":
         return build_live_node(cfg, opts).run()
     check_inputs(cfg, [args.scenario])
@@ -1272,6 +1273,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--api-host", default="127.0.0.1", help="control API address (default 127.0.0.1)")
     r.add_argument("--api-port", type=int, default=8765, help="control API port (default 8765)")
     r.add_argument("--no-api", action="store_true", help="do not serve the control API")
+    r.add_argument("--counterfactuals", choices=["on", "off"], default="on",
+                   help="follow every decision's bracket, traded or skipped, until it resolves and keep the "
+                        "outcome in the store's counterfactuals table (GET /counterfactuals); off changes no "
+                        "decision, order or trade (default on)")
     r.add_argument("--api-allowed-host", action="append", default=[], metavar="NAME",
                    help="a Host name clients use to reach the API, beyond the bind address and "
                         "localhost (repeatable; needed with --api-host 0.0.0.0); others get 421")

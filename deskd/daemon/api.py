@@ -373,7 +373,7 @@ class ControlAPI:
         if table is counterfactuals:
             c, dc = counterfactuals, decisions
             q = (select(c.c.decision_id, c.c.scenario, dc.c.bar_ts, dc.c.symbol, dc.c.strategy_id, dc.c.side,
-                        dc.c.action, dc.c.reason, *[c.c[f] for f in COUNTERFACTUAL_FIELDS])
+                        dc.c.action, dc.c.reason, dc.c.regime, *[c.c[f] for f in COUNTERFACTUAL_FIELDS])
                  .join_from(c, dc, dc.c.id == c.c.decision_id)
                  .where(c.c.desk == d.cfg.desk, c.c.scenario == d.scenario))
             return q, dc.c.symbol, c.c.decision_id, functools.partial(counterfactual_json, timeframe_s=d.tf_s)

@@ -63,6 +63,7 @@ class RunOptions:
     api_token: str | None = None
     health_file: str | None = None
     broker: str = field(default="paper")     # the mode's name, for the logs
+    counterfactuals: bool = True             # follow every decision's bracket into the store
 
 
 def check_options(cfg: DeskConfig, o: RunOptions) -> None:
@@ -280,7 +281,7 @@ def build_paper_node(cfg: DeskConfig, opts: RunOptions) -> Node:
     store opens), StoreError."""
     check_options(cfg, opts)
     checked = check_bar_files(cfg)
-    runner = DeskRunner(cfg, opts.store_url, opts.scenario)
+    runner = DeskRunner(cfg, opts.store_url, opts.scenario, counterfactuals=opts.counterfactuals)
     for line in warmup_shortfalls(runner.desk, {s: f.bars for s, f in checked.items()}):
         log.warning("short bar file", detail=line)
     feed = PacedReplayFeed(replay_feed(cfg), cfg.universe.timeframe_s, opts.speed)
@@ -306,7 +307,8 @@ def build_live_node(cfg: DeskConfig, opts: RunOptions) -> Node:
         raise OptionError(str(e)) from None
     client = V20Client(creds, timeout_s=opts.broker_timeout_s)
     runner = DeskRunner(cfg, opts.store_url, opts.scenario,
-                        make_broker=lambda desk: V20Book(desk.bus, desk.instruments, desk.tf_s))
+                        make_broker=lambda desk: V20Book(desk.bus, desk.instruments, desk.tf_s),
+                        counterfactuals=opts.counterfactuals)
     tf = cfg.universe.timeframe_s
     poller = CandlePoller(runner, V20CandleSource(client, cfg.universe.timeframe, tf, opts.warmup_bars),
                           list(cfg.universe.symbols), tf, wall_clock=opts.poll_interval_s is None)

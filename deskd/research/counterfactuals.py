@@ -567,7 +567,7 @@ if tuple(cf_store_name(c) for c in CF_FIELDS) != COUNTERFACTUAL_FIELDS:
 def counterfactual_rows(rows: list[Counterfactual], timeframe_s: int) -> list[dict[str, Any]]:
     """``rows`` (resolved) as the store keeps them, one dict each: the decision's ``bar_ts``,
     ``symbol``, ``strategy_id`` (its natural key in the decisions table), ``side`` (+1 / -1),
-    ``action`` and ``reason``, then the CF_FIELDS under their store names
+    ``action``, ``reason`` and ``regime``, then the CF_FIELDS under their store names
     (:func:`cf_store_name`) with the values :func:`counterfactual_batch` writes to
     counterfactuals.parquet (rounded there, and only there), None where it writes null, times
     as UTC epoch seconds. ``timeframe_s`` is the desk's bar length in seconds."""
@@ -586,7 +586,7 @@ def counterfactual_rows(rows: list[Counterfactual], timeframe_s: int) -> list[di
     for i, cf in enumerate(rows):
         d = cf.decision
         row: dict[str, Any] = {"bar_ts": d.bar_ts, "symbol": d.symbol, "strategy_id": d.strategy_id,
-                               "side": d.side, "action": str(d.action), "reason": d.reason}
+                               "side": d.side, "action": str(d.action), "reason": d.reason, "regime": d.regime}
         for n in names:
             row[n] = cols[n][i]
         out.append(row)
@@ -603,7 +603,7 @@ def counterfactual_json(row: Mapping[str, Any], timeframe_s: int) -> dict[str, A
     out: dict[str, Any] = {k: row[k] for k in ("decision_id", "scenario") if k in row}
     out.update({"decision_time": iso(row["bar_ts"] + timeframe_s), "symbol": row["symbol"],
                 "strategy_id": row["strategy_id"], "side": SIDE_NAME[row["side"]], "action": row["action"],
-                "reason": row["reason"]})
+                "reason": row["reason"], "regime": row["regime"]})
     for name in CF_FIELDS:
         v = row[cf_store_name(name)]
         out[name] = iso(v) if name in CF_TIMES and v is not None else v

@@ -11,7 +11,8 @@ from deskd.daemon.api import ControlAPI
 from deskd.research.counterfactuals import CF_FIELDS
 from tests.daemon.helpers import TOKEN, bar, call, runner
 
-KEYS = ["decision_id", "scenario", "decision_time", "symbol", "strategy_id", "side", "action", "reason", *CF_FIELDS]
+KEYS = ["decision_id", "scenario", "decision_time", "symbol", "strategy_id", "side", "action", "reason", "regime",
+        *CF_FIELDS]
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def test_counterfactuals_come_newest_decision_first_in_pages_of_limit(resolved):
     _, decided = call(resolved, TOKEN, "GET", "/decisions?limit=10000", auth=None)
     ids = [row["decision_id"] for row in everything]
     assert len(decided) == 5 and len(ids) == 4 and ids == sorted(ids, reverse=True)
-    journal = ["decision_time", "symbol", "strategy_id", "side", "action", "reason"]
+    journal = ["decision_time", "symbol", "strategy_id", "side", "action", "reason", "regime"]
     assert [[row[k] for k in journal] for row in everything] == [[d[k] for k in journal] for d in decided[1:]]
     assert [row["reason"] for row in everything] == ["position_open", "traded"] * 2
     newest = everything[0]

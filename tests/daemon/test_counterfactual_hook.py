@@ -16,7 +16,7 @@ def stored(url: str) -> list[dict]:
     connection of its own: only what is committed)."""
     d, c = decisions, counterfactuals
     q = (select(c.c.decision_id, c.c.scenario, d.c.bar_ts, d.c.symbol, d.c.strategy_id, d.c.side, d.c.action,
-                d.c.reason, *[col for col in c.c if col.name.startswith("cf_")])
+                d.c.reason, d.c.regime, *[col for col in c.c if col.name.startswith("cf_")])
          .join_from(c, d, d.c.id == c.c.decision_id).order_by(c.c.decision_id))
     engine = create_engine(url)
     try:

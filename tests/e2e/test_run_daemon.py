@@ -36,10 +36,15 @@ def short_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def backtest_trades(short_data, tmp_path_factory):
+def backtest_out(short_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("bt") / "out"
     run("backtest", "--config", str(EXAMPLE), *short_data, "--scenarios", "A", "--out", str(out), "--quiet")
-    with open(out / "trades.csv") as fh:
+    return out
+
+
+@pytest.fixture(scope="module")
+def backtest_trades(backtest_out):
+    with open(backtest_out / "trades.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) > 20
     return sorted((r["symbol"], r["side"], int(r["units"]), r["fill_time"], round(float(r["entry_price"]), 6),
@@ -56,13 +61,41 @@ def store_trades(db):
                   for s, sd, u, f, p, x, r, pnl in rows)
 
 
+def store_counterfactuals(db):
+    """(decision time, symbol, strategy, action, outcome, pnl pips, R, MAE, MFE, hold bars, exit
+    time) of every counterfactual the store holds, joined with its decision, sorted."""
+    from deskd.core.time import iso
+    with sqlite3.connect(db) as c:
+        rows = c.execute("select d.bar_ts, d.symbol, d.strategy_id, d.action, f.cf_outcome, f.cf_pnl_pips, "
+                         "f.cf_pnl_r, f.cf_mae_pips, f.cf_mfe_pips, f.cf_hold_bars, f.cf_exit_ts "
+                         "from counterfactuals f join decisions d on d.id = f.decision_id").fetchall()
+    return sorted((ts + 900, sym, sid, act, out, pnl, r, mae, mfe, hold, iso(x) if x is not None else None)
+                  for ts, sym, sid, act, out, pnl, r, mae, mfe, hold, x in rows)
+
+
+def backtest_counterfactuals(out):
+    """The same fields of the backtest's counterfactuals.parquet (M15 bars: decision time is the
+    decision bar's open + 900 s)."""
+    import pandas as pd
+
+    from deskd.core.time import iso
+    cf = pd.read_parquet(out / "counterfactuals.parquet")
+    none = lambda v: None if pd.isna(v) else v  # noqa: E731
+    return sorted((int(row.decision_time.timestamp()), row.symbol, row.strategy_id, row.action,
+                   none(row.cf_outcome), none(row.cf_pnl_pips), none(row.cf_pnl_r), none(row.cf_mae_pips),
+                   none(row.cf_mfe_pips), None if pd.isna(row.cf_hold_bars) else int(row.cf_hold_bars),
+                   None if pd.isna(row.cf_exit_time) else iso(int(row.cf_exit_time.timestamp())))
+                  for row in cf.itertuples())
+
+
 def start(short_data, db, *extra):
     cmd = deskd_cmd() + ["run", "--config", str(EXAMPLE), *short_data, "--store", str(db), "--no-api",
                          "--speed", "400000", "--exit-at-end", "--log-level", "WARNING", *extra]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def test_sigkill_at_random_points_then_restart_loses_and_doubles_nothing(short_data, backtest_trades, tmp_path):
+def test_sigkill_at_random_points_then_restart_loses_and_doubles_nothing(short_data, backtest_trades, backtest_out,
+                                                                        tmp_path):
     db = tmp_path / "desk.db"
     rng = random.Random(11)
     kills = 0
@@ -79,6 +112,18 @@ def test_sigkill_at_random_points_then_restart_loses_and_doubles_nothing(short_d
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
     assert store_trades(db) == backtest_trades
+    # every decision's counterfactual, each once, as the backtest's: the kills lost none (a
+    # restart re-arms what the store holds without one) and doubled none
+    stored = store_counterfactuals(db)
+    assert len(stored) > 1000 and stored == backtest_counterfactuals(backtest_out)
+
+
+def test_counterfactuals_off_stores_none_and_trades_the_same(short_data, backtest_trades, tmp_path):
+    db = tmp_path / "desk.db"
+    p = start(short_data, db, "--counterfactuals", "off")
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert store_trades(db) == backtest_trades and store_counterfactuals(db) == []
 
 
 def test_sigterm_exits_0_and_a_restart_continues(short_data, backtest_trades, tmp_path):
