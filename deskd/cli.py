@@ -1214,7 +1214,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "recorded SHA-256, the data files config.yaml names still hash as recorded "
                                     "(a missing one is a warning), and run.json's config_fingerprint and run_id "
                                     "are the ones config.yaml and its recorded inputs give. A walkforward, tune, "
-                                    "montecarlo, stress or verdict folder (manifest.json, no run.json) is "
+                                    "tune --filters, montecarlo, stress or verdict folder (manifest.json, no "
+                                    "run.json) is "
                                     "checked against its manifest. Exit 0 when all holds, 1 naming each file "
                                     "that does not, 2 for a folder that is not a result folder or a damaged "
                                     "run.json or manifest.json.")

@@ -60,6 +60,10 @@ log = structlog.get_logger("deskd.run")
 #: resolved counterfactuals a runner holds while the store refuses them (retried at each bar);
 #: past that the oldest are dropped (a restart whose warm-up reaches them derives them again)
 CF_UNSAVED_MAX = 10_000
+#: counterfactuals written per transaction (a restart's back-fill may hold many)
+CF_COMMIT_ROWS = 5_000
+#: up to this many stored at once are logged one line each; more (a back-fill) in one line
+CF_LOG_EACH_MAX = 100
 
 
 class BarGate:
@@ -244,11 +248,12 @@ class DeskRunner:
                      symbol=bar.symbol, decisions=n, since=iso(bar.bar_ts))
 
     def _store_counterfactuals(self) -> None:
-        """Write the counterfactuals resolved since the last call and commit them, then log
-        each. Called right after the bar's commit (and at restore and the end of data), so the
-        transaction holds nothing of the desk's: a failure rolls back only these, which are
-        logged and kept for the next call (the oldest dropped past CF_UNSAVED_MAX). Never
-        before the snapshot is restored."""
+        """Write the counterfactuals resolved since the last call and commit them (CF_COMMIT_ROWS
+        per transaction), then log each (more than CF_LOG_EACH_MAX at once, a restart's
+        back-fill: one line). Called right after the bar's commit (and at restore and the end of
+        data), so no transaction holds anything of the desk's: a failure rolls back only the
+        chunk in hand, which with the rest is logged and kept for the next call (the oldest
+        dropped past CF_UNSAVED_MAX). Never before the snapshot is restored."""
         done = self._cf_done
         if not done or not self._restored:
             return
@@ -259,20 +264,28 @@ class DeskRunner:
             log.exception("counterfactuals could not be formatted; dropped", count=len(done))
             done.clear()
             return
-        try:
-            written = insert_counterfactuals(self.conn, self.cfg.desk, self.desk.scenario, rows)
-            self.conn.commit()
-        except SQLAlchemyError as e:
-            with contextlib.suppress(SQLAlchemyError):
-                self.conn.rollback()
-            if len(done) > CF_UNSAVED_MAX:
-                del done[:len(done) - CF_UNSAVED_MAX]
-            log.error("counterfactuals could not be stored; retried at the next bar", waiting=len(done),
-                      error=f"{type(e).__name__}: {e}")
-            return
+        written = 0
+        for start in range(0, len(rows), CF_COMMIT_ROWS):  # a restart's back-fill: in chunks
+            try:
+                written += insert_counterfactuals(self.conn, self.cfg.desk, self.desk.scenario,
+                                                  rows[start:start + CF_COMMIT_ROWS])
+                self.conn.commit()
+            except SQLAlchemyError as e:
+                with contextlib.suppress(SQLAlchemyError):
+                    self.conn.rollback()
+                del done[:start]  # the chunks before are committed
+                if len(done) > CF_UNSAVED_MAX:
+                    del done[:len(done) - CF_UNSAVED_MAX]
+                log.error("counterfactuals could not be stored; retried at the next bar", waiting=len(done),
+                          error=f"{type(e).__name__}: {e}")
+                return
         done.clear()
-        for row in rows:
-            log.info("counterfactual", **counterfactual_json(row, tf))
+        if len(rows) <= CF_LOG_EACH_MAX:
+            for row in rows:
+                log.info("counterfactual", **counterfactual_json(row, tf))
+        else:  # a back-fill after a restart: one line, the rows are in the store and GET /counterfactuals
+            log.info("counterfactuals stored", count=len(rows), first=iso(rows[0]["bar_ts"] + tf),
+                     last=iso(rows[-1]["bar_ts"] + tf))
         if written < len(rows):
             log.warning("counterfactuals not stored: their decision has one already or is not in the store",
                         count=len(rows) - written)

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import Connection, and_, exists, or_, select
+from sqlalchemy import Connection, and_, or_, select
 
 from deskd.core.events import Decision, DecisionAction, ExitReason, Intent, OrderIntent, Trade
 from deskd.desk.desk import Desk, DeskSnapshot
@@ -34,11 +34,11 @@ from deskd.persistence.store import (
     ORDER_FIELDS,
     POSITION_FIELDS,
     bar_cursor,
-    counterfactuals,
     dd_guard,
     decisions,
     desk_state,
     fields_of,
+    lacks_counterfactual,
     orders,
     positions,
 )
@@ -103,10 +103,10 @@ def decisions_without_counterfactual(conn: Connection, desk_name: str, scenario:
     is the stored row's (action a DecisionAction; a context stored NULL, before migration
     0005, is NaN for decision_price, atr_pips and score and "" for score_name, as a Decision
     without it has). Raises SQLAlchemyError."""
-    d, c = decisions, counterfactuals
+    d = decisions
     q = (select(*[d.c[f] for f in DECISION_FIELDS])
          .where(d.c.desk == desk_name, d.c.scenario == scenario, d.c.symbol == symbol, d.c.bar_ts >= since_ts)
-         .where(~exists().where(c.c.desk == d.c.desk, c.c.scenario == d.c.scenario, c.c.decision_id == d.c.id))
+         .where(lacks_counterfactual())
          .order_by(d.c.id))
     return [_decision(r) for r in conn.execute(q).mappings()]
 

@@ -559,6 +559,12 @@ DECISION_KEY = ("symbol", "bar_ts", "strategy_id")
 _IN_CHUNK = 500  # bar times per IN (...) list of :func:`insert_counterfactuals`
 
 
+def lacks_counterfactual():
+    """A WHERE clause on ``decisions``: the decision's counterfactual is not in the store."""
+    c, d = counterfactuals, decisions
+    return ~exists().where(c.c.desk == d.c.desk, c.c.scenario == d.c.scenario, c.c.decision_id == d.c.id)
+
+
 def insert_counterfactuals(conn: Connection, desk: str, scenario: str, rows: Sequence[Mapping]) -> int:
     """Store resolved counterfactuals of (``desk``, ``scenario``) on ``conn``'s open transaction
     (the caller commits), each keyed to its decision's row. A row is a mapping with the
@@ -568,7 +574,7 @@ def insert_counterfactuals(conn: Connection, desk: str, scenario: str, rows: Seq
     a restart writes nothing twice), as is a row whose decision the store does not hold.
     Returns how many rows were written. Raises SQLAlchemyError, KeyError for a row without
     those fields."""
-    d, c = decisions, counterfactuals
+    d = decisions
     wanted: dict[tuple, Mapping] = {}
     for r in rows:
         wanted.setdefault(tuple(r[k] for k in DECISION_KEY), r)
@@ -579,8 +585,7 @@ def insert_counterfactuals(conn: Connection, desk: str, scenario: str, rows: Seq
     for i in range(0, len(times), _IN_CHUNK):
         q = (select(d.c.id, d.c.symbol, d.c.bar_ts, d.c.strategy_id)
              .where(d.c.desk == desk, d.c.scenario == scenario, d.c.bar_ts.in_(times[i:i + _IN_CHUNK]))
-             .where(~exists().where(c.c.desk == d.c.desk, c.c.scenario == d.c.scenario,
-                                    c.c.decision_id == d.c.id))
+             .where(lacks_counterfactual())
              .order_by(d.c.id))
         found += conn.execute(q).all()
     new = [{"desk": desk, "scenario": scenario, "decision_id": i, **{f: row[f] for f in COUNTERFACTUAL_FIELDS}}

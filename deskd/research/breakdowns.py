@@ -16,7 +16,7 @@ All of it goes into report.json per scenario under ``breakdowns`` (and report.ht
   were good skips (their counterfactual lost: the skip saved money) and bad skips (it won: the
   skip cost money), and the R saved and cost (sum of -cf_pnl_r over good skips, of cf_pnl_r
   over bad ones); and the same for TRADED decisions for comparison;
-* ``signals_by_regime`` (with counterfactuals): per regime tag of the decision (TREND / RANGE / ...),
+* ``signals_by_regime`` (with counterfactuals): per regime tag of the decision (``VOL=HIGH|SPIKE=0``),
   every signal's bracket whatever the desk did with it: signals, traded, resolved, the
   counterfactual win rate and expectancy (R per signal), and the good and bad skips. The
   trades' own by-regime metrics are report.json's ``by_regime``.

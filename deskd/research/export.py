@@ -5,19 +5,23 @@ manifest.json (the size and SHA-256 of every file), and ``deskd verify``, which 
 What is hashed, and what is not:
 
 * ``config_fingerprint`` (run.json) is the SHA-256 of the resolved config (config.yaml's
-  document) with each data file's path replaced by the file's SHA-256
-  (:func:`config_identity`): the same bars at another path, or another checkout, give the same
-  fingerprint; another setting or other bars another. Strategy code a config names by
-  ``class:`` is named, not hashed.
+  document) with each data file's path replaced by the file's SHA-256, and the one other path
+  a config holds (the health monitor's reference report, which a backtest never reads) by a
+  placeholder (:func:`config_identity`): the same bars at another path, or another checkout,
+  give the same fingerprint; another setting or other bars another. Strategy code a config
+  names by ``class:`` is named, not hashed.
 * ``run_id`` is the first 16 hex digits of the SHA-256 of the deskd version, the config
   fingerprint, the scenarios in order, the window (``--from``/``--to`` and the warm-up; null
   for whole files) and the optional outputs (decisions format, counterfactuals on/off). Both
   are re-derived by :func:`verify_run`. The output folder's path, the host, the time and
   ``--jobs`` are not part of either. ``config.sha256`` is config.yaml's bytes (its paths
   included), checked by verify like any file.
-* manifest.json lists every file of the folder at publish time (computed from the folder, not
-  from a list of names), except itself and metadata.json, with its size and the plain SHA-256
-  of its bytes (``sha256sum`` agrees), and ``content_sha256``, one hash of that listing.
+* manifest.json lists every file of a backtest folder at publish time (computed from the
+  folder, not from a list of names), except itself and metadata.json, with its size and the
+  plain SHA-256 of its bytes (``sha256sum`` agrees), and ``content_sha256``, one hash of that
+  listing. The other research commands' folders get one too (:func:`write_manifest`; a tune's
+  and a walk-forward's list the files and folders they wrote, not the study they keep) and
+  verify checks those against it alone.
 * metadata.json holds the wall-clock facts (``created_utc``, ``host``): outside run.json and
   outside the manifest, so that two runs on the same inputs have byte-identical run.json and
   manifest.json (report.html included: it is drawn from the files and the config alone).
@@ -50,7 +54,9 @@ METADATA_FILE = "metadata.json"
 TRADES_PARQUET = "trades.parquet"
 EQUITY_PARQUET = "equity.parquet"
 #: run.json's and manifest.json's ``format``; a reader refuses another
-RUN_FORMAT = "deskd.run/1"
+RUN_FORMAT = "deskd.run/2"
+#: run.json formats an older deskd wrote: named as such, not as damage
+OLD_RUN_FORMATS = ("deskd.run/1",)
 MANIFEST_FORMAT = "deskd.manifest/1"
 #: the files manifest.json never lists: itself, and the wall-clock metadata
 NOT_LISTED = (MANIFEST_FILE, METADATA_FILE)
@@ -187,16 +193,23 @@ def _sha256(obj: Any) -> str:
     return hashlib.sha256(_canonical(obj)).hexdigest()
 
 
+#: what the fingerprint holds in place of a path to a file a backtest never reads
+NOT_READ = "(a path: not read by a backtest)"
+
+
 def config_identity(config_doc: Mapping[str, Any], data_sha256: Mapping[str, str]) -> dict:
     """The resolved config as the fingerprint sees it: ``config_doc`` (config.yaml's document,
     as :func:`deskd.configs.loader.dump_config` writes it) with ``data.files`` holding, for each
     symbol of ``data_sha256``, ``"sha256:<hex>"`` of its bar file in place of the file's path,
-    and no entry for a file the run did not read. The same bars at another path, or a file of a
-    symbol outside the universe, leave it unchanged; any other setting changes it. Raises
-    TypeError when ``config_doc`` is not a mapping."""
-    doc = json.loads(json.dumps(dict(config_doc)))  # a deep copy, JSON's types
+    and no entry for a file the run did not read; ``health.reference_report``, a path only the
+    daemon's health monitor reads, is :data:`NOT_READ`. The same bars at another path, or a
+    file of a symbol outside the universe, leave it unchanged; any other setting changes it.
+    Raises TypeError (a value JSON cannot hold: a date) and ValueError (NaN, infinity)."""
+    doc = json.loads(json.dumps(dict(config_doc), allow_nan=False))  # a deep copy, JSON's types
     data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
     doc["data"] = {**data, "files": {s: f"sha256:{h}" for s, h in sorted(data_sha256.items())}}
+    if isinstance(doc.get("health"), dict) and doc["health"].get("reference_report"):
+        doc["health"] = {**doc["health"], "reference_report": NOT_READ}
     return doc
 
 
@@ -284,15 +297,21 @@ def write_manifest(folder: Path, run_id: str | None = None, names: Iterable[str]
     [...]}``. ``kind`` names the command's output (backtest, walkforward, tune, montecarlo,
     stress, verdict, filters); ``state``: top-level names of working state the folder holds
     and the manifest leaves out on purpose (a study a resumed tune keeps changing), added to
-    ``not_listed`` so that verify does not warn about them. Call it last, when every other file is written. Raises OSError
-    (FileNotFoundError for a name not in the folder)."""
-    files = folder_files(folder)
-    if names is not None:
-        keep = set(names) - set(NOT_LISTED)
-        missing = [n for n in sorted(keep) if not (folder / n).exists()]
-        if missing:
-            raise FileNotFoundError(f"{folder / missing[0]}: not written, cannot be listed in {MANIFEST_FILE}")
-        files = {rel: f for rel, f in files.items() if rel.split("/", 1)[0] in keep}
+    ``not_listed`` so that verify does not warn about them. Call it last, when every other
+    file is written. Raises OSError (FileNotFoundError for a name not in the folder)."""
+    if names is None:
+        files = folder_files(folder)
+    else:
+        files = {}
+        for name in sorted(set(names) - set(NOT_LISTED)):
+            p = folder / name
+            if p.is_dir():
+                files.update({f"{name}/{rel}": f for rel, f in folder_files(p, skip=()).items()})
+            elif p.is_file():
+                files[name] = {"size": p.stat().st_size, "sha256": file_sha256(p)}
+            else:
+                raise FileNotFoundError(f"{p}: not written, cannot be listed in {MANIFEST_FILE}")
+        files = dict(sorted(files.items()))
     manifest = {"format": MANIFEST_FORMAT, "kind": kind, "run_id": run_id, "algorithm": "sha256", "files": files,
                 "content_sha256": _sha256(files), "not_listed": [*NOT_LISTED, *sorted(set(state) - set(NOT_LISTED))]}
     _write_json(folder / MANIFEST_FILE, manifest)
@@ -311,8 +330,9 @@ def write_metadata(folder: Path, now: datetime | None = None) -> None:
 def export_run(folder: Path, cfg: DeskConfig, results: list[ScenarioResult], report: Mapping[str, Any],
                decisions: str, counterfactuals: bool) -> dict:
     """The export of a backtest folder, called when every other output is in ``folder`` and
-    before it is published: trades.parquet and equity.parquet from ``results``, run.json
-    (:func:`run_record`, inputs from :func:`inputs_fingerprint`, window from ``report``),
+    before it is published (config.yaml among them): trades.parquet and equity.parquet from
+    ``results``, run.json (:func:`run_record` of config.yaml's document, inputs from
+    :func:`inputs_fingerprint`, window from ``report``),
     metadata.json, and last manifest.json over whatever the folder then holds. Returns
     run.json's content. Raises OSError."""
     from deskd.research.backtest import inputs_fingerprint
@@ -321,9 +341,8 @@ def export_run(folder: Path, cfg: DeskConfig, results: list[ScenarioResult], rep
     write_parquet(equity_table((r.scenario, r.equity_rows) for r in results), folder / EQUITY_PARQUET)
     import yaml
 
-    from deskd.configs.loader import dump_config
-
-    record = run_record(inputs_fingerprint(cfg), yaml.safe_load(dump_config(cfg)), [r.scenario for r in results],
+    config_doc = yaml.safe_load((folder / "config.yaml").read_text())  # the document verify reads
+    record = run_record(inputs_fingerprint(cfg), config_doc, [r.scenario for r in results],
                         report.get("window"), desk=cfg.desk, timeframe=cfg.universe.timeframe, decisions=decisions,
                         counterfactuals=counterfactuals)
     _write_json(folder / RUN_FILE, record)
@@ -368,8 +387,9 @@ def _read_json(path: Path) -> dict:
     try:
         obj = json.loads(path.read_bytes(), parse_constant=no_constants)
     except FileNotFoundError:
-        raise RunFolderError(f"{path.parent}: not a run folder (no {path.name}): give a folder deskd backtest "
-                             f"wrote (folders written before deskd exported runs have none)") from None
+        raise RunFolderError(f"{path.parent}: not a result folder (no {path.name}): give a folder deskd backtest, "
+                             f"walkforward, tune, montecarlo, stress or verdict wrote (folders written before "
+                             f"deskd kept manifests have none)") from None
     except OSError as e:
         raise RunFolderError(f"{path}: cannot read: {e.strerror or e}") from None
     except (UnicodeDecodeError, ValueError) as e:
@@ -385,6 +405,9 @@ def _is_hex(x: object, n: int | None = None) -> bool:
 
 def _read_run(path: Path) -> dict:
     run = _read_json(path)
+    if run.get("format") in OLD_RUN_FORMATS:
+        raise RunFolderError(f"{path}: written by an older deskd ({run['format']}, whose run_id and fingerprint "
+                             f"are taken otherwise): run the backtest again to verify it")
     if run.get("format") != RUN_FORMAT:
         raise RunFolderError(f"{path}: damaged or not deskd's: format {run.get('format')!r}, expected {RUN_FORMAT}")
     cfg = run.get("config")
@@ -407,10 +430,14 @@ def _read_run(path: Path) -> dict:
 def _read_manifest(path: Path) -> dict:
     man = _read_json(path)
     files = man.get("files")
+    not_listed = man.get("not_listed", [])
     if man.get("format") != MANIFEST_FORMAT or not isinstance(files, dict) or not all(
             isinstance(k, str) and isinstance(v, dict) and _is_hex(v.get("sha256"), 64)
-            and isinstance(v.get("size"), int) for k, v in files.items()):
-        raise RunFolderError(f"{path}: damaged: expected {MANIFEST_FORMAT} with files {{path: {{size, sha256}}}}")
+            and isinstance(v.get("size"), int) for k, v in files.items()) or not (
+            isinstance(man.get("kind", ""), str) and (man.get("run_id") is None or isinstance(man["run_id"], str))
+            and isinstance(not_listed, list) and all(isinstance(n, str) for n in not_listed)):
+        raise RunFolderError(f"{path}: damaged: expected {MANIFEST_FORMAT} with files {{path: {{size, sha256}}}}, "
+                             f"a kind, a run_id and not_listed [names]")
     return man
 
 
@@ -433,14 +460,17 @@ def verify_run(run_dir: Path) -> Verification:
     run_id or a ``content_sha256`` that is not its listing's. Warns (``warnings``) for a data
     file no longer there and for files (or folders, e.g. a later ``deskd montecarlo``'s) present
     but not listed. Raises RunFolderError when ``run_dir`` is not a folder, or run.json or
-    manifest.json is missing, unreadable or damaged."""
+    manifest.json is missing, unreadable or damaged (a folder with neither is not a result
+    folder; run.json of an older format is named as such)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir}: {'not a folder' if run_dir.exists() else 'no such folder'}")
     if not (run_dir / RUN_FILE).exists() and (run_dir / MANIFEST_FILE).exists():  # files only
         man = _read_manifest(run_dir / MANIFEST_FILE)
-        v = Verification(run_dir, str(man.get("run_id") or "-"), kind=str(man.get("kind") or "?"))
+        v = Verification(run_dir, str(man.get("run_id") or "-"), kind=man.get("kind") or "backtest")
         _check_manifest(v, man, None)
+        if v.kind == "backtest":  # its fingerprint is run.json's: without it nothing says what was run
+            v.failures.append((RUN_FILE, "missing: a backtest folder's run and fingerprint cannot be checked"))
         return v
     run = _read_run(run_dir / RUN_FILE)
     man = _read_manifest(run_dir / MANIFEST_FILE)
@@ -482,7 +512,7 @@ def _check_manifest(v: Verification, man: dict, run: dict | None) -> None:
     if run is not None and man.get("run_id") != run["run_id"]:
         v.failures.append((MANIFEST_FILE, f"names run_id {man.get('run_id')}, run.json {run['run_id']}"))
     unlisted: dict[str, int] = {}
-    left_out = {*NOT_LISTED, *(n for n in man.get("not_listed") or () if isinstance(n, str))}
+    left_out = {*NOT_LISTED, *man.get("not_listed", [])}
     for rel in folder_files_names(run_dir):
         if rel not in listed and rel.split("/", 1)[0] not in left_out:
             top = rel.split("/", 1)[0] + ("/" if "/" in rel else "")
@@ -538,7 +568,12 @@ def _check_fingerprint(v: Verification, run: dict) -> None:
             v.failures.append((str(path), f"{sym}'s data file changed: SHA-256 {got[:16]}... is not the "
                                           f"recorded {rec['sha256'][:16]}..."))
     data_sha = {s: d["sha256"] for s, d in run["data"].items()}
-    if config_doc is not None and (fp := config_fingerprint(config_doc, data_sha)) != run["config_fingerprint"]:
+    try:
+        fp = None if config_doc is None else config_fingerprint(config_doc, data_sha)
+    except (TypeError, ValueError) as e:
+        v.failures.append((cfg_rel, f"holds a value no config holds ({e}): the fingerprint cannot be re-derived"))
+        fp = None
+    if fp is not None and fp != run["config_fingerprint"]:
         v.failures.append((RUN_FILE, f"config_fingerprint {run['config_fingerprint'][:16]}... is not the one "
                                      f"{cfg_rel} and the recorded data give ({fp[:16]}...)"))
     rid = run_id_of(run["deskd_version"], run["config_fingerprint"], run["scenarios"], run["window"], run["outputs"])

@@ -124,6 +124,31 @@ def test_a_killed_and_restarted_daemon_stores_the_counterfactuals_of_an_uninterr
     assert journal(url) == journal(uninterrupted)  # row for row, ids included
 
 
+def test_a_back_fill_is_stored_in_chunks_and_logged_in_one_line(cfg_all_strategies, bars, uninterrupted,
+                                                                 tmp_path, monkeypatch):
+    """A store whose decisions have no counterfactual (one written before the table existed):
+    the restart derives them all over the replayed bars, commits them CF_COMMIT_ROWS at a time,
+    and logs one line for them rather than one each."""
+    import structlog
+
+    import deskd.daemon.runner as runner_module
+
+    url = sqlite_url(tmp_path / "desk.db")
+    kill(run(cfg_all_strategies, url, bars, live_bars=1500))
+    engine = create_engine(url)
+    with engine.begin() as conn:  # as if stored before migration 0006
+        conn.execute(counterfactuals.delete())
+    engine.dispose()
+    monkeypatch.setattr(runner_module, "CF_COMMIT_ROWS", 97)
+    with structlog.testing.capture_logs() as logs:
+        run(cfg_all_strategies, url, bars)
+    assert journal(url) == journal(uninterrupted)
+    (line,) = [e for e in logs if e["event"] == "counterfactuals stored"]
+    assert line["count"] > 97 * 3  # several chunks
+    # each stored counterfactual is logged once: in the back-fill's line, or alone as it resolves
+    assert line["count"] + sum(e["event"] == "counterfactual" for e in logs) == count(url, counterfactuals)
+
+
 def test_rearming_after_a_restart_writes_each_counterfactual_once(tmp_path):
     url = sqlite_url(tmp_path / "desk.db")
     r = runner(tmp_path, signals=(0, 1))  # bar 0 traded, bar 1 skipped: both brackets rest

@@ -76,7 +76,7 @@ def test_a_deleted_file_exits_1_naming_it(copy):
 
 
 def test_a_damaged_run_json_exits_2_with_one_error_line(copy):
-    (copy / "run.json").write_text('{"format": "deskd.run/1", "run_id": ')
+    (copy / "run.json").write_text('{"format": "deskd.run/2", "run_id": ')
     r = verify(copy)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert [ln for ln in r.stderr.splitlines()] == [ln for ln in r.stderr.splitlines() if ln.startswith("deskd: error:")]
@@ -85,7 +85,7 @@ def test_a_damaged_run_json_exits_2_with_one_error_line(copy):
 
 def test_a_folder_that_is_no_run_exits_2(tmp_path):
     r = verify(tmp_path)
-    assert r.returncode == 2 and r.stderr.startswith("deskd: error:") and "not a run folder" in r.stderr
+    assert r.returncode == 2 and r.stderr.startswith("deskd: error:") and "not a result folder" in r.stderr
     assert "Traceback" not in r.stderr
 
 

@@ -110,9 +110,9 @@ def test_the_run_id_follows_the_inputs_and_nothing_else():
 
 
 def test_the_config_fingerprint_takes_the_bars_content_not_their_path(example, tmp_path):
-    """The same bars at another path give the same fingerprint; other bars, another setting,
-    or a path left in place of a hash do not; a file of a symbol the run does not read is left
-    out."""
+    """The same bars at another path give the same fingerprint, and so does a health reference
+    report (which a backtest never reads) at another path; other bars or another setting do
+    not; a file of a symbol the run does not read is left out."""
     data = {s: ex.file_sha256(p) for s, p in example.data.files.items()}
     moved = {}
     for sym, path in example.data.files.items():
@@ -132,6 +132,10 @@ def test_the_config_fingerprint_takes_the_bars_content_not_their_path(example, t
     edited["risk"]["r_base"] = 0.006
     assert ex.config_fingerprint(edited, data) != base
     assert ex.config_identity(doc, data)["data"]["files"] == {s: f"sha256:{h}" for s, h in sorted(data.items())}
+    reports = [yaml.safe_load(dump_config(example)) for _ in range(2)]
+    for d, folder in zip(reports, ("/desk/one", "/desk/two")):
+        d["health"]["reference_report"] = f"{folder}/report.json"
+    assert ex.config_fingerprint(reports[0], data) == ex.config_fingerprint(reports[1], data)
 
 
 def test_trades_parquet_holds_trades_csv_rows_typed_with_each_fill(two_runs):
@@ -191,6 +195,40 @@ def test_an_edited_config_fails_the_manifest_and_the_fingerprint(run_copy):
     assert "edited after the run" in v.failures[1][1] and "config_fingerprint" in v.failures[2][1]
 
 
+@pytest.mark.parametrize("extra", ["when: 2019-01-01", "size: .nan"])
+def test_a_config_yaml_with_a_value_no_config_holds_fails_naming_it(run_copy, extra):
+    p = run_copy / "config.yaml"
+    p.write_text(p.read_text() + extra + "\n")
+    v = ex.verify_run(run_copy)
+    assert ("config.yaml", "holds a value") in [(f, w[:13]) for f, w in v.failures]
+
+
+def test_a_run_json_of_an_older_deskd_is_named_as_such(run_copy):
+    run = json.loads((run_copy / "run.json").read_text())
+    (run_copy / "run.json").write_text(json.dumps({**run, "format": "deskd.run/1"}))
+    with pytest.raises(ex.RunFolderError, match="written by an older deskd .deskd.run/1.*run the backtest again"):
+        ex.verify_run(run_copy)
+
+
+def test_a_backtest_manifest_without_run_json_fails_rather_than_passing_unchecked(run_copy):
+    (run_copy / "run.json").unlink()
+    man = json.loads((run_copy / "manifest.json").read_text())
+    del man["files"]["run.json"]
+    man["content_sha256"] = ex._sha256(man["files"])  # made to agree: only run.json is gone
+    (run_copy / "manifest.json").write_text(json.dumps(man))
+    v = ex.verify_run(run_copy)
+    assert [f for f, _ in v.failures] == ["run.json"] and "missing" in v.failures[0][1]
+
+
+@pytest.mark.parametrize("field,value", [("not_listed", 5), ("not_listed", "study.db"), ("kind", 3), ("run_id", [])])
+def test_a_manifest_with_a_malformed_field_is_a_run_folder_error(tmp_path, field, value):
+    (tmp_path / "verdict.json").write_text("{}")
+    man = ex.write_manifest(tmp_path, kind="verdict")
+    (tmp_path / "manifest.json").write_text(json.dumps({**man, field: value}))
+    with pytest.raises(ex.RunFolderError, match="manifest.json: damaged"):
+        ex.verify_run(tmp_path)
+
+
 def test_a_config_yaml_that_is_not_a_mapping_fails_naming_it(run_copy):
     (run_copy / "config.yaml").write_text("- just\n- a list\n")
     v = ex.verify_run(run_copy)
@@ -238,7 +276,7 @@ def test_run_id_is_re_derived_from_the_recorded_inputs(run_copy):
     assert [f for f, _ in v.failures] == ["run.json"] and "run_id" in v.failures[0][1]
 
 
-@pytest.mark.parametrize("damage", ["not json", "[]", '{"format": "deskd.run/1"}', '{"format": "other"}'])
+@pytest.mark.parametrize("damage", ["not json", "[]", '{"format": "deskd.run/2"}', '{"format": "other"}'])
 def test_a_damaged_run_json_is_a_run_folder_error(run_copy, damage):
     (run_copy / "run.json").write_text(damage)
     with pytest.raises(ex.RunFolderError, match="run.json: damaged"):
@@ -250,7 +288,7 @@ def test_a_damaged_or_missing_manifest_and_a_non_folder_are_run_folder_errors(ru
     with pytest.raises(ex.RunFolderError, match="manifest.json: damaged"):
         ex.verify_run(run_copy)
     (run_copy / "manifest.json").unlink()
-    with pytest.raises(ex.RunFolderError, match="not a run folder"):
+    with pytest.raises(ex.RunFolderError, match="not a result folder"):
         ex.verify_run(run_copy)
     with pytest.raises(ex.RunFolderError, match="no such folder"):
         ex.verify_run(tmp_path / "nope")
