@@ -256,7 +256,7 @@ def run_record(inputs: Mapping[str, Any], config_doc: Mapping[str, Any], scenari
         "window": None if window is None else dict(window),
         "outputs": outputs,
         "hashed": "config_fingerprint = sha256(canonical JSON of config.yaml with data.files' paths replaced by "
-                  "the files' sha256); run_id = sha256(canonical JSON of deskd_version, config_fingerprint, "
+                  "the files' sha256 and health.reference_report's by a placeholder); run_id = sha256(canonical JSON of deskd_version, config_fingerprint, "
                   "scenarios, window, outputs)[:16]; config.sha256 is config.yaml's bytes; wall-clock time is "
                   "in metadata.json, never hashed",
     }
