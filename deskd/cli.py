@@ -289,7 +289,7 @@ def cmd_backtest(args) -> int:
         Console(width=None if sys.stdout.isatty() else 80).print(summary(report))
         files = ["report.html", "trades.csv", "equity.csv", DECISION_FILES.get(args.decisions),
                  "counterfactuals.parquet" if args.counterfactuals == "on" else None, "report.json",
-                 "config.yaml", "trades.parquet", "run.json", "manifest.json"]
+                 "config.yaml", "trades.parquet", "equity.parquet", "run.json", "manifest.json", "metadata.json"]
         print(f"outputs: {out}/ ({', '.join(f for f in files if f)})")
     return EXIT_OK
 
@@ -639,9 +639,9 @@ def cmd_verify(args) -> int:
         for name, why in v.failures:
             print(f"deskd verify: FAILED {printable(name)}: {printable(why)}", file=sys.stderr)
         if not args.quiet:
-            what = "run" if v.kind == "backtest" else f"{v.kind} folder"
+            what = f"run {v.run_id}" if v.kind == "backtest" else f"{v.kind} folder"
             held = "manifest.json and the fingerprint" if v.kind == "backtest" else "manifest.json"
-            print(f"{args.run_dir}: {what} {v.run_id}: " + (f"OK, {v.checked} files match {held}" if v.ok
+            print(f"{args.run_dir}: {what}: " + (f"OK, {v.checked} files match {held}" if v.ok
                                                             else f"FAILED ({len(v.failures)} problem(s))"))
     return EXIT_OK if v.ok else EXIT_VERIFY_FAILED
 
@@ -777,7 +777,8 @@ def _status_lines(r: dict) -> list[str]:
     last = ", ".join(f"{s} {t}" for s, t in (r.get("last_bar") or {}).items()) or "none yet"
     lines.append(f"feed: last bar {last}; {feed.get('live_bars', 0):,} live bars, "
                  f"{feed.get('warm_up_bars', 0):,} warm-up, {feed.get('duplicates', 0)} duplicates, "
-                 f"{feed.get('gaps', 0)} gaps, {feed.get('late', 0)} late")
+                 f"{feed.get('gaps', 0)} gaps, {feed.get('late', 0)} late"
+                 + (f"; counterfactuals {r['counterfactuals']}" if r.get("counterfactuals") else ""))
     b = r.get("broker") or {}
     if b.get("kind") == "http":
         diffs = b.get("last_reconcile_differences")
@@ -1076,9 +1077,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Replay bar files through the same handlers the daemon runs, once per "
                                    "cost scenario (in parallel processes, one per scenario up to the CPUs, "
                                    "unless --jobs), and write trades.csv, equity.csv, decisions.parquet (or "
-                                   "decisions.csv, see --decisions), report.json, report.html and the "
-                                   "resolved config.yaml to --out.")
-    _add_config_and_data(b, "desk config YAML (see configs/examples/desk.yaml)")
+                                   "decisions.csv, see --decisions), counterfactuals.parquet (see "
+                                   "--counterfactuals), report.json, report.html, the resolved config.yaml, "
+                                   "trades.parquet, equity.parquet, run.json and manifest.json (deskd verify "
+                                   "checks them) to --out.")
+    _add_config_and_data(b, "desk config YAML (see deskd/configs/examples/desk.yaml)")
     b.add_argument("--scenarios", metavar="A,B,C", help="cost scenarios to run (default: all in the config)")
     b.add_argument("--from", dest="from_", metavar="WHEN",
                    help="trade from this UTC date or date-time on (2019-01-01, 2019-01-01T12:00); the "
@@ -1255,7 +1258,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scenario", default="A",
                    help="cost scenario of the paper fills; with http, only a name in client order ids (default A)")
     r.add_argument("--speed", type=float, default=1.0,
-                   help="paper: replay clock speed: 1 = real time, 100 = 100x faster, 0 = as fast as possible")
+                   help="paper: replay clock speed: 1 = real time (the default), 100 = 100x faster, 0 = as fast "
+                        "as possible")
     r.add_argument("--exit-at-end", action="store_true",
                    help="paper: at the end of the data close out positions (EOD), commit and exit 0")
     r.add_argument("--warmup-bars", type=int, default=500, metavar="N",
@@ -1286,7 +1290,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--health-file", metavar="PATH",
                    help="strategy-health JSON snapshot, rewritten every health.snapshot_every_s "
                         "(default: deskd-health.json beside the SQLite store)")
-    r.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    r.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="the lowest level logged (default INFO; DEBUG adds each decision and counterfactual)")
     r.set_defaults(func=cmd_run)
 
     for name, func, helptext in (("status", cmd_status, "show the running daemon's status"),

@@ -4,11 +4,12 @@ GET  /health     liveness: {"status": "ok", "state": ...}
 GET  /metrics    Prometheus exposition (see deskd.daemon.prometheus)
 GET  /status     state, why entries are stopped ("halt": trigger, reason, since, until; null
                  while entries are allowed), equity, drawdown (day, week, from peak), open
-                 positions, last bar per symbol, feed checks
+                 positions, last bar per symbol, feed checks, counterfactuals on / off
 GET  /positions  open positions
 GET  /trades     closed trades, newest first (?limit=100, at most 10000; ?symbol=EURUSD), in
                  trades.csv's format (its column names, ISO times, LONG/SHORT)
-GET  /decisions  decisions, newest first (same query), in decisions.csv's format
+GET  /decisions  decisions, newest first (same query), in decisions.csv's format after
+                 their ``decision_id`` (the row GET /counterfactuals names)
 GET  /counterfactuals
                  what each decision's bracket would have done, as the daemon stored it when it
                  resolved: newest decision first (same query), counterfactuals.parquet's fields
@@ -189,6 +190,12 @@ def _shutting_down(**extra) -> web.Response:
     return web.json_response({"error": "shutting down", **extra}, status=503)
 
 
+def _decision_row(row, timeframe_s: int) -> dict:
+    """A stored decision as GET /decisions gives it: ``decision_id`` (its row, which
+    GET /counterfactuals names too), then decisions.csv's fields (:func:`decision_record`)."""
+    return {"decision_id": row["id"], **decision_record(row, timeframe_s)}
+
+
 def _num(x: float | None, nd: int = 2) -> float | None:
     return None if x is None or not math.isfinite(x) else round(x, nd)
 
@@ -334,6 +341,7 @@ class ControlAPI:
                      "duplicates": gate.duplicates, "gaps": gate.gaps, "late": gate.late},
             "broker": self._broker_status(),
             "strategy_health": None if self.health_monitor is None else self.health_monitor.snapshot(),
+            "counterfactuals": "on" if self.runner.cf_observer is not None else "off",
         })
 
     def _broker_status(self) -> dict:
@@ -381,7 +389,7 @@ class ControlAPI:
             table.c.desk == d.cfg.desk, table.c.scenario == d.scenario)
         if table is trades:
             return q, table.c.symbol, table.c.trade_id, trade_record
-        return q, table.c.symbol, table.c.id, functools.partial(decision_record, timeframe_s=d.tf_s)
+        return q, table.c.symbol, table.c.id, functools.partial(_decision_row, timeframe_s=d.tf_s)
 
     def _rows_json(self, q: Select, record: Callable[[dict], dict]) -> bytes:
         """Run ``q`` on a connection of its own from the engine (this runs in a read thread,

@@ -249,11 +249,12 @@ class DeskRunner:
 
     def _store_counterfactuals(self) -> None:
         """Write the counterfactuals resolved since the last call and commit them (CF_COMMIT_ROWS
-        per transaction), then log each (more than CF_LOG_EACH_MAX at once, a restart's
-        back-fill: one line). Called right after the bar's commit (and at restore and the end of
-        data), so no transaction holds anything of the desk's: a failure rolls back only the
-        chunk in hand, which with the rest is logged and kept for the next call (the oldest
-        dropped past CF_UNSAVED_MAX). Never before the snapshot is restored."""
+        per transaction), then log each at DEBUG (more than CF_LOG_EACH_MAX at once, a
+        restart's back-fill: one INFO line). Called right after the bar's commit (and at
+        restore and the end of data), so no transaction holds anything of the desk's: a
+        failure rolls back only the chunk in hand, which with the rest is logged and kept for
+        the next call (the oldest dropped past CF_UNSAVED_MAX). Never before the snapshot is
+        restored."""
         done = self._cf_done
         if not done or not self._restored:
             return
@@ -282,7 +283,7 @@ class DeskRunner:
         done.clear()
         if len(rows) <= CF_LOG_EACH_MAX:
             for row in rows:
-                log.info("counterfactual", **counterfactual_json(row, tf))
+                log.debug("counterfactual", **counterfactual_json(row, tf))
         else:  # a back-fill after a restart: one line, the rows are in the store and GET /counterfactuals
             log.info("counterfactuals stored", count=len(rows), first=iso(rows[0]["bar_ts"] + tf),
                      last=iso(rows[-1]["bar_ts"] + tf))

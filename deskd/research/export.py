@@ -387,9 +387,8 @@ def _read_json(path: Path) -> dict:
     try:
         obj = json.loads(path.read_bytes(), parse_constant=no_constants)
     except FileNotFoundError:
-        raise RunFolderError(f"{path.parent}: not a result folder (no {path.name}): give a folder deskd backtest, "
-                             f"walkforward, tune, montecarlo, stress or verdict wrote (folders written before "
-                             f"deskd kept manifests have none)") from None
+        raise RunFolderError(f"{path.parent}: no {path.name}: not a folder deskd wrote, or written before deskd "
+                             f"kept it") from None
     except OSError as e:
         raise RunFolderError(f"{path}: cannot read: {e.strerror or e}") from None
     except (UnicodeDecodeError, ValueError) as e:
@@ -465,7 +464,11 @@ def verify_run(run_dir: Path) -> Verification:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir}: {'not a folder' if run_dir.exists() else 'no such folder'}")
-    if not (run_dir / RUN_FILE).exists() and (run_dir / MANIFEST_FILE).exists():  # files only
+    if not (run_dir / RUN_FILE).exists() and not (run_dir / MANIFEST_FILE).exists():
+        raise RunFolderError(f"{run_dir}: not a result folder (no {MANIFEST_FILE} or {RUN_FILE}): give a folder "
+                             f"deskd backtest, walkforward, tune, montecarlo, stress or verdict wrote (folders "
+                             f"written before deskd kept manifests have none)")
+    if not (run_dir / RUN_FILE).exists():  # files only
         man = _read_manifest(run_dir / MANIFEST_FILE)
         v = Verification(run_dir, str(man.get("run_id") or "-"), kind=man.get("kind") or "backtest")
         _check_manifest(v, man, None)

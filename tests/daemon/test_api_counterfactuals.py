@@ -8,8 +8,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from deskd.daemon.api import ControlAPI
+from deskd.daemon.runner import DeskRunner
+from deskd.persistence.store import sqlite_url
 from deskd.research.counterfactuals import CF_FIELDS
-from tests.daemon.helpers import TOKEN, bar, call, runner
+from tests.daemon.helpers import TOKEN, bar, call, config, runner
 
 KEYS = ["decision_id", "scenario", "decision_time", "symbol", "strategy_id", "side", "action", "reason", "regime",
         *CF_FIELDS]
@@ -41,6 +43,17 @@ def test_counterfactuals_come_newest_decision_first_in_pages_of_limit(resolved):
     assert call(resolved, None, "GET", "/counterfactuals?limit=1", auth=None) == (200, [newest])
     assert call(resolved, None, "GET", "/counterfactuals?limit=2", auth=None) == (200, everything[:2])
     assert call(resolved, None, "GET", "/counterfactuals", auth=None) == (200, everything)  # default 100
+    # a decision's id joins the two: the resolved ones are the four oldest decisions
+    assert [d["decision_id"] for d in decided[1:]] == ids and list(decided[0])[0] == "decision_id"
+
+
+def test_status_says_whether_counterfactuals_are_followed(resolved, tmp_path):
+    assert call(resolved, None, "GET", "/status", auth=None)[1]["counterfactuals"] == "on"
+    off = DeskRunner(config(), sqlite_url(tmp_path / "off.db"), counterfactuals=False)
+    try:
+        assert call(off, None, "GET", "/status", auth=None)[1]["counterfactuals"] == "off"
+    finally:
+        off.close()
 
 
 def test_counterfactuals_filter_by_symbol_as_decisions_do(resolved):

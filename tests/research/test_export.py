@@ -288,8 +288,11 @@ def test_a_damaged_or_missing_manifest_and_a_non_folder_are_run_folder_errors(ru
     with pytest.raises(ex.RunFolderError, match="manifest.json: damaged"):
         ex.verify_run(run_copy)
     (run_copy / "manifest.json").unlink()
-    with pytest.raises(ex.RunFolderError, match="not a result folder"):
+    with pytest.raises(ex.RunFolderError, match="run: no manifest.json"):
         ex.verify_run(run_copy)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ex.RunFolderError, match=r"not a result folder \(no manifest.json or run.json\)"):
+        ex.verify_run(tmp_path / "empty")
     with pytest.raises(ex.RunFolderError, match="no such folder"):
         ex.verify_run(tmp_path / "nope")
     (tmp_path / "file").write_text("x")
