@@ -202,8 +202,11 @@ def _walk(n: int, seed: int, t0: int = 1_699_999_200) -> list[BarClosed]:
     return bars
 
 
-def _cf_of(observer: type[CounterfactualObserver], bars: list[BarClosed], d: Decision) -> tuple:
-    cfg = _cfg(slip_k_pips=0.0)  # the slippage's ATR reads history by definition (as a real fill's)
+def _resolve(observer: type[CounterfactualObserver], bars: list[BarClosed], d: Decision,
+             **costs) -> Counterfactual:
+    """``d``'s counterfactual on EURUSD ``bars`` alone (no strategy), under scenario A of
+    :func:`_cfg` with ``costs``."""
+    cfg = _cfg(**costs)
     cfg = cfg.model_copy(update={"universe": cfg.universe.model_copy(update={"symbols": ["EURUSD"]})})
     desk = paper_desk(cfg, "A")
     desk.set_strategies("EURUSD", [])
@@ -216,6 +219,12 @@ def _cf_of(observer: type[CounterfactualObserver], bars: list[BarClosed], d: Dec
         obs.end_bar(bar)
     obs.finish()
     (cf,) = got
+    return cf
+
+
+def _cf_of(observer: type[CounterfactualObserver], bars: list[BarClosed], d: Decision) -> tuple:
+    # no slippage: the slippage's ATR reads history by definition (as a real fill's)
+    cf = _resolve(observer, bars, d, slip_k_pips=0.0)
     return (cf.outcome, cf.entry_ts, cf.entry_price, cf.sl_price, cf.tp_price, cf.exit_ts, cf.exit_price,
             cf.pnl_pips, cf.mae_pips, cf.mfe_pips, cf.hold_bars)
 
@@ -267,19 +276,7 @@ def test_the_bracket_is_the_one_the_desk_sends():
 def test_a_decision_on_the_last_bar_has_no_entry_and_null_fields():
     bars = _walk(60, 3)
     d = _decision(bars, 59, 1)
-    cfg = _cfg()
-    cfg = cfg.model_copy(update={"universe": cfg.universe.model_copy(update={"symbols": ["EURUSD"]})})
-    desk = paper_desk(cfg, "A")
-    desk.set_strategies("EURUSD", [])
-    got: list[Counterfactual] = []
-    obs = CounterfactualObserver(desk, on_done=got.append)
-    for bar in bars:
-        desk.on_bar(bar)
-        if bar.bar_ts == d.bar_ts:
-            desk.bus.publish(d)
-        obs.end_bar(bar)
-    obs.finish()
-    (cf,) = got
+    cf = _resolve(CounterfactualObserver, bars, d)
     assert cf.done and cf.outcome is None and cf.result is None and cf.entry_ts is None and cf.hold_bars is None
 
 

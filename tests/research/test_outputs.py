@@ -60,25 +60,23 @@ def test_the_api_records_are_the_csv_rows_one_format():
     assert list(rec) == [c for c in TRADE_COLUMNS if c != "scenario"]
     assert {k: "" if v is None else str(v) for k, v in rec.items()} == {k: v for k, v in row.items() if k != "scenario"}
 
+    def written_and_record(d: Decision) -> tuple[dict, dict]:
+        """``d`` as decisions.csv's row (DecisionWriter) and as decision_record gives it."""
+        fh = io.StringIO()
+        write_decision_header(fh)
+        w = DecisionWriter(fh, "A", 900)
+        w(d)
+        w.flush()
+        (line,) = csv.DictReader(io.StringIO(fh.getvalue()))
+        return line, decision_record(d._asdict(), 900)
+
     d = Decision(1_700_000_000, "EURUSD", "S1", 1, DecisionAction.SKIPPED, "position_open", 12.345, None, "TREND", None)
-    fh = io.StringIO()
-    write_decision_header(fh)
-    w = DecisionWriter(fh, "A", 900)
-    w(d)
-    w.flush()
-    (line,) = csv.DictReader(io.StringIO(fh.getvalue()))
-    rec = decision_record(d._asdict(), 900)
+    line, rec = written_and_record(d)
     assert list(rec) == DECISION_COLUMNS[1:]
     assert {k: "" if v is None else str(v) for k, v in rec.items()} == {k: v for k, v in line.items() if k != "scenario"}
 
     # with its context (the decision bar's close, the strategy's ATR and score), as the store keeps it
     d = d._replace(decision_price=1.10234, atr_pips=7.891, score_name="adx", score=31.419)
-    fh = io.StringIO()
-    write_decision_header(fh)
-    w = DecisionWriter(fh, "A", 900)
-    w(d)
-    w.flush()
-    (line,) = csv.DictReader(io.StringIO(fh.getvalue()))
-    rec = decision_record(d._asdict(), 900)
+    line, rec = written_and_record(d)
     assert (rec["decision_price"], rec["atr_pips"], rec["reason_codes"]) == (1.10234, 7.89, "adx=31.42")
     assert {k: "" if v is None else str(v) for k, v in rec.items()} == {k: v for k, v in line.items() if k != "scenario"}
